@@ -1,0 +1,3 @@
+"""The socketkit version (single source: pyproject reads it from here)."""
+
+__version__ = "0.1.0"

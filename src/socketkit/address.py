@@ -1,0 +1,84 @@
+"""Parse and format the addresses the command line takes: HOST:PORT, [v6]:PORT, unix:PATH.
+
+Pure string handling (no name resolution): ``parse_address`` says what the user wrote,
+and the engines resolve it when they bind or connect.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = ["Address", "format_host_port", "parse_address", "parse_port"]
+
+
+@dataclass(frozen=True, slots=True)
+class Address:
+    """A stream or datagram endpoint: a host and port, or a Unix socket path."""
+
+    host: str = ""
+    port: int = 0
+    path: str | None = None
+
+    @property
+    def is_unix(self) -> bool:
+        """Whether this is a Unix socket path."""
+        return self.path is not None
+
+    def __str__(self) -> str:
+        if self.path is not None:
+            return f"unix:{self.path}"
+        return format_host_port(self.host, self.port)
+
+
+def format_host_port(host: str, port: int) -> str:
+    """``host:port``, with IPv6 literals in brackets (``[::1]:80``)."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def parse_port(text: str) -> int:
+    """Return a port number 0..65535 (0: let the system pick).
+
+    Raises:
+        ValueError: not a number in range (the message says which).
+    """
+    if not text.isdigit():
+        raise ValueError(f"port must be a number 0-65535, not {text!r}")
+    port = int(text)
+    if port > 65535:
+        raise ValueError(f"port must be 0-65535, not {port}")
+    return port
+
+
+def parse_address(text: str, *, default_host: str = "127.0.0.1") -> Address:
+    """Parse ``HOST:PORT``, ``[v6]:PORT``, ``:PORT``, ``PORT`` or ``unix:PATH``.
+
+    Args:
+        text: what the user wrote.
+        default_host: the host for ``:PORT`` and ``PORT``.
+
+    Returns:
+        the address.
+
+    Raises:
+        ValueError: the text is none of those forms (the message shows the forms).
+    """
+    if text.startswith("unix:"):
+        path = text[len("unix:") :]
+        if not path:
+            raise ValueError("unix: needs a path, as in unix:/tmp/socketkit.sock")
+        if "\0" in path:
+            raise ValueError("a Unix socket path may not contain NUL")
+        return Address(path=path)
+    if text.isdigit():
+        return Address(default_host, parse_port(text))
+    if text.startswith("["):
+        host, sep, rest = text[1:].partition("]")
+        if not sep or not rest.startswith(":") or not host:
+            raise ValueError(f"expected [IPv6]:PORT, not {text!r}")
+        return Address(host, parse_port(rest[1:]))
+    host, sep, port = text.rpartition(":")
+    if not sep:
+        raise ValueError(f"expected HOST:PORT, [IPv6]:PORT or unix:PATH, not {text!r}")
+    if ":" in host:
+        raise ValueError(f"put an IPv6 address in brackets, as in [{host}]:{port}")
+    return Address(host or default_host, parse_port(port))

@@ -1,0 +1,1 @@
+"""The ``socketkit`` command line: argument parsing, terminal output and exit codes."""

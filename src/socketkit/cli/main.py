@@ -1,0 +1,95 @@
+"""``socketkit`` console script: subcommands, logging, one-line errors, exit codes.
+
+``main(argv) -> int`` never calls ``sys.exit``; ``run()`` (the console script) does.
+Errors print as ``TypeName: message`` on stderr with exit status 1 (2 for usage
+errors, 130 for Ctrl-C); ``--debug`` shows the traceback instead. Subcommand modules
+import their heavy dependencies (asyncio, rich) only when they run, so the command
+starts fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Callable, Sequence
+
+from socketkit._version import __version__
+from socketkit.cli import serve
+
+__all__ = ["build_parser", "main", "run"]
+
+EXIT_OK = 0
+EXIT_FAILURE = 1
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+# Each module adds its subcommands and sets ``func`` on them.
+_COMMAND_MODULES: list[Callable[[argparse._SubParsersAction[argparse.ArgumentParser]], None]] = [
+    serve.add_parsers,
+]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Return the argument parser with every subcommand."""
+    parser = argparse.ArgumentParser(
+        prog="socketkit",
+        description="TCP/UDP services and clients done right.",
+    )
+    parser.add_argument("--version", action="version", version=f"socketkit {__version__}")
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output")
+    parser.add_argument("-q", "--quiet", action="store_true", help="only errors in the log")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
+    commands = parser.add_subparsers(title="commands", metavar="COMMAND")
+    for add in _COMMAND_MODULES:
+        add(commands)
+    return parser
+
+
+def _configure_logging(verbose: int, quiet: bool, debug: bool) -> None:
+    level = logging.INFO
+    if quiet:
+        level = logging.ERROR
+    elif debug or verbose > 0:
+        level = logging.DEBUG
+    logging.basicConfig(
+        level=level,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line.
+
+    Args:
+        argv: the arguments (default: ``sys.argv[1:]``).
+
+    Returns:
+        the exit status.
+    """
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # argparse exits for --help, --version and usage errors
+        return exc.code if isinstance(exc.code, int) else EXIT_USAGE
+    func = getattr(args, "func", None)
+    if func is None:
+        parser.print_help(sys.stderr)
+        return EXIT_USAGE
+    _configure_logging(args.verbose, args.quiet, args.debug)
+    try:
+        status: int = func(args)
+    except KeyboardInterrupt:
+        return EXIT_INTERRUPTED
+    except Exception as exc:
+        if args.debug:
+            raise
+        print(f"{type(exc).__name__}: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    return status
+
+
+def run() -> None:
+    """Console-script entry point."""
+    sys.exit(main())

@@ -1,0 +1,104 @@
+"""Every default size, count and timeout in socketkit, each with the reason for its value.
+
+Engines and services take these as defaults and let the user override each one; nothing
+in socketkit is unbounded. Units are in the names (``_S`` seconds, sizes in bytes).
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+# --- codecs -----------------------------------------------------------------------
+
+DEFAULT_MAX_LINE_LENGTH: Final = 64 * 1024
+"""Longest line the generic line codec accepts (terminator excluded).
+
+Text protocols usually cap far lower (IRC 512, SMTP 1000, FTP commands 2048 in
+pyftpdlib, HTTP header lines 8 KiB in nginx); 64 KiB keeps interactive tools (talk,
+listen, send) useful for pasted text while bounding a peer that never sends a newline.
+"""
+
+IRC_MAX_LINE_LENGTH: Final = 512
+"""RFC 1459/2812: a message, CR-LF included, is at most 512 bytes."""
+
+IRC_MAX_TAGS_LENGTH: Final = 8191
+"""IRCv3 message-tags: the tag section may add up to 8191 bytes (ergo ircmsg uses it)."""
+
+DEFAULT_MAX_FRAME_SIZE: Final = 1 << 20
+"""Largest payload of one socketkit wire-v1 frame (1 MiB).
+
+Big enough that per-frame overhead is negligible at GB/s (a 6-byte header per MiB),
+small enough that a hostile length prefix cannot make us allocate more than 1 MiB.
+Bulk data (files) streams as a raw body, which this limit does not cover.
+"""
+
+DEFAULT_MAX_CONTROL_SIZE: Final = 64 * 1024
+"""Largest JSON header in a control or error frame: headers name things, never carry data."""
+
+MAX_WIRE_FRAME_SIZE: Final = (1 << 32) - 1
+"""The wire-v1 length prefix is an unsigned 32-bit integer."""
+
+DEFAULT_RECV_SIZE: Final = 256 * 1024
+"""Bytes asked of the kernel per read: large reads cut syscalls on bulk transfers (the
+default loopback socket buffer is 128 KiB-4 MiB), and decoders bound what is retained."""
+
+# --- UDP --------------------------------------------------------------------------
+
+MAX_UDP_PAYLOAD_IPV4: Final = 65_507
+"""65,535 (IPv4 total length) - 20 (IP header) - 8 (UDP header)."""
+
+MAX_UDP_PAYLOAD_IPV6: Final = 65_527
+"""65,535 (IPv6 payload length) - 8 (UDP header); jumbograms are not supported."""
+
+DEFAULT_MAX_DATAGRAM_SIZE: Final = MAX_UDP_PAYLOAD_IPV4
+"""Receive buffer per datagram. The stdlib's 8192 truncates silently; we take any IPv4
+datagram whole and detect truncation (MSG_TRUNC) when a user lowers it."""
+
+# --- blocking server (socketkit.server) -----------------------------------------------
+
+DEFAULT_REQUEST_QUEUE_SIZE: Final = 128
+"""listen() backlog. The stdlib uses 5, which drops SYNs under any burst; 128 was
+Linux's SOMAXCONN for decades and is what most servers (nginx on Linux: 511) approach."""
+
+DEFAULT_DRAIN_TIMEOUT_S: Final = 5.0
+"""Graceful stop: how long running handlers may finish before their connections are
+closed under them (uvicorn and Kubernetes use comparable grace periods)."""
+
+DEFAULT_FORCE_CLOSE_TIMEOUT_S: Final = 2.0
+"""After connections are closed under handlers, how long to wait for their threads or
+children to notice before logging them as stuck (or SIGKILLing children)."""
+
+DEFAULT_TLS_HANDSHAKE_TIMEOUT_S: Final = 10.0
+"""A TLS handshake on loopback takes about a millisecond and over the internet a few
+round trips; ten seconds bounds a peer that connects and never speaks."""
+
+DEFAULT_MAX_READS_AFTER_EOF: Final = 64
+"""A handler that calls recv() this many times after the peer closed is spinning (the
+tutorial's echo server loops forever on b""); we end it with ConnectionResetError.
+Correct code reads at EOF once or twice."""
+
+DEFAULT_MAX_CHILDREN: Final = 40
+"""ForkingMixIn children at once: the stdlib's value, kept for compatibility."""
+
+# --- connections and timeouts (both engines and services) -----------------------------
+
+DEFAULT_MAX_CONNECTIONS: Final = 10_000
+"""Global cap per server: the issue's target of tens of thousands needs raising
+RLIMIT_NOFILE anyway, and 10k keeps a default 1024-fd process from dying first."""
+
+DEFAULT_MAX_CONNECTIONS_PER_ADDRESS: Final = 256
+"""One address may not take every slot (ngircd's MaxConnectionsIP defaults to 5; we
+serve tools and tests that open many connections from 127.0.0.1)."""
+
+DEFAULT_IDLE_TIMEOUT_S: Final = 300.0
+"""A connection with no traffic in either direction for five minutes is closed (the
+stdlib never times out: StreamRequestHandler.timeout is None)."""
+
+DEFAULT_HANDSHAKE_TIMEOUT_S: Final = 10.0
+"""Time from accept to the first complete protocol message (slowloris bound)."""
+
+DEFAULT_WRITE_TIMEOUT_S: Final = 30.0
+"""A peer that reads nothing for this long while we have data queued is disconnected."""
+
+DEFAULT_CONNECT_TIMEOUT_S: Final = 10.0
+"""Clients: how long to wait for a TCP connect before reporting the peer unreachable."""

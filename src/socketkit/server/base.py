@@ -1,0 +1,310 @@
+"""BaseServer: the socketserver serve loop, woken by a file descriptor instead of polling.
+
+Same names, hooks and call order as the standard library's ``socketserver.BaseServer``
+(the tutorial's programs and code written for the stdlib run unchanged); what differs
+is inside:
+
+- ``shutdown()`` writes one byte to a wake-up socket registered in the selector, so
+  ``serve_forever()`` returns at once instead of after up to ``poll_interval``
+  (0.5 s); ``poll_interval`` still paces ``service_actions()`` for compatibility;
+- ``shutdown()`` before or without ``serve_forever()`` returns instead of deadlocking;
+- accept errors are sorted as trio does: capacity errors (EMFILE, ENFILE, ENOBUFS,
+  ENOMEM) are logged and the listener rests for 100 ms, a connection that died in the
+  backlog is skipped, anything else (a closed listener) propagates instead of spinning;
+- ``handle_error()`` logs with the client address instead of printing a traceback, and
+  logs a vanished peer as one line, not as a crash;
+- a mix-in can pause accepting (``_accepting()``) and wake the loop when it may resume.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import logging
+import selectors
+import socket
+import sys
+import threading
+import time
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
+
+from socketkit.errors import ResourceError
+
+if TYPE_CHECKING:
+    from socketkit.server.handlers import BaseRequestHandler
+
+__all__ = ["BaseServer"]
+
+logger = logging.getLogger(__name__)
+
+# Errnos of get_request() that concern one connection or datagram, not the listener:
+# it died in the backlog, or (UDP) it was truncated or bounced. Skip it.
+_IGNORED_ACCEPT_ERRNOS = frozenset(
+    getattr(errno, name)
+    for name in (
+        "EMSGSIZE",
+        "ECONNREFUSED",
+        "ECONNABORTED",
+        "EPROTO",
+        "ENOPROTOOPT",
+        "ECONNRESET",
+        "EPERM",
+        "ENETDOWN",
+        "ENONET",
+        "EHOSTUNREACH",
+        "EHOSTDOWN",
+        "ENETUNREACH",
+        "EAGAIN",
+        "EWOULDBLOCK",
+        "EINTR",
+    )
+    if hasattr(errno, name)
+)
+# Errnos that mean "out of resources right now": log, rest the listener, retry.
+_CAPACITY_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
+_CAPACITY_BACKOFF_S = 0.1
+
+# Exceptions that mean the peer went away: worth one log line, not a traceback.
+_PEER_GONE = (ConnectionError, TimeoutError, ResourceError)
+
+
+class BaseServer:
+    """Base class of all servers: the request loop, without any socket of its own.
+
+    Args:
+        server_address: where to serve (its form depends on the subclass).
+        RequestHandlerClass: called as ``RequestHandlerClass(request, client_address,
+            self)`` for each request.
+
+    Attributes:
+        timeout: seconds ``handle_request()`` waits before ``handle_timeout()``
+            (``None``: wait forever), as in the standard library.
+    """
+
+    timeout: float | None = None
+
+    def __init__(self, server_address: Any, RequestHandlerClass: type[BaseRequestHandler]) -> None:  # noqa: N803 (stdlib name)
+        self.server_address = server_address
+        self.RequestHandlerClass = RequestHandlerClass
+        self._stop_requested = threading.Event()
+        self._is_shut_down = threading.Event()
+        self._is_shut_down.set()
+        self._wakeup_lock = threading.Lock()
+        self._wakeup_send: socket.socket | None = None
+        self._accept_paused_until = 0.0
+        self._out_of_capacity = False
+
+    # --- the loop -------------------------------------------------------------------
+
+    def fileno(self) -> int:
+        """Return the file descriptor the serve loop waits on (the listening socket)."""
+        raise NotImplementedError
+
+    def server_activate(self) -> None:
+        """Called by the constructor to start listening; may be overridden."""
+
+    def serve_forever(self, poll_interval: float | None = 0.5) -> None:
+        """Handle requests until ``shutdown()`` is called.
+
+        Args:
+            poll_interval: how often ``service_actions()`` runs while idle (``None``:
+                only after requests); shutdown does not wait for it.
+        """
+        self._is_shut_down.clear()
+        receive, send = socket.socketpair()
+        receive.setblocking(False)
+        with self._wakeup_lock:
+            self._wakeup_send = send
+        try:
+            with selectors.DefaultSelector() as selector:
+                selector.register(receive, selectors.EVENT_READ)
+                listening = False
+                while not self._stop_requested.is_set():
+                    now = time.monotonic()
+                    if self._accept_paused_until and now >= self._accept_paused_until:
+                        self._accept_paused_until = 0.0
+                    want = not self._accept_paused_until and self._accepting()
+                    if want != listening:
+                        if want:
+                            selector.register(self, selectors.EVENT_READ)
+                        else:
+                            selector.unregister(self)
+                        listening = want
+                    timeout = poll_interval
+                    if self._accept_paused_until:
+                        rest = self._accept_paused_until - now
+                        timeout = rest if poll_interval is None else min(poll_interval, rest)
+                    ready = selector.select(timeout)
+                    if self._stop_requested.is_set():
+                        break
+                    for key, _ in ready:
+                        if key.fileobj is receive:
+                            with contextlib.suppress(BlockingIOError):
+                                receive.recv(4096)
+                        else:
+                            self._handle_request_noblock()
+                    self.service_actions()
+        finally:
+            with self._wakeup_lock:
+                self._wakeup_send = None
+            send.close()
+            receive.close()
+            self._stop_requested.clear()
+            self._is_shut_down.set()
+
+    def shutdown(self) -> None:
+        """Make ``serve_forever()`` return, and wait until it has.
+
+        Safe from any thread but the one running ``serve_forever()`` (which would wait
+        for itself, as in the standard library). Returns at once if nothing is serving.
+        """
+        self._stop_requested.set()
+        self._wake()
+        self._is_shut_down.wait()
+
+    def _wake(self) -> None:
+        """Interrupt the selector wait of ``serve_forever()`` (from any thread)."""
+        with self._wakeup_lock:
+            if self._wakeup_send is not None:
+                with contextlib.suppress(BlockingIOError, InterruptedError):
+                    self._wakeup_send.send(b"\0")
+
+    def _accepting(self) -> bool:
+        """Whether the loop should accept now; mix-ins with caps return False when full."""
+        return True
+
+    def service_actions(self) -> None:
+        """Called by ``serve_forever()`` after every wake-up; may be overridden."""
+
+    def handle_request(self) -> None:
+        """Handle one request, waiting at most ``timeout`` (then ``handle_timeout()``)."""
+        timeout = self._socket_timeout()
+        if timeout is None:
+            timeout = self.timeout
+        elif self.timeout is not None:
+            timeout = min(timeout, self.timeout)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with selectors.DefaultSelector() as selector:
+            selector.register(self, selectors.EVENT_READ)
+            while True:
+                if selector.select(timeout):
+                    self._handle_request_noblock()
+                    return
+                if deadline is not None:
+                    timeout = deadline - time.monotonic()
+                    if timeout < 0:
+                        self.handle_timeout()
+                        return
+
+    def _socket_timeout(self) -> float | None:
+        """The listening socket's own timeout, which ``handle_request()`` honours."""
+        return None
+
+    def _handle_request_noblock(self) -> None:
+        try:
+            request, client_address = self.get_request()
+        except OSError as exc:
+            self._accept_failed(exc)
+            return
+        if self._out_of_capacity:
+            self._out_of_capacity = False
+            logger.warning("accept() works again")
+        if self.verify_request(request, client_address):
+            try:
+                self.process_request(request, client_address)
+            except Exception:  # noqa: BLE001 (a request's failure never stops the server)
+                self.handle_error(request, client_address)
+                self.shutdown_request(request)
+            except BaseException:
+                self.shutdown_request(request)
+                raise
+        else:
+            self.shutdown_request(request)
+
+    def _accept_failed(self, exc: OSError) -> None:
+        if exc.errno in _IGNORED_ACCEPT_ERRNOS or isinstance(exc, BlockingIOError):
+            return
+        if exc.errno in _CAPACITY_ERRNOS:
+            if not self._out_of_capacity:  # log once per episode, not per retry
+                self._out_of_capacity = True
+                logger.error(
+                    "accept() failed (%s); pausing the listener for %d ms",
+                    exc,
+                    _CAPACITY_BACKOFF_S * 1000,
+                )
+            self._accept_paused_until = time.monotonic() + _CAPACITY_BACKOFF_S
+            return
+        raise exc
+
+    # --- hooks (same meaning as in the standard library) -------------------------------
+
+    def get_request(self) -> tuple[Any, Any]:
+        """Return ``(request, client_address)`` for the next request."""
+        raise NotImplementedError
+
+    def handle_timeout(self) -> None:
+        """Called when ``handle_request()`` times out; may be overridden."""
+
+    def verify_request(self, request: Any, client_address: Any) -> bool:
+        """Return whether to serve this request (``True``); may be overridden."""
+        return True
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        """Serve the request (mix-ins run it in a thread or a child process)."""
+        self.finish_request(request, client_address)
+        self.shutdown_request(request)
+
+    def finish_request(self, request: Any, client_address: Any) -> None:
+        """Run the request handler class for one request."""
+        self.RequestHandlerClass(request, client_address, self)
+
+    def shutdown_request(self, request: Any) -> None:
+        """End one request (stream servers shut the socket down, then close it)."""
+        self.close_request(request)
+
+    def close_request(self, request: Any) -> None:
+        """Release one request's resources."""
+
+    def server_close(self) -> None:
+        """Release the server's resources."""
+        self._accept_paused_until = 0.0
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """Log the exception being handled, with the client address; the server goes on.
+
+        A peer that vanished (reset, broken pipe, timeout) is one warning line; anything
+        else is logged with its traceback through ``logging`` (the standard library
+        prints to stderr instead).
+        """
+        exc = sys.exc_info()[1]
+        if isinstance(exc, _PEER_GONE):
+            logger.warning(
+                "connection from %s ended: %s: %s",
+                _format_address(client_address),
+                type(exc).__name__,
+                exc,
+            )
+        else:
+            logger.exception(  # noqa: LOG004 (called from an except block, as in the stdlib)
+                "error while handling a request from %s", _format_address(client_address)
+            )
+
+    def __enter__(self) -> BaseServer:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.server_close()
+
+
+def _format_address(address: Any) -> str:
+    """``('127.0.0.1', 5000)`` -> ``127.0.0.1:5000``; IPv6 in brackets; paths as is."""
+    if isinstance(address, tuple) and len(address) >= 2:
+        host, port = address[0], address[1]
+        return f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"
+    return str(address) or "unnamed socket"

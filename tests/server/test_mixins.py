@@ -1,0 +1,131 @@
+"""ThreadingMixIn caps: a bounded worker pool, connection caps that refuse or queue."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import pytest
+
+import socketkit.server as ss
+from socketkit.testing import serving
+from tests.helpers import TIMEOUT, connect, recv_exactly, recv_until_closed
+
+
+class Gate:
+    """Counts handlers running at once and holds them until released."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.running = 0
+        self.peak = 0
+        self.release = threading.Event()
+        self.entered = threading.Semaphore(0)
+
+    def handler(self) -> type[ss.BaseRequestHandler]:
+        gate = self
+
+        class Held(ss.BaseRequestHandler):
+            def handle(self) -> None:
+                with gate.lock:
+                    gate.running += 1
+                    gate.peak = max(gate.peak, gate.running)
+                gate.entered.release()
+                try:
+                    gate.release.wait(TIMEOUT)
+                    self.request.sendall(b"done")
+                finally:
+                    with gate.lock:
+                        gate.running -= 1
+
+        return Held
+
+
+def test_max_workers_bounds_concurrency_and_serves_everyone() -> None:
+    gate = Gate()
+    server = ss.ThreadingTCPServer(("127.0.0.1", 0), gate.handler())
+    server.max_workers = 2
+    with serving(server):
+        clients = [connect(server.server_address) for _ in range(6)]
+        try:
+            assert gate.entered.acquire(timeout=TIMEOUT)
+            assert gate.entered.acquire(timeout=TIMEOUT)
+            # Two are held; the other four wait for a worker instead of a thread each.
+            assert not gate.entered.acquire(timeout=0.2)
+            gate.release.set()
+            for sock in clients:
+                assert recv_exactly(sock, 4) == b"done"
+        finally:
+            for sock in clients:
+                sock.close()
+    assert gate.peak == 2
+    assert len(server._workers) == 0  # joined at close
+
+
+def test_max_connections_refuse_closes_the_extra_connection_at_once() -> None:
+    gate = Gate()
+    refused: list[Any] = []
+
+    class Server(ss.ThreadingTCPServer):
+        max_connections = 2
+
+        def refuse_request(self, request: Any, client_address: Any) -> None:
+            refused.append(client_address)
+            request.sendall(b"busy\n")
+
+    server = Server(("127.0.0.1", 0), gate.handler())
+    with serving(server):
+        held = [connect(server.server_address) for _ in range(2)]
+        try:
+            for _ in held:
+                assert gate.entered.acquire(timeout=TIMEOUT)
+            extra = connect(server.server_address)
+            with extra:
+                assert recv_until_closed(extra) == b"busy\n"
+            gate.release.set()
+            for sock in held:
+                assert recv_exactly(sock, 4) == b"done"
+        finally:
+            for sock in held:
+                sock.close()
+    assert len(refused) == 1
+
+
+def test_max_connections_backlog_queues_until_a_slot_frees() -> None:
+    gate = Gate()
+    server = ss.ThreadingTCPServer(("127.0.0.1", 0), gate.handler())
+    server.max_connections = 1
+    server.connection_overflow = "backlog"
+    with serving(server):
+        first = connect(server.server_address)
+        second = connect(server.server_address)  # completes in the kernel backlog
+        try:
+            assert gate.entered.acquire(timeout=TIMEOUT)
+            assert not gate.entered.acquire(timeout=0.2)  # not accepted while full
+            gate.release.set()
+            assert recv_exactly(first, 4) == b"done"
+            first.close()
+            assert gate.entered.acquire(timeout=TIMEOUT)  # accepted once the slot freed
+            assert recv_exactly(second, 4) == b"done"
+        finally:
+            first.close()
+            second.close()
+    assert gate.peak == 1
+
+
+@pytest.mark.parametrize("workers", [None, 3])
+def test_many_short_connections_leave_nothing_behind(workers: int | None) -> None:
+    class Echo(ss.BaseRequestHandler):
+        def handle(self) -> None:
+            while data := self.request.recv(100):
+                self.request.sendall(data)
+
+    server = ss.ThreadingTCPServer(("127.0.0.1", 0), Echo)
+    server.max_workers = workers
+    with serving(server):
+        for i in range(50):
+            sock = connect(server.server_address)
+            with sock:
+                sock.sendall(b"%d" % i)
+                assert sock.recv(100) == b"%d" % i
+    assert not server._live
