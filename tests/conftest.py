@@ -6,6 +6,7 @@ surface as ResourceWarning, which pytest's configuration turns into errors.
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import os
 import threading
@@ -42,6 +43,20 @@ def _fd_target(fd: int) -> str:
         return os.readlink(_PROC / "fd" / str(fd))
     except OSError:
         return "?"
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _process_globals() -> None:
+    """Create the process-wide resources of libraries once, before any leak snapshot:
+    the first uvloop loop of a process opens a pipe pair that libuv keeps for the life
+    of the process (it is reused, never multiplied; checked by running loops twice)."""
+    try:
+        import uvloop
+    except ImportError:
+        return
+    loop = uvloop.new_event_loop()
+    loop.run_until_complete(asyncio.sleep(0))
+    loop.close()
 
 
 @pytest.fixture(autouse=True)

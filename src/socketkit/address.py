@@ -8,7 +8,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["Address", "format_host_port", "parse_address", "parse_port"]
+__all__ = ["MAX_PORTS", "Address", "format_host_port", "parse_address", "parse_port", "parse_ports"]
+
+MAX_PORTS = 65536
+"""A port list can name each port once at most."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,3 +85,27 @@ def parse_address(text: str, *, default_host: str = "127.0.0.1") -> Address:
     if ":" in host:
         raise ValueError(f"put an IPv6 address in brackets, as in [{host}]:{port}")
     return Address(host or default_host, parse_port(port))
+
+
+def parse_ports(text: str) -> list[int]:
+    """Parse a port list such as ``22,80,8000-8100`` (ranges inclusive) in order, no repeats.
+
+    Raises:
+        ValueError: an empty item, a bad number, or a range whose end is before its start.
+    """
+    ports: list[int] = []
+    seen: set[int] = set()
+    for raw in text.split(","):
+        item = raw.strip()
+        if not item:
+            raise ValueError(f"empty item in port list {text!r}")
+        first, sep, last = item.partition("-")
+        low = parse_port(first.strip())
+        high = parse_port(last.strip()) if sep else low
+        if high < low:
+            raise ValueError(f"port range {item!r} ends before it starts")
+        for port in range(low, high + 1):
+            if port not in seen:
+                seen.add(port)
+                ports.append(port)
+    return ports

@@ -102,3 +102,31 @@ DEFAULT_WRITE_TIMEOUT_S: Final = 30.0
 
 DEFAULT_CONNECT_TIMEOUT_S: Final = 10.0
 """Clients: how long to wait for a TCP connect before reporting the peer unreachable."""
+
+DEFAULT_MESSAGE_TIMEOUT_S: Final = 60.0
+"""Bytes of a message keep arriving but no message completes for this long: a slowloris
+peer (one byte a minute of an endless line) is cut off even though it is never idle."""
+
+DEFAULT_SHUTDOWN_GRACE_S: Final = 5.0
+"""Graceful shutdown of the asyncio engine: how long connections may finish after the
+listeners close, before they are aborted (same reasoning as DEFAULT_DRAIN_TIMEOUT_S)."""
+
+DEFAULT_MAX_SEND_QUEUE: Final = 4 * 1024 * 1024
+"""Bytes queued for one peer that is not reading before it is disconnected (IRC servers
+call it the sendq; ngircd's default is 100 KB, ergo's 96 KiB for clients; we carry
+bulk transfers too, hence more, and flow control pauses producers long before this)."""
+
+DEFAULT_WRITE_HIGH_WATER: Final = 256 * 1024
+"""Above this many queued bytes a connection counts as "not reading": producers wait
+(await send) or the engine stops reading from that peer (echo), so memory stays bounded."""
+
+DEFAULT_MAX_PENDING_MESSAGES: Final = 256
+"""Decoded messages buffered for a handler task that is busy: past this, the engine stops
+reading from the socket until the handler catches up (TCP flow control does the rest)."""
+
+DEFAULT_SWEEP_INTERVAL_S: Final = 1.0
+"""How often timeouts are checked: one pass over all connections instead of a timer per
+connection per message (10,000 connections cost about a millisecond a pass)."""
+
+DEFAULT_ACCEPT_BACKOFF_S: Final = 0.1
+"""After EMFILE/ENFILE on accept, rest the listener this long before trying again."""

@@ -25,7 +25,7 @@ from socketkit.codec import (
 )
 from socketkit.errors import RemoteProtocolError
 from socketkit.testing import serving
-from tests.helpers import connect, recv_line, recv_until_closed
+from tests.helpers import connect, recv_exactly, recv_line, recv_until_closed
 
 
 class WireEcho(ss.FramedRequestHandler[WireEvent]):
@@ -107,6 +107,7 @@ def test_a_client_vanishing_mid_frame_is_logged_and_harmless(
     with serving(server):
         sock = connect(server.server_address)
         sock.sendall(encode_hello() + encode_data(b"abcdef")[:-3])
+        assert recv_exactly(sock, 8) == encode_hello()  # unread data would make close() a RST
         sock.close()
         assert_still_serving(server.server_address)
     assert "stream ended inside a frame" in caplog.text

@@ -256,3 +256,58 @@ def test_listener_socket_is_not_inherited_by_handler_sockets() -> None:
     with ss.TCPServer(("127.0.0.1", 0), Echo) as server:
         assert server.socket.get_inheritable() is False
         assert isinstance(server.socket, socket.socket)
+
+
+def test_threaded_connections_are_plain_sockets_until_the_peer_closes() -> None:
+    seen: list[type] = []
+    ready = threading.Event()
+
+    class Look(ss.BaseRequestHandler):
+        def handle(self) -> None:
+            seen.append(type(self.request))  # before EOF: no Python-level recv in the way
+            ready.set()
+            while self.request.recv(10):
+                pass
+            while True:  # keeps reading after EOF, as the tutorial does
+                self.request.recv(10)
+
+    server = ss.ThreadingTCPServer(("127.0.0.1", 0), Look)
+    with serving(server):
+        sock = connect(server.server_address)
+        assert ready.wait(TIMEOUT)
+        sock.close()
+    assert seen == [socket.socket]
+
+
+def test_a_spinning_handler_on_a_non_threaded_server_is_ended_too(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    class Spin(ss.BaseRequestHandler):
+        def handle(self) -> None:
+            while True:
+                self.request.sendall(self.request.recv(10))
+
+    with ss.TCPServer(("127.0.0.1", 0), Spin) as server:
+        sock = connect(server.server_address)
+        sock.sendall(b"hi")
+        sock.shutdown(socket.SHUT_WR)
+        server.handle_request()  # returns only because the guard ended the handler
+        assert recv_until_closed(sock) == b"hi"
+        sock.close()
+    assert "the peer closed the connection" in caplog.text
+
+
+def test_the_guard_can_be_turned_off() -> None:
+    class Twice(ss.BaseRequestHandler):
+        def handle(self) -> None:
+            for _ in range(200):  # many reads at EOF: allowed when the guard is off
+                assert self.request.recv(10) == b""
+            self.request.sendall(b"ok")
+
+    with ss.TCPServer(("127.0.0.1", 0), Twice) as server:
+        server.max_reads_after_eof = None
+        sock = connect(server.server_address)
+        with sock:
+            sock.shutdown(socket.SHUT_WR)
+            server.handle_request()
+            assert recv_until_closed(sock) == b"ok"

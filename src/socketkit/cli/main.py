@@ -15,7 +15,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from socketkit._version import __version__
-from socketkit.cli import serve
+from socketkit.cli import listen, probe, send, serve, talk
 
 __all__ = ["build_parser", "main", "run"]
 
@@ -27,6 +27,10 @@ EXIT_INTERRUPTED = 130
 # Each module adds its subcommands and sets ``func`` on them.
 _COMMAND_MODULES: list[Callable[[argparse._SubParsersAction[argparse.ArgumentParser]], None]] = [
     serve.add_parsers,
+    send.add_parsers,
+    listen.add_parsers,
+    talk.add_parsers,
+    probe.add_parsers,
 ]
 
 

@@ -3,60 +3,56 @@
 from __future__ import annotations
 
 import argparse
-import signal
-import sys
-from types import FrameType
 from typing import Any
 
-from socketkit.address import format_host_port
-from socketkit.cli._args import port_arg
+from socketkit.cli._serving import add_server_options, run_server
 
 __all__ = ["add_parsers"]
 
-DEFAULT_ECHO_PORT = 7007  # the echo protocol is port 7 (RFC 862); 7007 needs no root
+ECHO_PORT = 7007  # socketkit.services.echo.protocol.DEFAULT_PORT, without importing it
 
 
 def add_parsers(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add ``serve`` and its services."""
     serve = commands.add_parser("serve", help="run a service", description="Run a service.")
     services = serve.add_subparsers(title="services", metavar="SERVICE", required=True)
+
     echo = services.add_parser(
-        "echo", help="echo server (TCP)", description="Echo every byte back."
+        "echo",
+        help="echo server (TCP, UDP, Unix)",
+        description="Echo every byte (TCP, Unix) or datagram (UDP) back to its sender (RFC 862).",
     )
-    echo.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1)")
-    echo.add_argument(
-        "--port",
-        type=port_arg,
-        default=DEFAULT_ECHO_PORT,
-        help=f"port (default: {DEFAULT_ECHO_PORT}; 0 picks a free one)",
-    )
+    add_server_options(echo, default_port=ECHO_PORT, udp=True)
     echo.set_defaults(func=serve_echo)
 
+    talk = services.add_parser(
+        "talk",
+        help="operator console talking with many clients",
+        description=(
+            "Talk with many clients at once from this console. Lines from clients are shown "
+            "with their id; type '@ID text' to answer one, plain text to tell all, "
+            "'/list', '/kick ID', '/quit'."
+        ),
+    )
+    from socketkit.cli.talk import TALK_PORT, serve_talk  # noqa: PLC0415 (argparse only)
 
-def _raise_keyboard_interrupt(signum: int, frame: FrameType | None) -> None:
-    raise KeyboardInterrupt
+    add_server_options(talk, default_port=TALK_PORT)
+    talk.set_defaults(func=serve_talk)
 
 
 def serve_echo(args: argparse.Namespace) -> int:
-    """Serve echo on the blocking engine until interrupted; returns 0 after a clean stop."""
-    import socketkit.server as ss  # noqa: PLC0415 (lazy: keeps `socketkit --help` fast)
+    """``serve echo``: the asyncio engine, with the caps and timeouts from the options."""
+    from socketkit.aio.connection import ConnectionLimits  # noqa: PLC0415 (lazy imports: fast CLI)
+    from socketkit.services.echo.server import make_echo_server  # noqa: PLC0415
 
-    class Echo(ss.BaseRequestHandler):
-        timeout = 300.0
+    def make() -> Any:
+        return make_echo_server(
+            limits=ConnectionLimits(
+                idle_timeout=args.idle_timeout, handshake_timeout=None, message_timeout=None
+            ),
+            max_connections=args.max_connections,
+            max_connections_per_address=args.max_per_address,
+            shutdown_grace=args.shutdown_grace,
+        )
 
-        def handle(self) -> None:
-            self.request.settimeout(self.timeout)
-            while data := self.request.recv(65536):
-                self.request.sendall(data)
-
-    server: Any = ss.ThreadingTCPServer((args.host, args.port), Echo)
-    host, port = server.server_address[:2]
-    print(f"socketkit echo listening on {format_host_port(host, port)} (tcp)", flush=True)
-    signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
-    try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        print("stopping...", file=sys.stderr, flush=True)
-    finally:
-        server.server_close()
-    return 0
+    return run_server("echo", make, args)

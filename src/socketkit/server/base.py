@@ -26,6 +26,7 @@ import socket
 import sys
 import threading
 import time
+from collections.abc import Callable
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
@@ -119,6 +120,8 @@ class BaseServer:
         try:
             with selectors.DefaultSelector() as selector:
                 selector.register(receive, selectors.EVENT_READ)
+                for fileobj, callback in self._selectables():
+                    selector.register(fileobj, selectors.EVENT_READ, callback)
                 listening = False
                 while not self._stop_requested.is_set():
                     now = time.monotonic()
@@ -142,6 +145,8 @@ class BaseServer:
                         if key.fileobj is receive:
                             with contextlib.suppress(BlockingIOError):
                                 receive.recv(4096)
+                        elif key.data is not None:
+                            key.data()
                         else:
                             self._handle_request_noblock()
                     self.service_actions()
@@ -169,6 +174,10 @@ class BaseServer:
             if self._wakeup_send is not None:
                 with contextlib.suppress(BlockingIOError, InterruptedError):
                     self._wakeup_send.send(b"\0")
+
+    def _selectables(self) -> list[tuple[Any, Callable[[], None]]]:
+        """Extra file objects for the serve loop to wait on, with what to call when ready."""
+        return []
 
     def _accepting(self) -> bool:
         """Whether the loop should accept now; mix-ins with caps return False when full."""
@@ -273,13 +282,14 @@ class BaseServer:
     def handle_error(self, request: Any, client_address: Any) -> None:
         """Log the exception being handled, with the client address; the server goes on.
 
-        A peer that vanished (reset, broken pipe, timeout) is one warning line; anything
+        A peer that vanished (reset, broken pipe, timeout) is one INFO line; anything
         else is logged with its traceback through ``logging`` (the standard library
         prints to stderr instead).
         """
         exc = sys.exc_info()[1]
         if isinstance(exc, _PEER_GONE):
-            logger.warning(
+            # Routine on any network: worth a line at INFO, not a warning per client.
+            logger.info(
                 "connection from %s ended: %s: %s",
                 _format_address(client_address),
                 type(exc).__name__,

@@ -42,6 +42,7 @@ from socketkit.limits import (
     DEFAULT_FORCE_CLOSE_TIMEOUT_S,
     DEFAULT_MAX_CHILDREN,
 )
+from socketkit.server import _eofguard
 from socketkit.server.base import _format_address
 
 __all__ = ["ForkingMixIn", "ThreadingMixIn"]
@@ -64,6 +65,7 @@ class ThreadingMixIn:
 
     daemon_threads: bool = False
     block_on_close: bool = True
+    _watch_eof: bool = True  # handlers run off the serve loop, which can watch for EOF
     max_workers: int | None = None
     max_connections: int | None = None
     connection_overflow: Literal["refuse", "backlog"] = "refuse"
@@ -204,6 +206,15 @@ class ThreadingMixIn:
 
     def _drain(self) -> None:
         deadline = None if self.drain_timeout is None else time.monotonic() + self.drain_timeout
+        # The serve loop that watched for closed peers has stopped: guard every live
+        # connection now, so a handler spinning at EOF still ends (see _eofguard).
+        limit = getattr(self, "max_reads_after_eof", None)
+        if limit is not None:
+            with self._lock:
+                live = list(self._live.values())
+            for request in live:
+                if isinstance(request, socket.socket):
+                    _eofguard.guard(request, limit)
         if not _join_all(self._threads(), deadline):
             with self._lock:
                 stuck = dict(self._live)

@@ -12,7 +12,7 @@ with safer defaults and the fixes the stdlib lacks:
   ``tls_handshake_timeout``;
 - a handler that keeps calling ``recv()`` after the peer closed (the tutorial's echo
   server loops on ``b""`` forever) gets ``ConnectionResetError`` after
-  ``max_reads_after_eof`` reads instead of spinning a core;
+  ``max_reads_after_eof`` reads instead of spinning a core (see ``_eofguard``);
 - UDP takes datagrams up to 65,507 bytes and detects truncation (MSG_TRUNC): a datagram
   larger than ``max_packet_size`` is dropped and logged, never delivered cut short;
 - a Unix server removes its socket file when it closes (if the file is still its own).
@@ -25,6 +25,7 @@ import errno
 import logging
 import os
 import socket
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from socketkit.limits import (
@@ -34,6 +35,7 @@ from socketkit.limits import (
     MAX_UDP_PAYLOAD_IPV4,
     MAX_UDP_PAYLOAD_IPV6,
 )
+from socketkit.server import _eofguard
 from socketkit.server.base import BaseServer, _format_address
 
 if TYPE_CHECKING:
@@ -44,38 +46,6 @@ if TYPE_CHECKING:
 __all__ = ["TCPServer", "UDPServer", "UnixDatagramServer", "UnixStreamServer"]
 
 logger = logging.getLogger(__name__)
-
-
-class _RequestSocket(socket.socket):
-    """An accepted connection that refuses to be read forever after end of stream."""
-
-    __slots__ = ("_eof_reads", "max_reads_after_eof")
-
-    def __init__(self, *args: Any, max_reads_after_eof: int | None, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._eof_reads = 0
-        self.max_reads_after_eof = max_reads_after_eof
-
-    def recv(self, bufsize: int, flags: int = 0) -> bytes:
-        data = super().recv(bufsize, flags)
-        if not data and bufsize:
-            self._at_eof()
-        return data
-
-    def recv_into(self, buffer: Any, nbytes: int = 0, flags: int = 0) -> int:
-        received = super().recv_into(buffer, nbytes, flags)
-        if not received and (nbytes or len(buffer)):
-            self._at_eof()
-        return received
-
-    def _at_eof(self) -> None:
-        self._eof_reads += 1
-        if self.max_reads_after_eof is not None and self._eof_reads > self.max_reads_after_eof:
-            raise ConnectionResetError(
-                errno.ECONNRESET,
-                f"the peer closed the connection and the handler read {self._eof_reads} more "
-                "times; ending it (see max_reads_after_eof)",
-            )
 
 
 def _is_ipv6_literal(host: object) -> bool:
@@ -112,6 +82,7 @@ class TCPServer(BaseServer):
     ssl_context: ssl.SSLContext | None = None
     tls_handshake_timeout: float | None = DEFAULT_TLS_HANDSHAKE_TIMEOUT_S
     max_reads_after_eof: int | None = DEFAULT_MAX_READS_AFTER_EOF
+    _watch_eof: bool = False  # ThreadingMixIn: guard lazily (see _eofguard)
 
     def __init__(
         self,
@@ -131,6 +102,14 @@ class TCPServer(BaseServer):
         ):
             self.address_family = socket.AF_INET6
         self.socket = socket.socket(self.address_family, self.socket_type)
+        self._eof_watch: _eofguard.EofWatch | None = None
+        if (
+            self._watch_eof
+            and self.max_reads_after_eof is not None
+            and self.socket_type == socket.SOCK_STREAM
+            and _eofguard.is_supported()
+        ):
+            self._eof_watch = _eofguard.EofWatch(self.max_reads_after_eof)
         if bind_and_activate:
             try:
                 self.server_bind()
@@ -165,7 +144,15 @@ class TCPServer(BaseServer):
     def server_close(self) -> None:
         """Close the listening socket (mix-ins then drain their handlers)."""
         self.socket.close()
+        if self._eof_watch is not None:
+            self._eof_watch.close()
+            self._eof_watch = None
         super().server_close()
+
+    def _selectables(self) -> list[tuple[Any, Callable[[], None]]]:
+        if self._eof_watch is None:
+            return []
+        return [(self._eof_watch, self._eof_watch.handle_events)]
 
     def fileno(self) -> int:
         """Return the listening socket's file descriptor."""
@@ -183,16 +170,12 @@ class TCPServer(BaseServer):
         Raises:
             OSError: from ``accept()``.
         """
-        fd, address = self.socket._accept()  # type: ignore[attr-defined]  # noqa: SLF001 (to build our own socket class)
-        request = _RequestSocket(
-            self.socket.family,
-            self.socket.type,
-            self.socket.proto,
-            fileno=fd,
-            max_reads_after_eof=self.max_reads_after_eof,
-        )
-        if socket.getdefaulttimeout() is None and self.socket.gettimeout():
-            request.setblocking(True)
+        request, address = self.socket.accept()
+        if self.max_reads_after_eof is not None:
+            if self._eof_watch is not None:
+                self._eof_watch.add(request)
+            else:
+                _eofguard.guard(request, self.max_reads_after_eof)
         return request, address
 
     def finish_request(self, request: Any, client_address: Any) -> None:
@@ -234,6 +217,8 @@ class TCPServer(BaseServer):
 
     def shutdown_request(self, request: Any) -> None:
         """Half-close the connection (so the peer reads to the end), then close it."""
+        if self._eof_watch is not None:
+            self._eof_watch.discard(request)
         with contextlib.suppress(OSError):
             request.shutdown(socket.SHUT_WR)
         self.close_request(request)

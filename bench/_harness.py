@@ -1,0 +1,141 @@
+"""Shared benchmark plumbing: build the C load generator, start servers pinned to a core,
+run load, and print tables of ratios. Benchmarks are programs, never timed tests."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+BUILD = HERE / ".build"
+LOADGEN = BUILD / "loadgen"
+SERVER_CPU = "0"
+LOAD_CPU = "1"
+
+
+def build_loadgen() -> Path:
+    """Compile bench/loadgen.c once (gcc -O2); return the binary's path."""
+    source = HERE / "loadgen.c"
+    if LOADGEN.exists() and LOADGEN.stat().st_mtime >= source.stat().st_mtime:
+        return LOADGEN
+    BUILD.mkdir(exist_ok=True)
+    compiler = shutil.which("gcc") or shutil.which("cc")
+    if compiler is None:
+        sys.exit("the benchmarks need a C compiler (apt-get install gcc) for bench/loadgen.c")
+    subprocess.run([compiler, "-O2", "-Wall", "-o", str(LOADGEN), str(source)], check=True)
+    return LOADGEN
+
+
+def pinned(cpu: str, argv: Sequence[str]) -> list[str]:
+    """Prefix argv with taskset when there are at least two cores to separate."""
+    if shutil.which("taskset") and (os.cpu_count() or 1) >= 2:
+        return ["taskset", "-c", cpu, *argv]
+    return list(argv)
+
+
+@contextmanager
+def server_process(
+    argv: Sequence[str], cpu: str = SERVER_CPU
+) -> Iterator[tuple[subprocess.Popen[str], int]]:
+    """Start a server that prints its port as its first stdout line; stop it by PID."""
+    proc = subprocess.Popen(pinned(cpu, argv), stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        if not line:
+            raise RuntimeError(f"server {argv} exited before printing its port")
+        match = re.search(r":(\d+)\b", line) or re.fullmatch(r"\s*(\d+)\s*", line)
+        if match is None:
+            raise RuntimeError(f"server {argv} printed no port: {line!r}")
+        yield proc, int(match.group(1))
+    finally:
+        proc.send_signal(signal.SIGTERM)  # SIGINT is ignored when started from a background job
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def run_load(
+    mode: str,
+    port: int,
+    conns: int,
+    seconds: float,
+    size: int = 64,
+    warmup: float = 0.5,
+    batch: int = 4,
+) -> dict[str, Any]:
+    """Run the load generator (pinned to its own core) and return its JSON result.
+
+    ``batch``: connections opened at once while establishing (see loadgen.c).
+    """
+    argv = [
+        str(build_loadgen()),
+        mode,
+        "127.0.0.1",
+        str(port),
+        str(conns),
+        str(seconds),
+        str(size),
+        str(warmup),
+        str(batch),
+    ]
+    out = subprocess.run(  # CalledProcessError when the load generator gives up
+        pinned(LOAD_CPU, argv),
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=seconds + warmup + 120,
+    )
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def rss_kib(pid: int) -> int:
+    """Resident memory of a process in KiB (Linux /proc)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
+def machine() -> str:
+    """One line describing where the numbers were measured."""
+    cpu = "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return (
+        f"{time.strftime('%Y-%m-%d')}, {platform.system()} {platform.release()}, {cpu}, "
+        f"{os.cpu_count()} cores, Python {platform.python_version()}"
+    )
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
+    """A Markdown table (what docs/benchmarks.md holds)."""
+    cells = [[str(h) for h in headers], *[[str(c) for c in row] for row in rows]]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
+    lines = [
+        "| " + " | ".join(c.ljust(w) for c, w in zip(cells[0], widths, strict=True)) + " |",
+        "|" + "|".join("-" * (w + 2) for w in widths) + "|",
+    ]
+    lines += [
+        "| " + " | ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) + " |"
+        for r in cells[1:]
+    ]
+    return "\n".join(lines)

@@ -1,0 +1,206 @@
+"""Options every ``socketkit serve SERVICE`` shares, and running a server in the foreground.
+
+A server prints one line per listener (``SERVICE listening on ADDRESS (KIND)``) as
+soon as it is bound (port 0 shows the port picked), serves until SIGINT/SIGTERM, then
+stops gracefully (a second signal aborts open connections).
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
+
+from socketkit.address import Address
+from socketkit.cli._args import port_arg
+from socketkit.limits import (
+    DEFAULT_IDLE_TIMEOUT_S,
+    DEFAULT_MAX_CONNECTIONS,
+    DEFAULT_MAX_CONNECTIONS_PER_ADDRESS,
+    DEFAULT_SHUTDOWN_GRACE_S,
+)
+
+if TYPE_CHECKING:
+    from socketkit.aio.listeners import Listener
+    from socketkit.aio.server import AsyncServer
+
+__all__ = ["add_server_options", "listeners_from_args", "run_server"]
+
+
+def positive_float(text: str) -> float:
+    """argparse type: a number of seconds > 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, not {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be more than 0, not {text}")
+    return value
+
+
+def positive_int(text: str) -> int:
+    """argparse type: a whole number >= 1."""
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, not {text!r}")
+    return int(text)
+
+
+def add_server_options(
+    parser: argparse.ArgumentParser, *, default_port: int, udp: bool = False, unix: bool = True
+) -> None:
+    """Add --host/--port, listener kinds, TLS, caps, timeouts and --workers."""
+    where = parser.add_argument_group("where to listen")
+    where.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="address to bind (default: 127.0.0.1; '::' for every IPv4 and IPv6 address)",
+    )
+    where.add_argument(
+        "--port",
+        type=port_arg,
+        default=default_port,
+        help=f"port (default: {default_port}; 0 picks a free one)",
+    )
+    where.add_argument(
+        "--tcp", action="store_true", help="serve TCP (the default unless --udp/--unix)"
+    )
+    if udp:
+        where.add_argument(
+            "--udp", action="store_true", help="serve UDP (instead of TCP unless --tcp)"
+        )
+    if unix:
+        where.add_argument(
+            "--unix", metavar="PATH", help="serve on a Unix socket (instead of TCP unless --tcp)"
+        )
+    tls = parser.add_argument_group("TLS")
+    tls.add_argument(
+        "--tls-cert", metavar="FILE", help="certificate chain (PEM): serve TLS on stream listeners"
+    )
+    tls.add_argument("--tls-key", metavar="FILE", help="private key (PEM), if not in --tls-cert")
+    caps = parser.add_argument_group("limits")
+    caps.add_argument(
+        "--max-connections",
+        type=positive_int,
+        default=DEFAULT_MAX_CONNECTIONS,
+        help=f"open connections at once (default: {DEFAULT_MAX_CONNECTIONS})",
+    )
+    caps.add_argument(
+        "--max-per-address",
+        type=positive_int,
+        default=DEFAULT_MAX_CONNECTIONS_PER_ADDRESS,
+        help="open connections from one IP address "
+        f"(default: {DEFAULT_MAX_CONNECTIONS_PER_ADDRESS})",
+    )
+    caps.add_argument(
+        "--idle-timeout",
+        type=positive_float,
+        default=DEFAULT_IDLE_TIMEOUT_S,
+        help=f"close connections idle this many seconds (default: {DEFAULT_IDLE_TIMEOUT_S:g})",
+    )
+    caps.add_argument(
+        "--shutdown-grace",
+        type=positive_float,
+        default=DEFAULT_SHUTDOWN_GRACE_S,
+        help="seconds connections get to finish on shutdown "
+        f"(default: {DEFAULT_SHUTDOWN_GRACE_S:g})",
+    )
+    caps.add_argument(
+        "--workers",
+        type=positive_int,
+        default=1,
+        help="processes sharing the port (SO_REUSEPORT; default: 1)",
+    )
+
+
+def listeners_from_args(args: argparse.Namespace) -> list[Listener]:
+    """The listeners the options ask for (TCP unless --udp/--unix say otherwise).
+
+    Raises:
+        ValueError: --tls-key without --tls-cert.
+        OSError, ssl.SSLError: the certificate or key cannot be loaded.
+    """
+    from socketkit.aio.listeners import Listener  # noqa: PLC0415 (lazy: fast --help)
+
+    ssl_context = None
+    if args.tls_cert:
+        from socketkit.tls import server_context  # noqa: PLC0415
+
+        ssl_context = server_context(args.tls_cert, args.tls_key)
+    elif args.tls_key:
+        raise ValueError("--tls-key needs --tls-cert")
+    want_udp = getattr(args, "udp", False)
+    want_unix = getattr(args, "unix", None)
+    want_tcp = args.tcp or not (want_udp or want_unix)
+    inet = Address(args.host, args.port)
+    listeners = []
+    if want_tcp:
+        listeners.append(Listener(inet, "tcp", ssl_context))
+    if want_udp:
+        listeners.append(Listener(inet, "udp"))
+    if want_unix:
+        listeners.append(Listener(Address(path=want_unix), "tcp", ssl_context))
+    return listeners
+
+
+async def _serve(
+    name: str,
+    make_server: Callable[[], AsyncServer],
+    listeners: Sequence[Listener],
+    announce: bool,
+    on_started: Callable[[AsyncServer], Any] | None,
+) -> None:
+    server = make_server()
+    async with server:
+        shared_port = 0
+        for listener in listeners:
+            if listener.address.path is None and listener.address.port == 0 and shared_port:
+                # TCP and UDP on port 0: the same number for both.
+                listener = replace(listener, address=replace(listener.address, port=shared_port))  # noqa: PLW2901
+            (address,) = await server.start([listener])
+            if address.path is None:
+                shared_port = shared_port or address.port
+            if announce:
+                kind = "unix" if address.path else listener.kind
+                print(
+                    f"{name} listening on {address} ({kind}{'+tls' if listener.ssl else ''})",
+                    flush=True,
+                )
+        server.install_signal_handlers()
+        if on_started is not None:
+            on_started(server)
+        await server.serve_forever()
+
+
+def run_server(
+    name: str,
+    make_server: Callable[[], AsyncServer],
+    args: argparse.Namespace,
+    *,
+    on_started: Callable[[AsyncServer], Any] | None = None,
+) -> int:
+    """Serve in the foreground (on ``args.workers`` processes) until a signal; return 0.
+
+    Raises:
+        OSError: a listener cannot be bound.
+    """
+    from socketkit.aio.loop import run  # noqa: PLC0415 (lazy: fast --help)
+
+    listeners = listeners_from_args(args)
+    if args.workers == 1:
+        run(_serve(name, make_server, listeners, True, on_started))
+        return 0
+    from socketkit.aio.workers import reserve_ports, run_workers  # noqa: PLC0415
+
+    resolved, holders = reserve_ports(listeners)
+    for listener in resolved:
+        print(
+            f"{name} listening on {listener.address} ({listener.kind}, {args.workers} workers)",
+            flush=True,
+        )
+
+    def worker(index: int) -> int:
+        run(_serve(name, make_server, resolved, False, on_started))
+        return 0
+
+    return run_workers(args.workers, worker, holders)

@@ -1,0 +1,159 @@
+"""``socketkit serve talk`` (the operator console) and ``socketkit talk ADDR`` (a client).
+
+Both read the terminal in a thread (standard input can be a terminal, a pipe or a file,
+which asyncio cannot all watch) and hand each line to the event loop.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import sys
+import threading
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from socketkit.cli._args import address_arg
+from socketkit.cli._serving import run_server
+
+if TYPE_CHECKING:
+    from socketkit.aio.server import AsyncServer
+
+__all__ = ["TALK_PORT", "add_parsers", "serve_talk", "talk_client"]
+
+TALK_PORT = 7070
+
+
+def add_parsers(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add ``talk ADDR``."""
+    talk = commands.add_parser(
+        "talk",
+        help="talk with a `serve talk` operator",
+        description="Connect to `socketkit serve talk`; type lines to send them, `exit` to leave.",
+    )
+    talk.add_argument(
+        "address", type=address_arg, metavar="ADDR", help="HOST:PORT, [v6]:PORT or unix:PATH"
+    )
+    talk.add_argument(
+        "--timeout", type=float, default=10.0, help="seconds to connect (default: 10)"
+    )
+    talk.set_defaults(func=talk_client)
+
+
+def read_lines(
+    loop: asyncio.AbstractEventLoop, on_line: Callable[[str | None], None]
+) -> threading.Thread:
+    """Read standard input in a daemon thread; call ``on_line`` on the loop for each line,
+    then with ``None`` at end of input. (Daemon: a blocked read cannot be interrupted.)"""
+
+    def run() -> None:
+        try:
+            for line in sys.stdin:
+                loop.call_soon_threadsafe(on_line, line.rstrip("\n"))
+        except (OSError, ValueError):  # stdin closed under us at exit
+            pass
+        finally:
+            with contextlib.suppress(RuntimeError):  # the loop is already closed
+                loop.call_soon_threadsafe(on_line, None)
+
+    thread = threading.Thread(target=run, name="socketkit-stdin", daemon=True)
+    thread.start()
+    return thread
+
+
+def _printer() -> Callable[[str], None]:
+    def show(line: str) -> None:
+        print(line, flush=True)
+
+    return show
+
+
+def serve_talk(args: argparse.Namespace) -> int:
+    """``serve talk``: the console shows clients' lines and sends the operator's."""
+    from socketkit.services.talk.server import TalkServer  # noqa: PLC0415 (lazy: fast CLI)
+
+    if args.workers != 1:
+        raise ValueError("talk is one console: --workers does not apply")
+    talk = TalkServer(_printer(), idle_timeout=args.idle_timeout)
+
+    def make() -> AsyncServer:
+        return talk.make_server(
+            max_connections=args.max_connections,
+            max_connections_per_address=args.max_per_address,
+            shutdown_grace=args.shutdown_grace,
+        )
+
+    def started(server: AsyncServer) -> None:
+        loop = asyncio.get_running_loop()
+
+        def on_line(line: str | None) -> None:
+            if line is not None:
+                talk.command(line)
+
+        read_lines(loop, on_line)
+        talk.show("type '@ID text' to answer a client, text to tell everyone, /help for more")
+
+    return run_server("talk", make, args, on_started=started)
+
+
+def talk_client(args: argparse.Namespace) -> int:
+    """``talk ADDR``: 0 after `exit` or when the server closes; 1 on errors."""
+    from socketkit.aio.loop import run  # noqa: PLC0415 (lazy: fast CLI)
+
+    return run(_talk(args))
+
+
+async def _talk(args: argparse.Namespace) -> int:
+    from socketkit.aio.client import open_connection  # noqa: PLC0415
+    from socketkit.aio.wire import exchange_hello  # noqa: PLC0415
+    from socketkit.codec.wire import ErrorFrame, WireDecoder  # noqa: PLC0415
+    from socketkit.errors import ResourceError  # noqa: PLC0415
+    from socketkit.services.talk.protocol import (  # noqa: PLC0415
+        EXIT,
+        MAX_MESSAGE_SIZE,
+        Notice,
+        TalkMessage,
+        Welcome,
+        encode_message,
+        parse_event,
+    )
+
+    conn: Any = await open_connection(
+        args.address, WireDecoder(max_frame_size=MAX_MESSAGE_SIZE), timeout=args.timeout
+    )
+    try:
+        await exchange_hello(conn)
+        loop = asyncio.get_running_loop()
+
+        def on_line(line: str | None) -> None:
+            if conn.is_closing:
+                return
+            try:
+                conn.send(encode_message(EXIT if line is None else line))
+            except ResourceError:
+                return
+            except ValueError as exc:  # LocalProtocolError: too long
+                print(f"! {exc}", file=sys.stderr, flush=True)
+                return
+            if line is None or line == EXIT:
+                conn.send_eof()
+
+        read_lines(loop, on_line)
+        async for event in conn:
+            talk = parse_event(event)
+            if isinstance(talk, Welcome):
+                print(
+                    f"* connected to {args.address} as #{talk.id}; type `exit` to leave", flush=True
+                )
+            elif isinstance(talk, TalkMessage):
+                print(f"server> {talk.text}", flush=True)
+            elif isinstance(talk, Notice):
+                print(f"* {talk.text}", flush=True)
+            elif isinstance(talk, ErrorFrame):
+                print(f"ServiceError: {talk.code}: {talk.message}", file=sys.stderr, flush=True)
+                return 1
+        print("* connection closed", flush=True)
+        return 0
+    finally:
+        conn.abort()

@@ -1,0 +1,1 @@
+"""Ready services: each a pure protocol part, a server and a client."""
