@@ -151,8 +151,17 @@ def socketkit_aio(kind: str) -> None:
     """`socketkit serve echo` itself, through the CLI entry point."""
     from socketkit.cli.main import main as cli
 
-    args = ["-q", "serve", "echo", "--port", "0", "--max-connections", "20000",
-            "--max-per-address", "20000"]
+    args = [
+        "-q",
+        "serve",
+        "echo",
+        "--port",
+        "0",
+        "--max-connections",
+        "20000",
+        "--max-per-address",
+        "20000",
+    ]
     if kind == "udp":
         args.append("--udp")
     raise SystemExit(cli(args))

@@ -41,8 +41,13 @@ def test_runtime_errors_are_one_line_and_exit_1(capsys: pytest.CaptureFixture[st
 def cli_process(*args: str) -> Iterator[tuple[subprocess.Popen[str], str]]:
     """Run ``python -m socketkit ARGS`` and yield it with its first stdout line."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.Popen([sys.executable, "-m", "socketkit", *args], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=env)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "socketkit", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
     try:
         assert proc.stdout is not None
         yield proc, proc.stdout.readline().strip()

@@ -62,6 +62,7 @@ logger = logging.getLogger(__name__)
 
 _CAPACITY_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
 _ACCEPT_BATCH = 64  # accepts per readiness event: drains bursts without starving the loop
+_SIGNAL_DEDUP_S = 0.2
 
 Handler = Callable[[Connection[Any]], Awaitable[None]]
 
@@ -159,7 +160,7 @@ class AsyncServer:
         self._bound: list[_Bound] = []
         self._connections: dict[int, Connection[Any]] = {}
         self._per_address: dict[str, int] = {}
-        self._attaching = 0
+        self._pending: set[int] = set()  # accepted, transport not up yet (TLS handshake...)
         self._next_id = 0
         self._stats = ServerStats()
         self._closed_totals = [0, 0, 0]  # bytes in, bytes out, messages of closed connections
@@ -169,6 +170,7 @@ class AsyncServer:
         self._closed_event: asyncio.Event | None = None
         self._idle_event: asyncio.Event | None = None
         self._out_of_capacity = False
+        self._last_signal_at = float("-inf")
         self.started = asyncio.Event()
 
     # --- lifetime --------------------------------------------------------------------
@@ -277,6 +279,12 @@ class AsyncServer:
             loop.add_signal_handler(signum, self._on_signal, signum)
 
     def _on_signal(self, signum: int) -> None:
+        now = asyncio.get_running_loop().time()
+        # Ctrl-C reaches a worker from the terminal and again from its --workers parent:
+        # one keypress, one graceful stop. A second press later aborts.
+        if now - self._last_signal_at < _SIGNAL_DEDUP_S:
+            return
+        self._last_signal_at = now
         if self._closing:
             logger.warning("second %s: aborting every connection now", signal.Signals(signum).name)
             for conn in list(self._connections.values()):
@@ -303,7 +311,7 @@ class AsyncServer:
         for conn in list(self._connections.values()):
             conn.request_shutdown()
         grace = self.shutdown_grace if grace is None else grace
-        if self._connections or self._attaching:
+        if self._connections or self._pending:
             assert self._idle_event is not None
             try:
                 async with asyncio.timeout(grace):
@@ -382,17 +390,19 @@ class AsyncServer:
         if reason is not None:
             self._refuse(sock, addr, reason, tls=bound.listener.ssl is not None)
             return
-        self._attaching += 1
+        conn_id = self._next_id = self._next_id + 1
+        self._pending.add(conn_id)
         if host is not None:
             self._per_address[host] = self._per_address.get(host, 0) + 1
         assert self._idle_event is not None
         self._idle_event.clear()
         self._spawn(
-            self._attach(sock, addr, bound, host), name=f"socketkit-attach-{format_peer(addr)}"
+            self._attach(conn_id, sock, addr, bound, host),
+            name=f"socketkit-attach-{format_peer(addr)}",
         )
 
     def _over_cap(self, host: str | None) -> str | None:
-        if len(self._connections) + self._attaching >= self.max_connections:
+        if len(self._connections) + len(self._pending) >= self.max_connections:
             return f"server full ({self.max_connections} connections)"
         if host is not None and self._per_address.get(host, 0) >= self.max_connections_per_address:
             return f"too many connections from {host} ({self.max_connections_per_address})"
@@ -408,12 +418,11 @@ class AsyncServer:
         sock.close()
 
     async def _attach(
-        self, sock: socket.socket, addr: Any, bound: _Bound, host: str | None
+        self, conn_id: int, sock: socket.socket, addr: Any, bound: _Bound, host: str | None
     ) -> None:
         loop = asyncio.get_running_loop()
         registered = False
         try:
-            conn_id = self._next_id = self._next_id + 1
             decoder = None if self._decoder_factory is None else self._decoder_factory()
             conn: Connection[Any] = Connection(
                 decoder=decoder,
@@ -443,7 +452,7 @@ class AsyncServer:
             if registered and self._handler is not None and not conn.is_closing:
                 self._spawn(self._run_handler(conn), name=f"socketkit-handler-{conn.peer}")
         finally:
-            self._attaching -= 1
+            self._pending.discard(conn_id)  # connection_opened() did it if the transport came up
             if not registered:
                 self._forget_address(host)
                 self._check_idle()
@@ -462,6 +471,7 @@ class AsyncServer:
 
     def connection_opened(self, conn: Connection[Any]) -> None:
         """Register a connection (called by Connection once its transport is up)."""
+        self._pending.discard(conn.id)
         self._connections[conn.id] = conn
         self._stats.open = len(self._connections)
         logger.debug("connection #%d from %s", conn.id, conn.peer)
@@ -490,7 +500,7 @@ class AsyncServer:
             self._per_address.pop(host, None)
 
     def _check_idle(self) -> None:
-        if not self._connections and not self._attaching and self._idle_event is not None:
+        if not self._connections and not self._pending and self._idle_event is not None:
             self._idle_event.set()
 
     # --- timeouts ------------------------------------------------------------------------

@@ -79,34 +79,56 @@ def _hold_stream(address: Address) -> socket.socket:
 
 
 def run_workers(
-    count: int, worker: Callable[[int], int], holders: Sequence[socket.socket] = ()
+    count: int,
+    worker: Callable[[int, Callable[[], None]], int],
+    holders: Sequence[socket.socket] = (),
+    on_ready: Callable[[], None] | None = None,
 ) -> int:
-    """Fork ``count`` workers running ``worker(index)``; return the worst exit status.
+    """Fork ``count`` workers running ``worker(index, ready)``; return the worst exit status.
 
     Args:
         count: number of processes (at least 1).
-        worker: the body of each process; its return value is the exit status.
-        holders: sockets reserving the ports, closed in the parent once workers run.
+        worker: the body of each process; it calls ``ready()`` once it is listening, and
+            its return value is the exit status.
+        holders: sockets reserving the ports, closed in the parent once workers listen.
+        on_ready: called in the parent once every worker is listening (or has exited).
 
     Raises:
         ValueError: ``count`` is below 1.
     """
     if count < 1:
         raise ValueError("--workers must be at least 1")
+    ready_r, ready_w = os.pipe()
     pids: list[int] = []
     for index in range(count):
         pid = os.fork()
         if pid == 0:  # pragma: no cover - runs in the child
             status = 1
             try:
+                os.close(ready_r)
                 for holder in holders:
                     holder.close()
-                status = worker(index)
+
+                def ready() -> None:
+                    os.write(ready_w, b"r")
+
+                status = worker(index, ready)
             finally:
                 os._exit(status)
         pids.append(pid)
+    os.close(ready_w)
+    # Wait until every worker listens (EOF early if one died) before announcing.
+    seen = 0
+    while seen < count:
+        chunk = os.read(ready_r, count - seen)
+        if not chunk:
+            break
+        seen += len(chunk)
+    os.close(ready_r)
     for holder in holders:
         holder.close()
+    if on_ready is not None:
+        on_ready()
 
     def forward(signum: int, frame: FrameType | None) -> None:
         for pid in pids:

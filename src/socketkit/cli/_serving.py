@@ -193,14 +193,19 @@ def run_server(
     from socketkit.aio.workers import reserve_ports, run_workers  # noqa: PLC0415
 
     resolved, holders = reserve_ports(listeners)
-    for listener in resolved:
-        print(
-            f"{name} listening on {listener.address} ({listener.kind}, {args.workers} workers)",
-            flush=True,
-        )
 
-    def worker(index: int) -> int:
-        run(_serve(name, make_server, resolved, False, on_started))
+    def announce() -> None:
+        for listener in resolved:
+            kind = f"{listener.kind}, {args.workers} workers"
+            print(f"{name} listening on {listener.address} ({kind})", flush=True)
+
+    def worker(index: int, ready: Callable[[], None]) -> int:
+        def started(server: AsyncServer) -> None:
+            ready()
+            if on_started is not None:
+                on_started(server)
+
+        run(_serve(name, make_server, resolved, False, started))
         return 0
 
-    return run_workers(args.workers, worker, holders)
+    return run_workers(args.workers, worker, holders, announce)

@@ -20,7 +20,7 @@ from socketkit.aio.connection import Connection, ConnectionLimits
 from socketkit.aio.server import AsyncServer
 from socketkit.aio.wire import exchange_hello, send_error
 from socketkit.codec.wire import WireDecoder, WireEvent, encode_error, encode_hello
-from socketkit.errors import LocalProtocolError, ProtocolError, ResourceError
+from socketkit.errors import ClosedResourceError, LocalProtocolError, ProtocolError, ResourceError
 from socketkit.limits import DEFAULT_HANDSHAKE_TIMEOUT_S, DEFAULT_MESSAGE_TIMEOUT_S
 from socketkit.services.talk.protocol import (
     EXIT,
@@ -105,6 +105,8 @@ class TalkServer:
         except ProtocolError as exc:
             how = f"was disconnected ({exc})"
             send_error(conn, exc)
+        except ClosedResourceError:
+            how = "was disconnected"  # closed on our side: /kick
         except ResourceError as exc:
             how = f"vanished ({exc.__cause__ or exc})"
         finally:
