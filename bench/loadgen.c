@@ -3,6 +3,9 @@
  *
  *   loadgen tcp  HOST PORT CONNS SECONDS SIZE [WARMUP [BATCH]]  ping-pong over CONNS connections
  *   loadgen udp  HOST PORT FLOWS SECONDS SIZE [WARMUP [BATCH]]  the same with datagrams (a socket a flow)
+ *   loadgen hold HOST PORT CONNS                         open CONNS connections (one round trip
+ *                                                         each), print "ready", hold them until
+ *                                                         stdin closes (idle-memory benchmark)
  *   loadgen echo PORT                                    a C epoll echo server (TCP), to measure
  *                                                         the generator's own ceiling
  *
@@ -108,9 +111,18 @@ static int run_echo(int port) {
 
 int main(int argc, char **argv) {
     if (argc >= 3 && strcmp(argv[1], "echo") == 0) return run_echo(atoi(argv[2]));
-    if (argc < 7) {
+    if (argc < 7 && !(argc >= 5 && strcmp(argv[1], "hold") == 0)) {
         fprintf(stderr, "usage: loadgen tcp|udp HOST PORT CONNS SECONDS SIZE [WARMUP [BATCH]] | loadgen echo PORT\n");
         return 2;
+    }
+    int hold = argc >= 5 && strcmp(argv[1], "hold") == 0;
+    if (hold) {
+        /* Same establishment as tcp mode, then wait: reuse the argument layout. */
+        static char *fake[9];
+        fake[0] = argv[0]; fake[1] = "tcp"; fake[2] = argv[2]; fake[3] = argv[3]; fake[4] = argv[4];
+        fake[5] = "0"; fake[6] = "64"; fake[7] = "0"; fake[8] = "4";
+        argv = fake;
+        argc = 9;
     }
     int udp = strcmp(argv[1], "udp") == 0;
     const char *host = argv[2];
@@ -196,6 +208,13 @@ int main(int argc, char **argv) {
         }
     }
     double establish_ms = (double)(now_ns() - establish_start) / 1e6;
+    if (hold) {
+        printf("ready %d %.1f\n", nconn, establish_ms);
+        fflush(stdout);
+        while (read(0, buf, sizeof buf) > 0) {
+        }
+        return 0;
+    }
     size_t cap = 1 << 20, nsamples = 0;
     uint32_t *samples = malloc(cap * sizeof *samples);
     uint64_t start = now_ns();

@@ -50,6 +50,14 @@ if TYPE_CHECKING:
 
 __all__ = ["Connection", "ConnectionLimits", "Session", "format_peer"]
 
+_PAUSE_USER, _PAUSE_WRITES, _PAUSE_INBOX, _PAUSE_ERROR = 1, 2, 4, 8
+_PAUSE_BITS = {
+    "user": _PAUSE_USER,
+    "writes": _PAUSE_WRITES,
+    "inbox": _PAUSE_INBOX,
+    "error": _PAUSE_ERROR,
+}
+
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
@@ -95,6 +103,8 @@ class Session(Generic[T]):
     must not block; ``message_received`` in particular runs inline for every message.
     """
 
+    __slots__ = ("__weakref__", "conn")
+
     def __init__(self, conn: Connection[T]) -> None:
         self.conn = conn
 
@@ -135,6 +145,45 @@ class Connection(asyncio.Protocol, Generic[T]):
         bytes_in, bytes_out, messages_in: counters.
     """
 
+    # Slots, and buffers created only when used: an idle connection costs ~0.5 KB here,
+    # and 10,000 of them stay in cache (see docs/benchmarks.md, idle connections).
+    __slots__ = (
+        "__weakref__",
+        "_closing",
+        "_decoder",
+        "_deliver",
+        "_drain_waiters",
+        "_eof",
+        "_error",
+        "_half_close_ok",
+        "_inbox",
+        "_inbox_waiter",
+        "_lost",
+        "_lost_exc",
+        "_lost_waiter",
+        "_owner",
+        "_paused",
+        "_session_factory",
+        "_shutdown_requested",
+        "_write_paused",
+        "bytes_at_message",
+        "bytes_in",
+        "bytes_out",
+        "connected_at",
+        "host",
+        "id",
+        "last_active",
+        "last_message_at",
+        "limits",
+        "messages_in",
+        "peername",
+        "seen_messages",
+        "seen_total",
+        "session",
+        "transport",
+        "write_paused_at",
+    )
+
     def __init__(
         self,
         *,
@@ -145,7 +194,7 @@ class Connection(asyncio.Protocol, Generic[T]):
         conn_id: int = 0,
     ) -> None:
         self.id = conn_id
-        self.peer = "?"
+        self.peername: Any = None
         self.host: str | None = None  # the peer's IP (per-address caps); None for Unix
         self.limits = limits
         self.bytes_in = 0
@@ -161,12 +210,12 @@ class Connection(asyncio.Protocol, Generic[T]):
         self._lost_exc: BaseException | None = None
         self._lost_waiter: asyncio.Future[None] | None = None
         self._write_paused = False
-        self._drain_waiters: list[asyncio.Future[None]] = []
-        self._read_pause_reasons: set[str] = set()
+        self._drain_waiters: list[asyncio.Future[None]] | None = None
+        self._paused = 0  # bit set of _PAUSE_* reasons for not reading
         self._half_close_ok = True
         self._shutdown_requested = False
         # Task style.
-        self._inbox: collections.deque[T] = collections.deque()
+        self._inbox: collections.deque[T] | None = None
         self._inbox_waiter: asyncio.Future[None] | None = None
         self._eof = False
         self._error: BaseException | None = None
@@ -180,13 +229,18 @@ class Connection(asyncio.Protocol, Generic[T]):
         self.seen_messages = 0
         self.bytes_at_message = 0
 
+    @property
+    def peer(self) -> str:
+        """The peer's address for logs: ``127.0.0.1:5000``, ``[::1]:5000`` or ``unix``."""
+        return "?" if self.transport is None else format_peer(self.peername)
+
     # --- asyncio.Protocol ------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports implement asyncio.Transport without subclassing it.
         transport = cast(asyncio.Transport, transport)
         self.transport = transport
-        self.peer = format_peer(transport.get_extra_info("peername"))
+        self.peername = transport.get_extra_info("peername")
         self._half_close_ok = transport.get_extra_info("sslcontext") is None
         transport.set_write_buffer_limits(high=self.limits.write_high_water)
         loop = asyncio.get_running_loop()
@@ -250,10 +304,7 @@ class Connection(asyncio.Protocol, Generic[T]):
             self._error = BrokenResourceError(f"connection with {self.peer} broke: {exc}")
             self._error.__cause__ = exc
         self._wake_inbox()
-        for waiter in self._drain_waiters:
-            if not waiter.done():
-                waiter.set_result(None)
-        self._drain_waiters.clear()
+        self._wake_drainers()
         if self._lost_waiter is not None and not self._lost_waiter.done():
             self._lost_waiter.set_result(None)
         if self.session is not None:
@@ -271,11 +322,14 @@ class Connection(asyncio.Protocol, Generic[T]):
 
     def resume_writing(self) -> None:
         self._write_paused = False
-        for waiter in self._drain_waiters:
+        self._wake_drainers()
+        self.resume_reading("writes")
+
+    def _wake_drainers(self) -> None:
+        waiters, self._drain_waiters = self._drain_waiters, None
+        for waiter in waiters or ():
             if not waiter.done():
                 waiter.set_result(None)
-        self._drain_waiters.clear()
-        self.resume_reading("writes")
 
     # --- sending ---------------------------------------------------------------------
 
@@ -308,6 +362,8 @@ class Connection(asyncio.Protocol, Generic[T]):
         """
         if self._write_paused and not self._lost:
             waiter = asyncio.get_running_loop().create_future()
+            if self._drain_waiters is None:
+                self._drain_waiters = []
             self._drain_waiters.append(waiter)
             await waiter
         if self._lost:
@@ -383,17 +439,28 @@ class Connection(asyncio.Protocol, Generic[T]):
     # --- reading (task style) --------------------------------------------------------
 
     def pause_reading(self, reason: str = "user") -> None:
-        """Stop reading from the socket until every reason given is resumed."""
-        if not self._read_pause_reasons and self.transport is not None and not self._closing:
+        """Stop reading from the socket until every reason given is resumed.
+
+        Reasons: ``"user"`` (the default), and the engine's own ``"writes"`` (the peer
+        is not reading our replies), ``"inbox"`` (the handler task is behind) and
+        ``"error"`` (bad input, waiting for the handler to see it).
+        """
+        bit = _PAUSE_BITS[reason]
+        if not self._paused and self.transport is not None and not self._closing:
             self.transport.pause_reading()
-        self._read_pause_reasons.add(reason)
+        self._paused |= bit
 
     def resume_reading(self, reason: str = "user") -> None:
         """Resume reading for ``reason`` (reading restarts once no reason is left)."""
-        if reason in self._read_pause_reasons:
-            self._read_pause_reasons.discard(reason)
-            if not self._read_pause_reasons and self.transport is not None and not self._closing:
+        bit = _PAUSE_BITS[reason]
+        if self._paused & bit:
+            self._paused &= ~bit
+            if not self._paused and self.transport is not None and not self._closing:
                 self.transport.resume_reading()
+
+    def is_paused(self, reason: str) -> bool:
+        """Whether reading is paused for ``reason``."""
+        return bool(self._paused & _PAUSE_BITS[reason])
 
     async def receive(self) -> T:
         """Return the next message.
@@ -405,7 +472,7 @@ class Connection(asyncio.Protocol, Generic[T]):
             BrokenResourceError: the connection broke.
             ClosedResourceError: it was closed on our side.
         """
-        while not self._inbox:
+        while not self._inbox:  # None (nothing yet) or empty
             if self._error is not None:
                 raise self._error
             if self._eof:
@@ -419,11 +486,9 @@ class Connection(asyncio.Protocol, Generic[T]):
                 await self._inbox_waiter
             finally:
                 self._inbox_waiter = None
-        message = self._inbox.popleft()
-        if (
-            "inbox" in self._read_pause_reasons
-            and len(self._inbox) <= self.limits.max_pending_messages // 2
-        ):
+        inbox = self._inbox
+        message = inbox.popleft()
+        if self._paused & _PAUSE_INBOX and len(inbox) <= self.limits.max_pending_messages // 2:
             self.resume_reading("inbox")
         return message
 
@@ -439,8 +504,11 @@ class Connection(asyncio.Protocol, Generic[T]):
     # --- internals ---------------------------------------------------------------------
 
     def _to_inbox(self, message: T) -> None:
-        self._inbox.append(message)
-        if len(self._inbox) > self.limits.max_pending_messages:
+        inbox = self._inbox
+        if inbox is None:
+            inbox = self._inbox = collections.deque()
+        inbox.append(message)
+        if len(inbox) > self.limits.max_pending_messages:
             self.pause_reading("inbox")
         self._wake_inbox()
 

@@ -17,6 +17,8 @@ __all__ = ["EchoHandler", "EchoSession", "echo_datagram", "make_echo_server"]
 class EchoSession(Session[bytes]):
     """Stream echo: each chunk goes straight back (inline, no task switch)."""
 
+    __slots__ = ()
+
     def message_received(self, message: bytes) -> None:
         self.conn.send(message)
 
