@@ -124,33 +124,6 @@ def bare_protocol(kind: str, use_uvloop: bool = True) -> None:
     _serve_async(main, use_uvloop)
 
 
-def uvloop_connect_accepted() -> None:
-    """Diagnostic: the bare Protocol, but accepted like socketkit (sock.accept + connect_accepted_socket)."""
-    import asyncio
-    import socket
-
-    async def main(stop: Any) -> None:
-        loop = asyncio.get_running_loop()
-        lsock = socket.create_server(("127.0.0.1", 0), backlog=4096)
-        lsock.setblocking(False)
-
-        def on_accept() -> None:
-            while True:
-                try:
-                    sock, _ = lsock.accept()
-                except BlockingIOError:
-                    return
-                sock.setblocking(False)
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-                loop.create_task(loop.connect_accepted_socket(_UvloopEcho, sock))
-
-        loop.add_reader(lsock.fileno(), on_accept)
-        print(lsock.getsockname()[1], flush=True)
-        await stop.wait()
-
-    _serve_async(main, True)
-
-
 def asyncio_streams(use_uvloop: bool) -> None:
     """The asyncio streams echo every tutorial shows (stdlib loop, or uvloop)."""
     import asyncio
@@ -227,8 +200,6 @@ def main() -> None:
         bare_protocol("tcp")
     elif name == "uvloop-datagram":
         bare_protocol("udp")
-    elif name == "uvloop-connect-accepted":
-        uvloop_connect_accepted()
     elif name == "asyncio-streams":
         asyncio_streams(use_uvloop=False)
     elif name == "asyncio-streams-uvloop":

@@ -257,7 +257,8 @@ class Connection(asyncio.Protocol, Generic[T]):
         decoder = self._decoder
         try:
             if decoder is None:
-                self.messages_in += 1
+                # Raw mode: every chunk is a message (messages_in stays 0; the sweeper
+                # measures progress in bytes). Kept minimal: this is echo's hot path.
                 self._deliver(data)  # type: ignore[arg-type]  # raw mode: T is bytes
                 return
             decoder.feed(data)
@@ -341,11 +342,14 @@ class Connection(asyncio.Protocol, Generic[T]):
         """
         if self._closing:
             raise ClosedResourceError(f"connection with {self.peer} is closed")
-        transport = self.transport
-        assert transport is not None
-        transport.write(data)
+        self.transport.write(data)  # type: ignore[union-attr]  # set before any send
         self.bytes_out += len(data)
-        if self._write_paused and transport.get_write_buffer_size() > self.limits.max_send_queue:
+        if self._write_paused:
+            self._check_send_queue()
+
+    def _check_send_queue(self) -> None:
+        transport = self.transport
+        if transport is not None and transport.get_write_buffer_size() > self.limits.max_send_queue:
             logger.warning(
                 "%s is not reading: %d bytes queued (max_send_queue); disconnecting",
                 self.peer,
@@ -388,6 +392,11 @@ class Connection(asyncio.Protocol, Generic[T]):
     def write_buffer_size(self) -> int:
         """Bytes queued for the peer and not yet accepted by the kernel."""
         return 0 if self.transport is None else self.transport.get_write_buffer_size()
+
+    @property
+    def has_decoder(self) -> bool:
+        """Whether messages are decoded (``False``: raw chunks are delivered as they come)."""
+        return self._decoder is not None
 
     @property
     def write_paused(self) -> bool:

@@ -531,14 +531,16 @@ class AsyncServer:
             if total != conn.seen_total:
                 conn.seen_total = total
                 conn.last_active = now
-            if conn.messages_in != conn.seen_messages:
-                conn.seen_messages = conn.messages_in
+            # Raw connections (no decoder) count chunks as messages: progress in bytes.
+            messages = conn.messages_in if conn.has_decoder else conn.bytes_in
+            if messages != conn.seen_messages:
+                conn.seen_messages = messages
                 conn.last_message_at = now
                 conn.bytes_at_message = conn.bytes_in
             reason = None
             if limits.idle_timeout is not None and now - conn.last_active > limits.idle_timeout:
                 reason = f"idle for {limits.idle_timeout:g} s"
-            elif conn.messages_in == 0 and limits.handshake_timeout is not None:
+            elif messages == 0 and limits.handshake_timeout is not None:
                 if now - conn.connected_at > limits.handshake_timeout:
                     reason = f"no complete message within {limits.handshake_timeout:g} s"
             elif (

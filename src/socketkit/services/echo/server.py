@@ -15,12 +15,23 @@ __all__ = ["EchoHandler", "EchoSession", "echo_datagram", "make_echo_server"]
 
 
 class EchoSession(Session[bytes]):
-    """Stream echo: each chunk goes straight back (inline, no task switch)."""
+    """Stream echo: each chunk goes straight back (inline, no task switch).
 
-    __slots__ = ()
+    It writes to the transport directly, the one hot path that skips ``conn.send``'s
+    checks: nothing arrives after a close, and a peer that does not read the echo is
+    not read from (the engine pauses reading above the write high-water mark), so the
+    send-queue cap cannot be reached.
+    """
+
+    __slots__ = ("_write",)
+
+    def connection_made(self) -> None:
+        assert self.conn.transport is not None
+        self._write = self.conn.transport.write
 
     def message_received(self, message: bytes) -> None:
-        self.conn.send(message)
+        self._write(message)
+        self.conn.bytes_out += len(message)
 
 
 def echo_datagram(data: bytes, addr: Any, endpoint: DatagramEndpoint) -> None:
