@@ -45,9 +45,7 @@ def pinned(cpu: str, argv: Sequence[str]) -> list[str]:
 
 
 @contextmanager
-def server_process(
-    argv: Sequence[str], cpu: str = SERVER_CPU
-) -> Iterator[tuple[subprocess.Popen[str], int]]:
+def server_process(argv: Sequence[str], cpu: str = SERVER_CPU) -> Iterator[tuple[subprocess.Popen[str], int]]:
     """Start a server that prints its port as its first stdout line; stop it by PID."""
     proc = subprocess.Popen(pinned(cpu, argv), stdout=subprocess.PIPE, text=True)
     try:
@@ -134,8 +132,5 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
         "| " + " | ".join(c.ljust(w) for c, w in zip(cells[0], widths, strict=True)) + " |",
         "|" + "|".join("-" * (w + 2) for w in widths) + "|",
     ]
-    lines += [
-        "| " + " | ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) + " |"
-        for r in cells[1:]
-    ]
+    lines += ["| " + " | ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) + " |" for r in cells[1:]]
     return "\n".join(lines)

@@ -134,9 +134,7 @@ def main() -> None:
         row = [LABEL[name]]
         for conns in CONCURRENCY:
             r, ref = results[(name, conns)], results[("uvloop-protocol", conns)]
-            row.append(
-                f"{r['rps'] / 1000:,.1f}k ({r['rps'] / ref['rps']:.2f}x), p99 {r['p99_us']:,.0f}"
-            )
+            row.append(f"{r['rps'] / 1000:,.1f}k ({r['rps'] / ref['rps']:.2f}x), p99 {r['p99_us']:,.0f}")
         rows.append(row)
     print(table(headers, rows))
     sk = {c: results[("socketkit-aio", c)]["rps"] for c in CONCURRENCY}
@@ -166,9 +164,7 @@ def main() -> None:
     ref = udp["uvloop-datagram"]["rps"]
     for name in UDP_SERVERS:
         r = udp[name]
-        rows.append(
-            [LABEL[name], f"{r['rps']:,.0f}", f"{r['rps'] / ref:.2f}x", f"{r['p99_us']:,.0f}"]
-        )
+        rows.append([LABEL[name], f"{r['rps']:,.0f}", f"{r['rps'] / ref:.2f}x", f"{r['p99_us']:,.0f}"])
     print("\n## UDP echo, 64-byte datagrams, 100 flows\n")
     print(table(["server", "datagrams/s", "ratio to bare uvloop", "p99 µs"], rows))
 

@@ -68,9 +68,7 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--seconds", type=float, default=3.0, help="measured seconds per run")
-    parser.add_argument(
-        "--repeat", type=int, default=5, help="alternating runs per load point (median)"
-    )
+    parser.add_argument("--repeat", type=int, default=5, help="alternating runs per load point (median)")
     parser.add_argument("--rounds", type=int, default=20, help="shutdown measurements per server")
     args = parser.parse_args()
     print(f"# socketkit.server vs socketserver -- {machine()}\n")
@@ -83,9 +81,7 @@ def main() -> None:
     rows = []
     for name, samples in lat.items():
         ms = sorted(s * 1000 for s in samples)
-        rows.append(
-            [name, f"{statistics.mean(ms):.2f}", f"{ms[len(ms) // 2]:.2f}", f"{ms[-1]:.2f}"]
-        )
+        rows.append([name, f"{statistics.mean(ms):.2f}", f"{ms[len(ms) // 2]:.2f}", f"{ms[-1]:.2f}"])
     speedup = statistics.mean(lat["stdlib"]) / statistics.mean(lat["socketkit"])
     print(f"## shutdown() latency, ms ({args.rounds} rounds)\n")
     print(table(["server", "mean", "p50", "max"], rows))
@@ -120,10 +116,7 @@ def main() -> None:
             ]
         )
         print(f"  {conns} connections done", file=sys.stderr)
-    print(
-        f"## threaded echo, 64-byte ping-pong, median (min-max) of "
-        f"{args.repeat} x {args.seconds:g} s\n"
-    )
+    print(f"## threaded echo, 64-byte ping-pong, median (min-max) of {args.repeat} x {args.seconds:g} s\n")
     print(
         table(
             [
@@ -154,18 +147,12 @@ def main() -> None:
                 conns,
                 "> 30,000" if std is None else f"{std:,.0f}",
                 "> 30,000" if sk is None else f"{sk:,.0f}",
-                "-"
-                if sk is None
-                else f"{(std or 30_000) / sk:,.0f}x" + ("+" if std is None else ""),
+                "-" if sk is None else f"{(std or 30_000) / sk:,.0f}x" + ("+" if std is None else ""),
             ]
         )
-    print(
-        "\n## connection burst: N clients connect at once; ms until each has had its first echo\n"
-    )
+    print("\n## connection burst: N clients connect at once; ms until each has had its first echo\n")
     print(table(["clients", "stdlib ms", "socketkit ms", "socketkit sooner by"], rows))
-    print(
-        "\n(The stdlib listens with a backlog of 5; clients whose handshake overflowed it wait for"
-    )
+    print("\n(The stdlib listens with a backlog of 5; clients whose handshake overflowed it wait for")
     print("SYN/SYN-ACK retransmissions. socketkit listens with 128.)")
 
 

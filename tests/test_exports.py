@@ -28,11 +28,7 @@ def test_all_lists_exactly_the_public_names(name: str) -> None:
         is_def = isinstance(value, (type, types.FunctionType))
         return is_def and not str(defined_in).startswith("socketkit")
 
-    public = {
-        attr
-        for attr, value in vars(module).items()
-        if not attr.startswith("_") and not foreign(value)
-    }
+    public = {attr for attr, value in vars(module).items() if not attr.startswith("_") and not foreign(value)}
     public -= {"annotations", "TYPE_CHECKING"}
     assert set(module.__all__) == public | ({"__version__"} & set(module.__all__))
     assert len(module.__all__) == len(set(module.__all__))

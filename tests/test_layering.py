@@ -49,6 +49,9 @@ def pure_modules() -> list[Path]:
         SRC / "errors.py",
         SRC / "limits.py",
         SRC / "address.py",
+        SRC / "paths.py",
+        *sorted((SRC / "auth").glob("handshake.py")),
+        *sorted((SRC / "auth").glob("throttle.py")),
     ]
     modules += sorted(p for p in (SRC / "services").rglob("*.py") if p.name in PURE_NAMES)
     return [p for p in modules if p.exists()]

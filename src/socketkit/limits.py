@@ -130,3 +130,7 @@ connection per message (10,000 connections cost about a millisecond a pass)."""
 
 DEFAULT_ACCEPT_BACKOFF_S: Final = 0.1
 """After EMFILE/ENFILE on accept, rest the listener this long before trying again."""
+
+DEFAULT_TERMINATE_GRACE_S: Final = 2.0
+"""exec: after SIGTERM, how long a command's processes get before SIGKILL (systemd's
+default is 90 s for services; a command given a deadline has had its chance)."""

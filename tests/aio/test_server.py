@@ -27,9 +27,7 @@ LOCAL = Address("127.0.0.1", 0)
 FAST = {"sweep_interval": 0.02}
 
 
-async def echo_once(
-    address: Address, data: bytes, *, ssl_context: ssl.SSLContext | None = None
-) -> bytes:
+async def echo_once(address: Address, data: bytes, *, ssl_context: ssl.SSLContext | None = None) -> bytes:
     if address.path is not None:
         reader, writer = await asyncio.open_unix_connection(address.path)
     else:
@@ -60,9 +58,7 @@ async def udp_once(address: Address, data: bytes) -> bytes:
             if not got.done():
                 got.set_result(payload)
 
-    transport, _ = await loop.create_datagram_endpoint(
-        Client, remote_addr=(address.host, address.port)
-    )
+    transport, _ = await loop.create_datagram_endpoint(Client, remote_addr=(address.host, address.port))
     try:
         transport.sendto(data)
         return await asyncio.wait_for(got, 5)
@@ -148,9 +144,7 @@ def test_dual_stack_wildcard(run: Runner[None]) -> None:
 
 def test_global_cap_refuses_with_the_service_message(run: Runner[None]) -> None:
     async def main() -> None:
-        server = make_echo_server(
-            max_connections=2, refusal=lambda reason: f"busy: {reason}\n".encode()
-        )
+        server = make_echo_server(max_connections=2, refusal=lambda reason: f"busy: {reason}\n".encode())
         async with aio_serving(server) as (addr,):
             held = [await asyncio.open_connection(addr.host, addr.port) for _ in range(2)]
             for reader, writer in held:  # both really are being served
@@ -252,9 +246,7 @@ def test_slowloris_is_cut_off_although_never_idle(
     assert "a message took longer than 0.3 s" in caplog.text
 
 
-def test_bad_input_closes_that_connection_only(
-    run: Runner[None], caplog: pytest.LogCaptureFixture
-) -> None:
+def test_bad_input_closes_that_connection_only(run: Runner[None], caplog: pytest.LogCaptureFixture) -> None:
     async def main() -> None:
         server = line_server(handshake_timeout=None)
         async with aio_serving(server) as (addr,):
@@ -463,9 +455,7 @@ def test_several_servers_and_stats_snapshot(run: Runner[None]) -> None:
     run(main())
 
 
-def test_unix_socket_stale_file_is_replaced_and_live_one_refused(
-    run: Runner[None], tmp_path: Path
-) -> None:
+def test_unix_socket_stale_file_is_replaced_and_live_one_refused(run: Runner[None], tmp_path: Path) -> None:
     path = tmp_path / "s.sock"
     stale = socket.socket(socket.AF_UNIX)
     stale.bind(str(path))
@@ -503,9 +493,7 @@ def test_protocol_error_in_task_style_reaches_the_handler(run: Runner[None]) -> 
             errors.append(exc.error_code)
 
     async def main() -> None:
-        server = AsyncServer(
-            handler=handler, decoder_factory=lambda: LineDecoder(max_line_length=8)
-        )
+        server = AsyncServer(handler=handler, decoder_factory=lambda: LineDecoder(max_line_length=8))
         async with aio_serving(server) as (addr,):
             reader, writer = await asyncio.open_connection(addr.host, addr.port)
             writer.write(b"far too long for eight\n")

@@ -57,14 +57,10 @@ class Proc:
             try:
                 line = self.lines[stream].get(timeout=max(0.0, left))
             except queue.Empty:
-                raise AssertionError(
-                    f"no line matching {pattern!r}; seen: {self._tail(stream)}"
-                ) from None
+                raise AssertionError(f"no line matching {pattern!r}; seen: {self._tail(stream)}") from None
             if line is None:
                 self.lines[stream].put(None)
-                raise AssertionError(
-                    f"{stream} ended before {pattern!r}; seen: {self._tail(stream)}"
-                )
+                raise AssertionError(f"{stream} ended before {pattern!r}; seen: {self._tail(stream)}")
             self.seen[stream].append(line)
             match = re.search(pattern, line)
             if match:
@@ -73,8 +69,7 @@ class Proc:
     def _tail(self, stream: str) -> list[str]:
         """The last lines seen, shortened: enough to debug, never a flood."""
         return [
-            line if len(line) < 160 else line[:150] + f"...({len(line)})"
-            for line in self.seen[stream][-12:]
+            line if len(line) < 160 else line[:150] + f"...({len(line)})" for line in self.seen[stream][-12:]
         ]
 
     def write(self, data: bytes) -> None:

@@ -43,9 +43,7 @@ def test_send_prints_the_reply_and_exits_0(capsysbinary: pytest.CaptureFixture[b
     assert capsysbinary.readouterr().out == "滚蛋!".encode()
 
 
-def test_send_echo_over_tcp_unix_and_udp(
-    capsysbinary: pytest.CaptureFixture[bytes], tmp_path: Path
-) -> None:
+def test_send_echo_over_tcp_unix_and_udp(capsysbinary: pytest.CaptureFixture[bytes], tmp_path: Path) -> None:
     tcp = ss.ThreadingTCPServer(("127.0.0.1", 0), EchoHandler)
     unix = ss.ThreadingUnixStreamServer(str(tmp_path / "e.sock"), EchoHandler)
     udp = ss.UDPServer(("127.0.0.1", 0), UdpEcho)
@@ -81,10 +79,7 @@ def test_send_errors_are_one_line_and_exit_1(capsys: pytest.CaptureFixture[str])
     assert err.count("\n") == 1
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as quiet:
         quiet.bind(("127.0.0.1", 0))
-        assert (
-            main(["send", "--udp", "--timeout", "0.3", f"127.0.0.1:{quiet.getsockname()[1]}", "x"])
-            == 1
-        )
+        assert main(["send", "--udp", "--timeout", "0.3", f"127.0.0.1:{quiet.getsockname()[1]}", "x"]) == 1
     assert "TimeoutError" in capsys.readouterr().err
     assert main(["send", "nonsense", "x"]) == 2
 
@@ -138,10 +133,7 @@ def test_probe_json_and_exit_status(capsys: pytest.CaptureFixture[str]) -> None:
         report = json.loads(capsys.readouterr().out)
         assert report["results"][0]["state"] == "open"
         assert main(["probe", "127.0.0.1", f"{open_port},{closed}", "--json"]) == 1
-        states = {
-            r["port"]: (r["state"], r["errno"])
-            for r in json.loads(capsys.readouterr().out)["results"]
-        }
+        states = {r["port"]: (r["state"], r["errno"]) for r in json.loads(capsys.readouterr().out)["results"]}
         assert states[open_port] == ("open", 0)
         assert states[closed][0] == "closed"
         assert main(["probe", "127.0.0.1", f"{open_port},{closed}"]) == 1
@@ -152,12 +144,7 @@ def test_probe_json_and_exit_status(capsys: pytest.CaptureFixture[str]) -> None:
 
 def test_probe_ranges_concurrency_and_bad_lists(capsys: pytest.CaptureFixture[str]) -> None:
     start = _closed_port()
-    assert (
-        main(
-            ["probe", "127.0.0.1", f"{start}-{start + 30}", "--concurrency", "4", "--timeout", "2"]
-        )
-        == 1
-    )
+    assert main(["probe", "127.0.0.1", f"{start}-{start + 30}", "--concurrency", "4", "--timeout", "2"]) == 1
     out = capsys.readouterr().out
     assert "31 port(s)" in out
     assert main(["probe", "127.0.0.1", "80-20"]) == 2

@@ -145,9 +145,7 @@ lines_strategy = st.lists(
 
 
 @given(lines=lines_strategy, crlf=st.booleans(), data=st.data())
-def test_any_chunking_decodes_to_the_same_lines(
-    lines: list[bytes], crlf: bool, data: st.DataObject
-) -> None:
+def test_any_chunking_decodes_to_the_same_lines(lines: list[bytes], crlf: bool, data: st.DataObject) -> None:
     wire = b"".join(encode_line(line, terminator=b"\r\n" if crlf else b"\n") for line in lines)
     cuts = sorted(data.draw(st.lists(st.integers(0, len(wire)), max_size=12)))
     chunks = [wire[a:b] for a, b in zip([0, *cuts], [*cuts, len(wire)], strict=True) if a < b]

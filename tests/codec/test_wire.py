@@ -131,9 +131,7 @@ def test_exactly_at_limit_passes_and_control_has_its_own_limit() -> None:
         decode_all(WireDecoder(max_control_size=64, expect_hello=False), big)
 
 
-@pytest.mark.parametrize(
-    "garbage", [b"GET / HTTP/1.1\r\n\r\n", b"NICK bob\r\n", b"\x89SKX", b"\x00"]
-)
+@pytest.mark.parametrize("garbage", [b"GET / HTTP/1.1\r\n\r\n", b"NICK bob\r\n", b"\x89SKX", b"\x00"])
 def test_not_a_wire_peer_is_told_at_the_first_wrong_byte(garbage: bytes) -> None:
     decoder = WireDecoder()
     decoder.feed(garbage[:4])

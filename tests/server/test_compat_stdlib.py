@@ -63,9 +63,7 @@ def test_tutorial_concurrent_echo_serves_clients_at_once(ss: Any) -> None:
                 sock.close()
 
 
-def test_tutorial_command_transfer_frames_large_output(
-    ss: Any, capfd: pytest.CaptureFixture[str]
-) -> None:
+def test_tutorial_command_transfer_frames_large_output(ss: Any, capfd: pytest.CaptureFixture[str]) -> None:
     """Tutorial "命令传送2": a length header, then the output, read in a loop."""
     import subprocess
 

@@ -347,6 +347,20 @@ class Connection(asyncio.Protocol, Generic[T]):
         if self._write_paused:
             self._check_send_queue()
 
+    def send_parts(self, parts: tuple[bytes, ...] | list[bytes]) -> None:
+        """Queue several buffers at once (a frame header and its payload, without
+        joining them here).
+
+        Raises:
+            ClosedResourceError: the connection is closing or closed.
+        """
+        if self._closing:
+            raise ClosedResourceError(f"connection with {self.peer} is closed")
+        self.transport.writelines(parts)  # type: ignore[union-attr]  # set before any send
+        self.bytes_out += sum(len(part) for part in parts)
+        if self._write_paused:
+            self._check_send_queue()
+
     def _check_send_queue(self) -> None:
         transport = self.transport
         if transport is not None and transport.get_write_buffer_size() > self.limits.max_send_queue:

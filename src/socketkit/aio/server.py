@@ -218,9 +218,7 @@ class AsyncServer:
                 self._close_bound(bound, loop)
             raise
         self._bound.extend(new)
-        if self._sweeper_needed() and not any(
-            t.get_name() == "socketkit-sweeper" for t in self._tasks
-        ):
+        if self._sweeper_needed() and not any(t.get_name() == "socketkit-sweeper" for t in self._tasks):
             self._spawn(self._sweep(), name="socketkit-sweeper")
         self.started.set()
         return [bound.address for bound in new]
@@ -243,17 +241,13 @@ class AsyncServer:
         else:
             if (self._session_factory is None) == (self._handler is None):
                 raise ValueError("a stream listener needs session_factory or handler")
-            sock = bind_stream(
-                listener.address, backlog=self._backlog, reuse_port=listener.reuse_port
-            )
+            sock = bind_stream(listener.address, backlog=self._backlog, reuse_port=listener.reuse_port)
             bound = _Bound(listener, sock, bound_address(sock))
             loop.add_reader(sock.fileno(), self._on_acceptable, bound)
         if listener.address.path is not None:
             st = os.stat(listener.address.path)
             bound.inode = (st.st_dev, st.st_ino)
-        logger.info(
-            "listening on %s (%s%s)", bound.address, listener.kind, "+tls" if listener.ssl else ""
-        )
+        logger.info("listening on %s (%s%s)", bound.address, listener.kind, "+tls" if listener.ssl else "")
         return bound
 
     @property
@@ -270,9 +264,7 @@ class AsyncServer:
         assert self._closed_event is not None
         await self._closed_event.wait()
 
-    def install_signal_handlers(
-        self, signals: Sequence[int] = (signal.SIGINT, signal.SIGTERM)
-    ) -> None:
+    def install_signal_handlers(self, signals: Sequence[int] = (signal.SIGINT, signal.SIGTERM)) -> None:
         """Close gracefully on SIGINT/SIGTERM; a second signal aborts at once."""
         loop = asyncio.get_running_loop()
         for signum in signals:
@@ -290,9 +282,7 @@ class AsyncServer:
             for conn in list(self._connections.values()):
                 conn.abort()
             return
-        logger.info(
-            "%s: shutting down (grace %.1f s)", signal.Signals(signum).name, self.shutdown_grace
-        )
+        logger.info("%s: shutting down (grace %.1f s)", signal.Signals(signum).name, self.shutdown_grace)
         self._spawn(self.aclose(), name="socketkit-shutdown")
 
     async def aclose(self, grace: float | None = None) -> None:
@@ -442,9 +432,7 @@ class AsyncServer:
                 )
             except (OSError, TimeoutError, asyncio.IncompleteReadError) as exc:
                 self._stats.tls_failures += 1
-                logger.info(
-                    "TLS handshake with %s failed: %s", format_peer(addr), exc or type(exc).__name__
-                )
+                logger.info("TLS handshake with %s failed: %s", format_peer(addr), exc or type(exc).__name__)
                 with contextlib.suppress(OSError):
                     sock.close()
                 return

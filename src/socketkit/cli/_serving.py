@@ -62,13 +62,9 @@ def add_server_options(
         default=default_port,
         help=f"port (default: {default_port}; 0 picks a free one)",
     )
-    where.add_argument(
-        "--tcp", action="store_true", help="serve TCP (the default unless --udp/--unix)"
-    )
+    where.add_argument("--tcp", action="store_true", help="serve TCP (the default unless --udp/--unix)")
     if udp:
-        where.add_argument(
-            "--udp", action="store_true", help="serve UDP (instead of TCP unless --tcp)"
-        )
+        where.add_argument("--udp", action="store_true", help="serve UDP (instead of TCP unless --tcp)")
     if unix:
         where.add_argument(
             "--unix", metavar="PATH", help="serve on a Unix socket (instead of TCP unless --tcp)"
@@ -89,8 +85,7 @@ def add_server_options(
         "--max-per-address",
         type=positive_int,
         default=DEFAULT_MAX_CONNECTIONS_PER_ADDRESS,
-        help="open connections from one IP address "
-        f"(default: {DEFAULT_MAX_CONNECTIONS_PER_ADDRESS})",
+        help=f"open connections from one IP address (default: {DEFAULT_MAX_CONNECTIONS_PER_ADDRESS})",
     )
     caps.add_argument(
         "--idle-timeout",
@@ -102,8 +97,7 @@ def add_server_options(
         "--shutdown-grace",
         type=positive_float,
         default=DEFAULT_SHUTDOWN_GRACE_S,
-        help="seconds connections get to finish on shutdown "
-        f"(default: {DEFAULT_SHUTDOWN_GRACE_S:g})",
+        help=f"seconds connections get to finish on shutdown (default: {DEFAULT_SHUTDOWN_GRACE_S:g})",
     )
     caps.add_argument(
         "--workers",

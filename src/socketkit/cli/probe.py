@@ -59,9 +59,7 @@ def add_parsers(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
         description="Try a TCP connection to each port (connect_ex semantics); report each state.",
     )
     parser.add_argument("host", metavar="HOST", help="host name or address")
-    parser.add_argument(
-        "ports", type=_ports_arg, metavar="PORTS", help="ports, as in 22,80,8000-8100"
-    )
+    parser.add_argument("ports", type=_ports_arg, metavar="PORTS", help="ports, as in 22,80,8000-8100")
     parser.add_argument(
         "--timeout",
         type=float,
@@ -81,9 +79,7 @@ def add_parsers(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
     parser.set_defaults(func=probe)
 
 
-async def _probe_one(
-    family: int, sockaddr: tuple[str, int], timeout: float
-) -> tuple[str, int, str, float]:
+async def _probe_one(family: int, sockaddr: tuple[str, int], timeout: float) -> tuple[str, int, str, float]:
     loop = asyncio.get_running_loop()
     started = time.perf_counter()
     sock = socket.socket(family, socket.SOCK_STREAM)
@@ -129,9 +125,7 @@ async def probe_ports(
 
     async def one(port: int) -> ProbeResult:
         async with limit:
-            state, code, reason, ms = await _probe_one(
-                family, (sockaddr[0], port, *sockaddr[2:]), timeout
-            )
+            state, code, reason, ms = await _probe_one(family, (sockaddr[0], port, *sockaddr[2:]), timeout)
             return ProbeResult(port, state, code, reason, round(ms, 2))
 
     async with asyncio.TaskGroup() as group:
@@ -143,9 +137,7 @@ def probe(args: argparse.Namespace) -> int:
     """Run ``probe``: 0 when every port is open, 1 otherwise."""
     from socketkit.aio.loop import run  # noqa: PLC0415 (lazy: fast CLI)
 
-    results = run(
-        probe_ports(args.host, args.ports, timeout=args.timeout, concurrency=args.concurrency)
-    )
+    results = run(probe_ports(args.host, args.ports, timeout=args.timeout, concurrency=args.concurrency))
     if args.json:
         print(json.dumps({"host": args.host, "results": [asdict(r) for r in results]}, indent=1))
     else:

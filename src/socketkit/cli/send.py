@@ -42,12 +42,9 @@ def add_parsers(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
         "--timeout",
         type=float,
         default=DEFAULT_TIMEOUT_S,
-        help=f"seconds to connect, and to wait for each part of the reply "
-        f"(default: {DEFAULT_TIMEOUT_S:g})",
+        help=f"seconds to connect, and to wait for each part of the reply (default: {DEFAULT_TIMEOUT_S:g})",
     )
-    send_parser.add_argument(
-        "-n", "--newline", action="store_true", help="append a newline to MESSAGE"
-    )
+    send_parser.add_argument("-n", "--newline", action="store_true", help="append a newline to MESSAGE")
     send_parser.set_defaults(func=send)
 
 
@@ -111,9 +108,7 @@ def _send_datagram(address: Address, payload: bytes, timeout: float, out: Binary
     if address.path is not None:
         raise ValueError("--udp needs HOST:PORT, not a Unix path")
     if len(payload) > MAX_UDP_PAYLOAD_IPV4:
-        raise ValueError(
-            f"a datagram carries at most {MAX_UDP_PAYLOAD_IPV4} bytes, not {len(payload)}"
-        )
+        raise ValueError(f"a datagram carries at most {MAX_UDP_PAYLOAD_IPV4} bytes, not {len(payload)}")
     infos = socket.getaddrinfo(address.host, address.port, type=socket.SOCK_DGRAM)
     family, _, _, _, sockaddr = infos[0]
     with socket.socket(family, socket.SOCK_DGRAM) as sock:

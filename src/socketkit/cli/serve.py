@@ -39,6 +39,10 @@ def add_parsers(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
     add_server_options(talk, default_port=TALK_PORT)
     talk.set_defaults(func=serve_talk)
 
+    from socketkit.cli.rexec import add_serve_parser as add_exec  # noqa: PLC0415 (argparse only)
+
+    add_exec(services)
+
 
 def serve_echo(args: argparse.Namespace) -> int:
     """``serve echo``: the asyncio engine, with the caps and timeouts from the options."""

@@ -32,18 +32,12 @@ def add_parsers(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
         help="talk with a `serve talk` operator",
         description="Connect to `socketkit serve talk`; type lines to send them, `exit` to leave.",
     )
-    talk.add_argument(
-        "address", type=address_arg, metavar="ADDR", help="HOST:PORT, [v6]:PORT or unix:PATH"
-    )
-    talk.add_argument(
-        "--timeout", type=float, default=10.0, help="seconds to connect (default: 10)"
-    )
+    talk.add_argument("address", type=address_arg, metavar="ADDR", help="HOST:PORT, [v6]:PORT or unix:PATH")
+    talk.add_argument("--timeout", type=float, default=10.0, help="seconds to connect (default: 10)")
     talk.set_defaults(func=talk_client)
 
 
-def read_lines(
-    loop: asyncio.AbstractEventLoop, on_line: Callable[[str | None], None]
-) -> threading.Thread:
+def read_lines(loop: asyncio.AbstractEventLoop, on_line: Callable[[str | None], None]) -> threading.Thread:
     """Read standard input in a daemon thread; call ``on_line`` on the loop for each line,
     then with ``None`` at end of input. (Daemon: a blocked read cannot be interrupted.)"""
 
@@ -143,9 +137,7 @@ async def _talk(args: argparse.Namespace) -> int:
         async for event in conn:
             talk = parse_event(event)
             if isinstance(talk, Welcome):
-                print(
-                    f"* connected to {args.address} as #{talk.id}; type `exit` to leave", flush=True
-                )
+                print(f"* connected to {args.address} as #{talk.id}; type `exit` to leave", flush=True)
             elif isinstance(talk, TalkMessage):
                 print(f"server> {talk.text}", flush=True)
             elif isinstance(talk, Notice):

@@ -267,9 +267,7 @@ def _parse_json_object(payload: bytes, what: str) -> dict[str, Any]:
     try:
         obj = json.loads(payload.decode("utf-8"))
     except (UnicodeDecodeError, ValueError) as exc:
-        raise RemoteProtocolError(
-            f"{what} payload is not UTF-8 JSON: {exc}", error_code="bad-json"
-        ) from exc
+        raise RemoteProtocolError(f"{what} payload is not UTF-8 JSON: {exc}", error_code="bad-json") from exc
     if not isinstance(obj, dict):
         raise RemoteProtocolError(f"{what} payload must be a JSON object", error_code="bad-json")
     return obj
@@ -376,9 +374,7 @@ class WireDecoder:
             if length != _BODY_SIZE.size:
                 raise RemoteProtocolError(f"BODY frame payload must be 8 bytes, not {length}")
         else:
-            raise RemoteProtocolError(
-                f"unknown frame type 0x{frame_type:02x}", error_code="bad-frame-type"
-            )
+            raise RemoteProtocolError(f"unknown frame type 0x{frame_type:02x}", error_code="bad-frame-type")
 
     def _need_more(self, what: str) -> NeedData | EndOfStream:
         buffer = self._buffer

@@ -227,9 +227,7 @@ class ThreadingMixIn:
                 _close_under_handler(request)
             if not _join_all(self._threads(), time.monotonic() + self.force_close_timeout):
                 names = ", ".join(t.name for t in self._threads() if t.is_alive())
-                logger.error(
-                    "handler threads still running after their connections were closed: %s", names
-                )
+                logger.error("handler threads still running after their connections were closed: %s", names)
         with self._lock:
             self._workers = [t for t in self._workers if t.is_alive()]
 
@@ -353,8 +351,6 @@ class ForkingMixIn:
                 return False
             # No portable way to wait for any of a set of children with a timeout;
             # back off from 1 ms to 50 ms so a quick child is reaped quickly.
-            time.sleep(
-                delay if deadline is None else min(delay, max(0.0, deadline - time.monotonic()))
-            )
+            time.sleep(delay if deadline is None else min(delay, max(0.0, deadline - time.monotonic())))
             delay = min(delay * 2, 0.05)
         return True

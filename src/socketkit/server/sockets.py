@@ -131,9 +131,7 @@ class TCPServer(BaseServer):
                 "",
             )
             if wildcard:
-                sock.setsockopt(
-                    socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0 if self.dualstack_ipv6 else 1
-                )
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0 if self.dualstack_ipv6 else 1)
         sock.bind(self.server_address)
         self.server_address = sock.getsockname()
 

@@ -59,9 +59,7 @@ def make_echo_server(**overrides: Any) -> AsyncServer:
     options: dict[str, Any] = {
         "session_factory": EchoSession,
         "datagram_handler": echo_datagram,
-        "limits": ConnectionLimits(
-            idle_timeout=IDLE_TIMEOUT_S, handshake_timeout=None, message_timeout=None
-        ),
+        "limits": ConnectionLimits(idle_timeout=IDLE_TIMEOUT_S, handshake_timeout=None, message_timeout=None),
     }
     options.update(overrides)
     return AsyncServer(**options)

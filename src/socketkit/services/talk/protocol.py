@@ -63,9 +63,7 @@ def encode_message(text: str) -> bytes:
     """
     data = text.encode("utf-8", errors="surrogateescape")
     if len(data) > MAX_MESSAGE_SIZE:
-        raise LocalProtocolError(
-            f"message of {len(data)} bytes is over the {MAX_MESSAGE_SIZE}-byte limit"
-        )
+        raise LocalProtocolError(f"message of {len(data)} bytes is over the {MAX_MESSAGE_SIZE}-byte limit")
     return encode_data(data)
 
 

@@ -1,0 +1,100 @@
+"""The server token: created once in the state directory (mode 0600), read by clients.
+
+The token is 256 random bits as 64 hex characters. Servers load
+``STATE_DIR/token``, creating it atomically on first start; clients take
+``--token-file FILE``, else ``SOCKETKIT_TOKEN``, else ``STATE_DIR/token`` when it is
+readable (the same machine). Nothing here ever logs the token itself.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import stat
+from dataclasses import dataclass
+from pathlib import Path
+
+from socketkit.errors import PermissionDenied
+
+__all__ = ["TOKEN_ENV", "ServerToken", "load_client_token", "load_or_create_token"]
+
+TOKEN_ENV = "SOCKETKIT_TOKEN"
+TOKEN_FILE = "token"
+
+
+@dataclass(frozen=True, slots=True)
+class ServerToken:
+    """The server's token and where it lives."""
+
+    value: str
+    path: Path
+    created: bool
+
+
+def _read_token(path: Path) -> str:
+    value = path.read_text(encoding="utf-8").strip()
+    if len(value) < 32:
+        raise PermissionDenied(f"{path} holds no usable token (32 characters at least)", code="no-token")
+    return value
+
+
+def load_or_create_token(state_dir: str | os.PathLike[str]) -> ServerToken:
+    """Return the server token, creating ``STATE_DIR/token`` (0600) if it does not exist.
+
+    Raises:
+        OSError: the state directory cannot be created or the file cannot be read.
+        PermissionDenied: the file exists but is readable by others, or is empty.
+    """
+    directory = Path(state_dir)
+    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    path = directory / TOKEN_FILE
+    created = False
+    if not path.exists():
+        token = secrets.token_hex(32)
+        tmp = directory / f".{TOKEN_FILE}.{os.getpid()}.tmp"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            os.write(fd, (token + "\n").encode())
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        try:
+            os.link(tmp, path)  # atomic, and never replaces a token another process made
+            created = True
+        except FileExistsError:
+            pass
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+    mode = path.stat().st_mode
+    if mode & (stat.S_IRWXG | stat.S_IRWXO):
+        raise PermissionDenied(
+            f"{path} is readable by other users (mode {stat.filemode(mode)}): chmod 600 it",
+            code="token-mode",
+        )
+    return ServerToken(_read_token(path), path, created)
+
+
+def load_client_token(
+    token_file: str | os.PathLike[str] | None, state_dir: str | os.PathLike[str] | None = None
+) -> str | None:
+    """The token a client should use, or ``None`` when none is configured.
+
+    Order: ``token_file``, then the ``SOCKETKIT_TOKEN`` variable, then
+    ``STATE_DIR/token`` if it exists (a client on the server's own machine).
+
+    Raises:
+        OSError: ``token_file`` cannot be read.
+        PermissionDenied: it holds no usable token.
+    """
+    if token_file is not None:
+        return _read_token(Path(token_file))
+    env = os.environ.get(TOKEN_ENV, "").strip()
+    if env:
+        return env
+    if state_dir is not None:
+        path = Path(state_dir) / TOKEN_FILE
+        if path.is_file():
+            return _read_token(path)
+    return None

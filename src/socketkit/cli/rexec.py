@@ -1,0 +1,295 @@
+"""``socketkit serve exec`` and ``socketkit exec ADDR -- PROGRAM ARGS...``."""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import os
+import sys
+from typing import Any
+
+from socketkit.cli._args import address_arg
+from socketkit.cli._serving import add_server_options, positive_float, positive_int, run_server
+
+__all__ = ["EXEC_PORT", "add_parsers", "add_serve_parser", "exec_command", "serve_exec"]
+
+EXEC_PORT = 7022
+DEFAULT_STATE_DIR = ".socketkit"
+
+
+def add_serve_parser(services: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add ``serve exec``."""
+    parser = services.add_parser(
+        "exec",
+        help="authenticated remote command execution",
+        description=(
+            "Run commands for authenticated clients, like sshd runs `ssh host cmd`: argv "
+            "lists without a shell, an allow-list of programs, a jailed working directory, "
+            "timeouts and output caps that kill the whole process group, an audit log."
+        ),
+    )
+    add_server_options(parser, default_port=EXEC_PORT, unix=True)
+    parser.add_argument(
+        "--state-dir",
+        default=DEFAULT_STATE_DIR,
+        help=f"token, audit log (default: {DEFAULT_STATE_DIR})",
+    )
+    rules = parser.add_argument_group("what may run")
+    rules.add_argument(
+        "--allow",
+        action="append",
+        metavar="PROGRAM",
+        default=None,
+        help="allow this program (name or absolute path); repeat; replaces the default list",
+    )
+    rules.add_argument("--allow-any", action="store_true", help="allow every program (as sshd does)")
+    rules.add_argument("--allow-shell", action="store_true", help="accept shell command lines (/bin/sh -c)")
+    rules.add_argument(
+        "--env-allow",
+        action="append",
+        metavar="NAME",
+        default=[],
+        help="also accept this client environment variable (NAME or PREFIX*)",
+    )
+    rules.add_argument("--root", default=".", help="commands run under this directory (default: .)")
+    rules.add_argument(
+        "--timeout",
+        type=positive_float,
+        default=3600.0,
+        help="seconds a command may run (default: 3600)",
+    )
+    rules.add_argument(
+        "--max-output",
+        type=positive_int,
+        default=None,
+        metavar="BYTES",
+        help="stdout+stderr bytes per command before it is stopped (default: 1 TiB)",
+    )
+    rules.add_argument(
+        "--max-procs",
+        type=positive_int,
+        default=32,
+        help="commands running at once; more get 'busy' (default: 32)",
+    )
+    rules.add_argument(
+        "--no-auth",
+        action="store_true",
+        help="no token (refused unless listening on loopback only)",
+    )
+    parser.set_defaults(func=serve_exec)
+
+
+def add_parsers(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add ``exec``."""
+    parser = commands.add_parser(
+        "exec",
+        help="run a command on a `serve exec` server",
+        description="Run PROGRAM ARGS on the server; its output is ours, its exit status ours.",
+        usage="socketkit exec [options] ADDR -- PROGRAM [ARGS...]",
+    )
+    parser.add_argument("address", type=address_arg, metavar="ADDR", help="HOST:PORT, [v6]:PORT or unix:PATH")
+    parser.add_argument(
+        "argv",
+        nargs=argparse.REMAINDER,
+        metavar="PROGRAM",
+        help="the command and its arguments (options go before ADDR, as for ssh)",
+    )
+    add_client_auth_options(parser)
+    parser.add_argument(
+        "--timeout",
+        type=positive_float,
+        default=None,
+        help="seconds the command may run (sent to the server too)",
+    )
+    parser.add_argument(
+        "--shell", metavar="COMMAND", help="run a shell command line (servers with --allow-shell)"
+    )
+    parser.add_argument("--cwd", default="", help="working directory, relative to the server's root")
+    parser.add_argument(
+        "--env",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="set a variable the server accepts (LANG, LC_*, TZ, TERM...)",
+    )
+    parser.add_argument("-n", "--no-stdin", action="store_true", help="send end of input at once")
+    parser.set_defaults(func=exec_command)
+
+
+def add_client_auth_options(parser: argparse.ArgumentParser) -> None:
+    """Token and TLS options shared by the exec and file clients."""
+    group = parser.add_argument_group("authentication and TLS")
+    group.add_argument(
+        "--token-file",
+        metavar="FILE",
+        help="the server token (default: $SOCKETKIT_TOKEN, then STATE_DIR/token)",
+    )
+    group.add_argument("--state-dir", default=DEFAULT_STATE_DIR, help=argparse.SUPPRESS)
+    group.add_argument("--tls", action="store_true", help="use TLS, verified against the system CAs")
+    group.add_argument("--tls-ca", metavar="FILE", help="use TLS, verified against this CA bundle")
+    group.add_argument(
+        "--tls-fingerprint",
+        metavar="SHA256",
+        help="use TLS, accepting only the certificate with this SHA-256 fingerprint",
+    )
+    group.add_argument(
+        "--insecure", action="store_true", help="use TLS without verifying the server (unsafe)"
+    )
+    group.add_argument("--connect-timeout", type=positive_float, default=10.0, help=argparse.SUPPRESS)
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` is a loopback address or ``localhost`` (Unix sockets count too)."""
+    if host in ("localhost", ""):
+        return host == "localhost"
+    try:
+        return ipaddress.ip_address(host.split("%", 1)[0]).is_loopback
+    except ValueError:
+        return False
+
+
+def check_exposure(service: str, args: argparse.Namespace, *, needs_tls: bool) -> None:
+    """Refuse to expose an unauthenticated (or, for exec, unencrypted) service.
+
+    Raises:
+        PermissionDenied: the listener is not loopback and the safety is missing.
+    """
+    from socketkit.errors import PermissionDenied  # noqa: PLC0415
+
+    if getattr(args, "unix", None) and not args.tcp and not getattr(args, "udp", False):
+        exposed = False
+    else:
+        exposed = not is_loopback(args.host)
+    if not exposed:
+        return
+    if args.no_auth:
+        raise PermissionDenied(
+            f"{service} refuses --no-auth on {args.host}: authentication is required off loopback"
+        )
+    if needs_tls and not args.tls_cert:
+        raise PermissionDenied(
+            f"{service} refuses to listen on {args.host} without TLS: pass --tls-cert and --tls-key "
+            "(`socketkit cert` makes a pair)"
+        )
+
+
+def load_server_token(service: str, args: argparse.Namespace) -> str | None:
+    """The server token (created and announced on first start), or None with --no-auth."""
+    if args.no_auth:
+        return None
+    from socketkit.auth.token import TOKEN_ENV, load_or_create_token  # noqa: PLC0415
+
+    token = load_or_create_token(args.state_dir)
+    if token.created:
+        print(
+            f"{service}: created a token in {token.path} (mode 0600); clients on this machine find it "
+            f"there; elsewhere give it to them once:\n  {TOKEN_ENV}={token.value}  "
+            f"(or copy the file and pass --token-file)",
+            flush=True,
+        )
+    return token.value
+
+
+def serve_exec(args: argparse.Namespace) -> int:
+    """``serve exec``."""
+    from socketkit.services.rexec.policy import DEFAULT_ALLOWED, DEFAULT_ENV_ALLOW, ExecPolicy  # noqa: PLC0415
+    from socketkit.services.rexec.server import DEFAULT_MAX_OUTPUT, ExecServer, ExecSettings  # noqa: PLC0415
+    from socketkit.state import StateDB  # noqa: PLC0415
+
+    check_exposure("exec", args, needs_tls=True)
+    root = os.path.realpath(args.root)
+    if not os.path.isdir(root):
+        raise FileNotFoundError(f"--root {args.root} is not a directory")
+    token = load_server_token("exec", args)
+    policy = ExecPolicy(
+        allow=frozenset(args.allow) if args.allow else DEFAULT_ALLOWED,
+        allow_any=args.allow_any,
+        allow_shell=args.allow_shell,
+        env_allow=DEFAULT_ENV_ALLOW | frozenset(args.env_allow),
+        timeout=args.timeout,
+        home=root,
+    )
+    db = StateDB(args.state_dir)
+    settings = ExecSettings(
+        root=root,
+        policy=policy,
+        token=token,
+        db=db,
+        max_output=args.max_output or DEFAULT_MAX_OUTPUT,
+        max_procs=args.max_procs,
+    )
+    service = ExecServer(settings)
+
+    def make() -> Any:
+        return service.make_server(
+            max_connections=args.max_connections,
+            max_connections_per_address=args.max_per_address,
+            shutdown_grace=args.shutdown_grace,
+        )
+
+    try:
+        return run_server("exec", make, args)
+    finally:
+        db.close()
+
+
+def client_tls(args: argparse.Namespace) -> Any:
+    """The client TLS context the options ask for (None: plain TCP)."""
+    if not (args.tls or args.tls_ca or args.tls_fingerprint or args.insecure):
+        return None
+    from socketkit.tls import client_context  # noqa: PLC0415
+
+    return client_context(args.tls_ca, fingerprint=args.tls_fingerprint, insecure=args.insecure)
+
+
+def exec_command(args: argparse.Namespace) -> int:
+    """``exec``: the remote status, 128+N for a signal, 126/127/255 for failures."""
+    from socketkit.aio.loop import run  # noqa: PLC0415 (lazy imports keep the CLI quick)
+    from socketkit.auth.token import load_client_token  # noqa: PLC0415
+    from socketkit.services.rexec.client import ExecTarget, exit_status_for_error, run_remote  # noqa: PLC0415
+    from socketkit.services.rexec.protocol import ExecRequest  # noqa: PLC0415
+
+    argv = list(args.argv)
+    if argv and argv[0] == "--":
+        argv = argv[1:]
+    if argv and args.shell is not None:
+        print("give PROGRAM ARGS or --shell COMMAND, not both", file=sys.stderr)
+        return 2
+    if not argv and args.shell is None:
+        print("usage: socketkit exec ADDR -- PROGRAM [ARGS...]  (or --shell COMMAND)", file=sys.stderr)
+        return 2
+    env = {}
+    for item in args.env:
+        name, sep, value = item.partition("=")
+        if not sep or not name:
+            print(f"--env needs NAME=VALUE, not {item!r}", file=sys.stderr)
+            return 2
+        env[name] = value
+    try:
+        token = load_client_token(args.token_file, args.state_dir)
+        target = ExecTarget(
+            args.address,
+            token,
+            client_tls(args),
+            args.tls_fingerprint,
+            connect_timeout=args.connect_timeout,
+        )
+        request = ExecRequest(tuple(argv), env, args.cwd, args.shell, not args.no_stdin, args.timeout)
+        return run(
+            run_remote(
+                target,
+                request,
+                stdin=None if args.no_stdin else sys.stdin.buffer,
+                stdout=sys.stdout.buffer,
+                stderr=sys.stderr.buffer,
+                timeout=args.timeout,
+                forward_sigint=True,
+            )
+        )
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:
+        if args.debug:
+            raise
+        print(f"{type(exc).__name__}: {exc}", file=sys.stderr)
+        return exit_status_for_error(exc)

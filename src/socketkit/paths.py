@@ -1,0 +1,120 @@
+"""The path jail: client paths are virtual, always resolved under a served root.
+
+Pure path arithmetic plus ``os.path.realpath`` (the one filesystem call, so symlinks
+that lead out of the root are caught), as pyftpdlib's ``ftp2fs``/``validpath`` do.
+Used by the exec service (working directories) and the file service (every path).
+
+A client path is refused (``PathOutsideRoot``, or ``PermissionDenied`` with code
+``bad-path``) when it:
+
+- contains NUL or other control characters (terminal escapes in names are attacks);
+- is absolute, or has a drive letter or a UNC prefix (``C:``, ``\\\\server``);
+- uses a Windows-reserved device name (``CON``, ``NUL``, ``COM1``...), which would
+  open a device on Windows clients that download it;
+- resolves (after ``..`` and symlinks) outside the root.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+
+from socketkit.errors import PathOutsideRoot, PermissionDenied
+
+__all__ = [
+    "MAX_PATH_LENGTH",
+    "check_name",
+    "relative_to_root",
+    "resolve_under",
+    "split_virtual",
+    "virtual_path",
+]
+
+MAX_PATH_LENGTH = 4096
+"""Longest client path in bytes (Linux PATH_MAX)."""
+
+_RESERVED = frozenset(
+    {"CON", "PRN", "AUX", "NUL", "CONIN$", "CONOUT$"}
+    | {f"COM{i}" for i in range(1, 10)}
+    | {f"LPT{i}" for i in range(1, 10)}
+)
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_DRIVE = re.compile(r"^[A-Za-z]:")
+
+
+def check_name(name: str) -> None:
+    """Refuse one path component that is unsafe on any platform a file may travel to.
+
+    Raises:
+        PermissionDenied: control characters, a reserved device name, or a name made
+            only of dots and spaces.
+    """
+    if _CONTROL.search(name):
+        raise PermissionDenied(f"control characters in the name {name!r}", code="bad-path")
+    stem = name.split(".", 1)[0].rstrip(" ").upper()
+    if stem in _RESERVED:
+        raise PermissionDenied(f"{name!r} is a reserved device name on Windows", code="bad-path")
+    if name.strip(". ") == "" and name not in (".", ".."):
+        raise PermissionDenied(f"{name!r} is not a usable name", code="bad-path")
+
+
+def split_virtual(path: str) -> list[str]:
+    """Check a client path and return its components (``""`` and ``"."`` mean the root).
+
+    Raises:
+        PathOutsideRoot: absolute, drive-lettered or UNC paths.
+        PermissionDenied: too long, or a component that fails ``check_name``.
+    """
+    if len(path.encode("utf-8", errors="surrogateescape")) > MAX_PATH_LENGTH:
+        raise PermissionDenied(f"path longer than {MAX_PATH_LENGTH} bytes", code="bad-path")
+    if "\0" in path:
+        raise PermissionDenied("NUL byte in path", code="bad-path")
+    if path.startswith(("/", "\\")) or _DRIVE.match(path):
+        raise PathOutsideRoot(f"absolute paths are not allowed: {path!r} (paths are relative to the root)")
+    parts = [p for p in re.split(r"[/\\]", path) if p not in ("", ".")]
+    for part in parts:
+        check_name(part)
+    return parts
+
+
+def virtual_path(parts: list[str]) -> str:
+    """Join checked components into the canonical client-facing path (``""`` = root)."""
+    return "/".join(parts)
+
+
+def resolve_under(root: str | os.PathLike[str], path: str) -> str:
+    """Return the real path ``path`` names under ``root``, symlinks resolved.
+
+    ``..`` may be used inside the root (``a/../b``) but never to leave it, and a
+    symlink inside the root that points outside it is refused too.
+
+    Args:
+        root: the served directory.
+        path: the client's virtual path.
+
+    Returns:
+        an absolute real path inside the (real) root.
+
+    Raises:
+        PathOutsideRoot: the path leaves the root.
+        PermissionDenied: see ``split_virtual``.
+    """
+    real_root = os.path.realpath(root)
+    parts = split_virtual(path)
+    # Normalise ``..`` lexically first: a path that climbs above the root is refused
+    # even if a symlink would bring it back.
+    depth = 0
+    for part in parts:
+        depth = depth - 1 if part == ".." else depth + 1
+        if depth < 0:
+            raise PathOutsideRoot(f"{path!r} leaves the root")
+    candidate = os.path.realpath(os.path.join(real_root, *parts)) if parts else real_root
+    if candidate != real_root and not candidate.startswith(real_root.rstrip(os.sep) + os.sep):
+        raise PathOutsideRoot(f"{path!r} resolves outside the root")
+    return candidate
+
+
+def relative_to_root(root: str | os.PathLike[str], real: str) -> str:
+    """The virtual path of a real path inside ``root`` (for listings and messages)."""
+    rel = os.path.relpath(real, os.path.realpath(root))
+    return "" if rel == "." else rel.replace(os.sep, "/")

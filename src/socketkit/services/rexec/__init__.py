@@ -1,0 +1,1 @@
+"""Remote exec: authenticated command execution that behaves like ``ssh host cmd``."""

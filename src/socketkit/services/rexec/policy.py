@@ -1,0 +1,109 @@
+"""What the exec server is willing to run, and with which environment (pure).
+
+- Programs: an allow-list by name (looked up on a fixed, safe PATH) or by absolute
+  path. Anything else is refused; ``allow_any`` lifts the list (like ssh) explicitly.
+- Shell command lines only with ``allow_shell``; otherwise a request is an argv list
+  and nothing in it is ever interpreted (``"; rm -rf ~"`` is one literal argument).
+- Environment: scrubbed to a fixed base (PATH, LANG, HOME) plus the variables a
+  client asks for among ``env_allow`` (exact names, or prefixes ending in ``*``).
+- Time: the client may ask for a shorter timeout than the server's, never a longer one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from socketkit.errors import PermissionDenied
+from socketkit.services.rexec.protocol import ExecRequest
+
+__all__ = ["DEFAULT_ALLOWED", "DEFAULT_ENV_ALLOW", "SAFE_PATH", "Decision", "ExecPolicy"]
+
+SAFE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+"""The PATH commands run with (no ``.``, no user directories)."""
+
+DEFAULT_ALLOWED = frozenset(
+    {
+        "cat", "date", "df", "du", "echo", "env", "false", "grep", "head", "hostname", "id",
+        "ls", "pwd", "seq", "sleep", "sort", "stat", "tail", "tr", "true", "uname", "uniq",
+        "uptime", "wc", "whoami", "yes",
+    }
+)  # fmt: skip
+"""Read-mostly tools allowed when the server names none (``--allow`` replaces the list)."""
+
+DEFAULT_ENV_ALLOW = frozenset({"LANG", "LANGUAGE", "LC_*", "TZ", "TERM", "COLUMNS", "LINES"})
+"""Variables a client may set: locale and terminal description, as ssh's AcceptEnv."""
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """What will run."""
+
+    argv: tuple[str, ...]
+    program: str  # the name or path to resolve (argv[0], or the shell)
+    env: Mapping[str, str]
+    timeout: float
+
+
+@dataclass(frozen=True, slots=True)
+class ExecPolicy:
+    """The server's rules; see the module docstring."""
+
+    allow: frozenset[str] = DEFAULT_ALLOWED
+    allow_any: bool = False
+    allow_shell: bool = False
+    shell: str = "/bin/sh"
+    env_allow: frozenset[str] = DEFAULT_ENV_ALLOW
+    timeout: float = 3600.0
+    home: str = "/"
+    base_env: Mapping[str, str] = field(default_factory=lambda: {"PATH": SAFE_PATH, "LANG": "C.UTF-8"})
+
+    def decide(self, request: ExecRequest) -> Decision:
+        """Check a request against the rules.
+
+        Raises:
+            PermissionDenied: a program, shell or variable the rules do not allow.
+        """
+        if request.shell is not None:
+            if not self.allow_shell:
+                raise PermissionDenied(
+                    "shell command lines are disabled on this server (it needs --allow-shell); "
+                    "send the program and its arguments instead"
+                )
+            argv: tuple[str, ...] = (self.shell, "-c", request.shell)
+        else:
+            argv = request.argv
+            self._check_program(argv[0])
+        env = dict(self.base_env)
+        env["HOME"] = self.home
+        refused = sorted(name for name in request.env if not self._env_allowed(name))
+        if refused:
+            allowed = ", ".join(sorted(self.env_allow))
+            raise PermissionDenied(
+                f"environment variables not accepted: {', '.join(refused)} (allowed: {allowed})"
+            )
+        env.update(request.env)
+        timeout = self.timeout if request.timeout is None else min(request.timeout, self.timeout)
+        return Decision(argv, argv[0], env, timeout)
+
+    def _check_program(self, program: str) -> None:
+        if self.allow_any:
+            if "/" in program and not program.startswith("/"):
+                raise PermissionDenied(f"relative program paths are not allowed: {program!r}")
+            return
+        if program in self.allow:
+            if "/" in program and not program.startswith("/"):
+                raise PermissionDenied(f"relative program paths are not allowed: {program!r}")
+            return
+        raise PermissionDenied(
+            f"{program!r} is not an allowed program on this server "
+            f"(allowed: {', '.join(sorted(self.allow)) or 'none'})"
+        )
+
+    def _env_allowed(self, name: str) -> bool:
+        for pattern in self.env_allow:
+            if pattern.endswith("*") and name.startswith(pattern[:-1]):
+                return True
+            if name == pattern:
+                return True
+        return False

@@ -1,0 +1,107 @@
+"""The embedded state: one SQLite database in the state directory.
+
+Nothing needs an external server: audit logs (exec, files) and chat state live in
+``STATE_DIR/socketkit.db`` (WAL mode, so readers never block the writer). Each service
+declares its own tables with ``ensure_schema(name, version, statements)``; statements
+run once per version. Calls are serialised by a lock, so threads (and
+``asyncio.to_thread``) may share one ``StateDB``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import threading
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+__all__ = ["DEFAULT_STATE_DIR", "StateDB"]
+
+DEFAULT_STATE_DIR = ".socketkit"
+DB_FILE = "socketkit.db"
+
+
+class StateDB:
+    """A thread-safe handle on the state database.
+
+    Args:
+        state_dir: the directory (created with mode 0700 if missing).
+
+    Raises:
+        OSError: the directory cannot be created.
+        sqlite3.Error: the database cannot be opened.
+    """
+
+    def __init__(self, state_dir: str | os.PathLike[str]) -> None:
+        directory = Path(state_dir)
+        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self.path = directory / DB_FILE
+        self._lock = threading.Lock()
+        self._conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=30)
+        self._conn.execute("PRAGMA journal_mode=WAL")
+        # NORMAL in WAL mode: a crash loses at most the last transactions, never corrupts.
+        self._conn.execute("PRAGMA synchronous=NORMAL")
+        self._conn.execute(
+            "CREATE TABLE IF NOT EXISTS schema_versions (name TEXT PRIMARY KEY, version INTEGER)"
+        )
+
+    def ensure_schema(self, name: str, version: int, statements: Sequence[str]) -> None:
+        """Run ``statements`` once, the first time ``name`` is seen below ``version``."""
+        with self._lock:
+            row = self._conn.execute("SELECT version FROM schema_versions WHERE name = ?", (name,)).fetchone()
+            if row is not None and row[0] >= version:
+                return
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                for statement in statements:
+                    self._conn.execute(statement)
+                self._conn.execute(
+                    "INSERT OR REPLACE INTO schema_versions (name, version) VALUES (?, ?)",
+                    (name, version),
+                )
+                self._conn.execute("COMMIT")
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
+        """Run one statement; return the last row id (inserts)."""
+        with self._lock:
+            cursor = self._conn.execute(sql, params)
+            return cursor.lastrowid or 0
+
+    def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
+        """Run one statement for many rows, in one transaction."""
+        with self._lock:
+            self._conn.execute("BEGIN")
+            try:
+                self._conn.executemany(sql, rows)
+                self._conn.execute("COMMIT")
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+
+    def query(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
+        """Run a query; return rows as dicts."""
+        with self._lock:
+            cursor = self._conn.execute(sql, params)
+            names = [d[0] for d in cursor.description or ()]
+            return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+
+    def close(self) -> None:
+        """Close the database."""
+        with self._lock:
+            self._conn.close()
+
+    def __enter__(self) -> StateDB:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def to_json(value: Any) -> str:
+    """Compact JSON for a column."""
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
