@@ -13,7 +13,6 @@ Output: a table, or ``--json``. Exit status 0 when every port is open, 1 otherwi
 from __future__ import annotations
 
 import argparse
-import asyncio
 import errno
 import json
 import socket
@@ -80,6 +79,8 @@ def add_parsers(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
 
 
 async def _probe_one(family: int, sockaddr: tuple[str, int], timeout: float) -> tuple[str, int, str, float]:
+    import asyncio  # noqa: PLC0415 (lazy: `socketkit --help` should not load asyncio)
+
     loop = asyncio.get_running_loop()
     started = time.perf_counter()
     sock = socket.socket(family, socket.SOCK_STREAM)
@@ -116,6 +117,8 @@ async def probe_ports(
         socket.gaierror: the host name does not resolve.
         ValueError: concurrency out of 1..MAX_CONCURRENCY.
     """
+    import asyncio  # noqa: PLC0415 (lazy: `socketkit --help` should not load asyncio)
+
     if not 1 <= concurrency <= MAX_CONCURRENCY:
         raise ValueError(f"--concurrency must be 1..{MAX_CONCURRENCY}")
     loop = asyncio.get_running_loop()

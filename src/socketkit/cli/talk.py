@@ -7,7 +7,6 @@ which asyncio cannot all watch) and hand each line to the event loop.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
 import sys
 import threading
@@ -18,6 +17,8 @@ from socketkit.cli._args import address_arg
 from socketkit.cli._serving import run_server
 
 if TYPE_CHECKING:
+    import asyncio
+
     from socketkit.aio.server import AsyncServer
 
 __all__ = ["TALK_PORT", "add_parsers", "serve_talk", "talk_client"]
@@ -79,6 +80,8 @@ def serve_talk(args: argparse.Namespace) -> int:
         )
 
     def started(server: AsyncServer) -> None:
+        import asyncio  # noqa: PLC0415 (lazy: `socketkit --help` should not load asyncio)
+
         loop = asyncio.get_running_loop()
 
         def on_line(line: str | None) -> None:
@@ -99,6 +102,8 @@ def talk_client(args: argparse.Namespace) -> int:
 
 
 async def _talk(args: argparse.Namespace) -> int:
+    import asyncio  # noqa: PLC0415
+
     from socketkit.aio.client import open_connection  # noqa: PLC0415
     from socketkit.aio.wire import exchange_hello  # noqa: PLC0415
     from socketkit.codec.wire import ErrorFrame, WireDecoder  # noqa: PLC0415

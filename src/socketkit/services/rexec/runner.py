@@ -217,12 +217,17 @@ class RunningCommand:
             pass
         self._kill_all(signal.SIGKILL)
 
-    def _kill_all(self, signum: int) -> None:
+    def _kill_all(self, signum: int, *, whole_session: bool = True) -> None:
+        """Signal the process group, and (``whole_session``) every process still in the
+        command's session, which catches children that moved to a group of their own.
+        The session scan reads /proc (milliseconds); it runs when a command is being
+        stopped, not after every normal exit."""
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self.pid, signum)
-        for pid in _session_members(self.pid):
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.kill(pid, signum)
+        if whole_session:
+            for pid in _session_members(self.pid):
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.kill(pid, signum)
 
     async def wait(self) -> ExecExit:
         """Wait for the command and its output, within the timeout; return how it ended.
@@ -255,7 +260,9 @@ class RunningCommand:
         finally:
             if self._killer is not None:
                 await self._killer
-            self._kill_all(signal.SIGKILL)  # leftovers of an exited command
+            # Leftovers of the command's group (`cmd &`): ended too. A stopped command
+            # (timeout, cap, client gone) was already swept session-wide.
+            self._kill_all(signal.SIGKILL, whole_session=False)
             for pipe in self.pipes:
                 if pipe.transport is not None:
                     pipe.transport.close()

@@ -133,15 +133,19 @@ class ExecServer:
                 f"busy: {settings.max_procs} commands are running; try again later", code="busy"
             )
         self.running += 1
-        audit_id = None
         try:
             command = await start_command(
                 conn, decision, cwd=cwd, stdin=request.stdin, max_output=settings.max_output
             )
             logger.info("exec: %s runs %s (pid %d)", conn.peer, request.display(), command.pid)
-            audit_id = await self._audit_start(conn, request, command)
-            conn.send(encode_control({"event": "started", "pid": command.pid}))
-            result = await self._supervise(conn, command)
+            # The audit row is written while the command runs (not before it starts):
+            # the database never adds to a command's latency.
+            audit = asyncio.get_running_loop().create_task(self._audit_start(conn, request, command))
+            try:
+                conn.send(encode_control({"event": "started", "pid": command.pid}))
+                result = await self._supervise(conn, command)
+            finally:
+                audit_id = await audit
         finally:
             self.running -= 1
         logger.info(
@@ -153,10 +157,10 @@ class ExecServer:
             result.reason,
             result.duration_ms,
         )
-        await self._audit_end(audit_id, command, result)
         with contextlib.suppress(ResourceError):
             conn.send(encode_control(result.to_header()))
         conn.close()
+        await self._audit_end(audit_id, command, result)
 
     async def _supervise(self, conn: Connection[WireEvent], command: RunningCommand) -> ExecExit:
         relay = asyncio.get_running_loop().create_task(self._relay_client(conn, command))
