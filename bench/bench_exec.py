@@ -32,7 +32,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _harness import machine, table
 
 from socketkit.address import Address
-from socketkit.services.rexec.client import ExecTarget, run_remote
+from socketkit.auth.connect import ServiceTarget
+from socketkit.services.rexec.client import run_remote
 from socketkit.services.rexec.protocol import ExecRequest
 
 STREAM_BYTES = 256 * 1024 * 1024
@@ -145,7 +146,7 @@ def time_runs(runs: int, fn: Callable[[], None]) -> list[float]:
 def api_latency(address: Address, token: str, runs: int) -> list[float]:
     async def go() -> list[float]:
         samples = []
-        target = ExecTarget(address, token)
+        target = ServiceTarget(address, token)
         request = ExecRequest(("true",), stdin=False)
         for _ in range(runs):
             started = time.perf_counter()

@@ -387,6 +387,25 @@ class Connection(asyncio.Protocol, Generic[T]):
         if self._lost:
             raise self._error or ClosedResourceError(f"connection with {self.peer} is closed")
 
+    async def drain_all(self) -> None:
+        """Wait until nothing at all is queued for the peer (before writing to the socket
+        directly, e.g. with ``os.sendfile``).
+
+        Raises:
+            BrokenResourceError: the connection broke.
+            ClosedResourceError: it was closed on our side.
+        """
+        transport = self.transport
+        if transport is None or transport.get_write_buffer_size() == 0:
+            return
+        # With both marks at 0, the transport calls resume_writing exactly when empty.
+        transport.set_write_buffer_limits(high=0, low=0)
+        try:
+            await self.drain()
+        finally:
+            if not self._lost:
+                transport.set_write_buffer_limits(high=self.limits.write_high_water)
+
     async def send_all(self, data: bytes) -> None:
         """``send()`` then ``drain()``: the awaitable, back-pressured way to write.
 

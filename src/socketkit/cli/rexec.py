@@ -245,8 +245,9 @@ def client_tls(args: argparse.Namespace) -> Any:
 def exec_command(args: argparse.Namespace) -> int:
     """``exec``: the remote status, 128+N for a signal, 126/127/255 for failures."""
     from socketkit.aio.loop import run  # noqa: PLC0415 (lazy imports keep the CLI quick)
+    from socketkit.auth.connect import ServiceTarget  # noqa: PLC0415
     from socketkit.auth.token import load_client_token  # noqa: PLC0415
-    from socketkit.services.rexec.client import ExecTarget, exit_status_for_error, run_remote  # noqa: PLC0415
+    from socketkit.services.rexec.client import exit_status_for_error, run_remote  # noqa: PLC0415
     from socketkit.services.rexec.protocol import ExecRequest  # noqa: PLC0415
 
     argv = list(args.argv)
@@ -267,7 +268,7 @@ def exec_command(args: argparse.Namespace) -> int:
         env[name] = value
     try:
         token = load_client_token(args.token_file, args.state_dir)
-        target = ExecTarget(
+        target = ServiceTarget(
             args.address,
             token,
             client_tls(args),

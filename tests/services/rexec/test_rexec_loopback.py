@@ -21,11 +21,12 @@ import pytest
 
 from socketkit.address import Address
 from socketkit.aio.listeners import Listener
+from socketkit.auth.connect import ServiceTarget
 from socketkit.certs import make_self_signed
 from socketkit.cli.main import main
 from socketkit.codec.wire import ErrorFrame, WireDecoder, encode_control, encode_hello
 from socketkit.errors import PermissionDenied, ServiceError
-from socketkit.services.rexec.client import ExecTarget, run_remote
+from socketkit.services.rexec.client import run_remote
 from socketkit.services.rexec.policy import ExecPolicy
 from socketkit.services.rexec.protocol import ExecRequest
 from socketkit.services.rexec.server import ExecServer, ExecSettings
@@ -78,7 +79,7 @@ def remote(
     out, err, pids = io.BytesIO(), io.BytesIO(), []
     status = asyncio.run(
         run_remote(
-            ExecTarget(address, token, **target),
+            ServiceTarget(address, token, **target),
             request,
             stdin=None if stdin is None else io.BytesIO(stdin),
             stdout=out,
@@ -166,7 +167,7 @@ def test_100_mib_of_output_arrives_whole_and_identical(server: Address) -> None:
     sink = Hasher()
     status = asyncio.run(
         run_remote(
-            ExecTarget(server, TOKEN),
+            ServiceTarget(server, TOKEN),
             ExecRequest(("seq", str(count)), stdin=False),
             stdin=None,
             stdout=sink,
@@ -207,7 +208,7 @@ def test_a_client_that_disconnects_kills_its_command(server: Address) -> None:
     async def go() -> None:
         task = asyncio.ensure_future(
             run_remote(
-                ExecTarget(server, TOKEN),
+                ServiceTarget(server, TOKEN),
                 ExecRequest((), shell="sleep 100 & sleep 100", stdin=False),
                 stdin=None,
                 stdout=io.BytesIO(),
@@ -343,7 +344,7 @@ def test_busy_when_every_slot_runs(root: Path) -> None:
             pids: list[int] = []
             long = asyncio.ensure_future(
                 run_remote(
-                    ExecTarget(address, TOKEN),
+                    ServiceTarget(address, TOKEN),
                     ExecRequest(("sleep", "100"), stdin=False),
                     stdin=None,
                     stdout=io.BytesIO(),
@@ -355,7 +356,7 @@ def test_busy_when_every_slot_runs(root: Path) -> None:
                 await asyncio.sleep(0.01)
             with pytest.raises(ServiceError) as info:
                 await run_remote(
-                    ExecTarget(address, TOKEN),
+                    ServiceTarget(address, TOKEN),
                     ExecRequest(("true",), stdin=False),
                     stdin=None,
                     stdout=io.BytesIO(),

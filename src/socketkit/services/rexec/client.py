@@ -14,23 +14,17 @@ import contextlib
 import logging
 import os
 import signal
-import ssl
 import sys
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any, BinaryIO
 
-from socketkit.address import Address
-from socketkit.aio.client import open_connection
 from socketkit.aio.connection import Connection
-from socketkit.aio.wire import exchange_hello
-from socketkit.auth.session import authenticate_client
+from socketkit.auth.connect import ServiceTarget, connect_authenticated
 from socketkit.codec.wire import (
     Control,
     Data,
     ErrorFrame,
-    WireDecoder,
     WireEvent,
     encode_control,
     encode_data,
@@ -45,9 +39,8 @@ from socketkit.services.rexec.protocol import (
     exit_status_for_client,
     parse_exit,
 )
-from socketkit.tls import check_fingerprint
 
-__all__ = ["EXIT_FAILURE", "ExecTarget", "run_remote"]
+__all__ = ["EXIT_FAILURE", "run_remote"]
 
 logger = logging.getLogger(__name__)
 
@@ -55,18 +48,6 @@ EXIT_NOT_ALLOWED = 126
 EXIT_NOT_FOUND = 127
 EXIT_FAILURE = 255
 _STDIN_CHUNK = 256 * 1024
-
-
-@dataclass(frozen=True, slots=True)
-class ExecTarget:
-    """Where and how to connect."""
-
-    address: Address
-    token: str | None = None
-    ssl: ssl.SSLContext | None = None
-    fingerprint: str | None = None
-    server_hostname: str | None = None
-    connect_timeout: float = 10.0
 
 
 def _writer(stream: BinaryIO) -> Callable[[bytes], None]:
@@ -113,7 +94,7 @@ def _pump_stdin(
 
 
 async def run_remote(
-    target: ExecTarget,
+    target: ServiceTarget,
     request: ExecRequest,
     *,
     stdin: BinaryIO | None,
@@ -132,13 +113,7 @@ async def run_remote(
         TimeoutError: no connection in time, or the command outlived ``timeout``.
         ServiceError, PermissionDenied, ProtocolError: refused or broken exchange.
     """
-    conn: Connection[WireEvent] = await open_connection(
-        target.address,
-        WireDecoder(max_frame_size=1 << 20),
-        ssl=target.ssl,
-        server_hostname=target.server_hostname,
-        timeout=target.connect_timeout,
-    )
+    conn = await connect_authenticated(target, max_frame_size=1 << 20, pipelined=request.to_header())
     stop = threading.Event()
     loop = asyncio.get_running_loop()
     interrupts = 0
@@ -153,13 +128,6 @@ async def run_remote(
             conn.send(encode_control({"op": "signal", "signal": "INT"}))
 
     try:
-        if target.fingerprint is not None:
-            check_fingerprint(
-                conn.transport.get_extra_info("ssl_object") if conn.transport else None,
-                target.fingerprint,
-            )
-        await exchange_hello(conn)
-        await authenticate_client(conn, target.token, pipelined=request.to_header())
         if forward_sigint:
             loop.add_signal_handler(signal.SIGINT, on_sigint)
         # The server enforces `timeout` and reports it; wait a little longer for that report.

@@ -1,0 +1,339 @@
+"""The file client: upload, download, list, stat, delete, mkdir over one connection.
+
+Uploads declare the file's SHA-256 (computed first, reading the local file) and send it
+with ``sendfile`` where possible; resumed uploads compare the server's prefix hash with
+the local file before continuing. Downloads are written to a hidden partial file next
+to the destination, hashed as they arrive, checked against the server's SHA-256,
+fsynced and renamed into place; a resumed download sends the hash of what it already
+has, and the server refuses to continue if its file differs. Names coming from the
+server are checked with the same jail as the server's (no ``..``, no absolute paths,
+no control characters) before anything is written.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, BinaryIO
+
+from socketkit.aio.connection import Connection
+from socketkit.aio.sendfile import send_file_range
+from socketkit.auth.connect import ServiceTarget, connect_authenticated
+from socketkit.auth.session import receive_control
+from socketkit.codec.wire import BodyChunk, BodyEnd, BodyStart, WireEvent, encode_body_header, encode_control
+from socketkit.errors import RemoteProtocolError, ServiceError
+from socketkit.paths import resolve_under
+from socketkit.services.filexfer.protocol import (
+    Entry,
+    GetRequest,
+    ListRequest,
+    PathRequest,
+    PutRequest,
+    parse_entry,
+)
+
+__all__ = ["FileClient", "Progress", "TransferResult", "file_sha256"]
+
+Progress = Callable[[int], None]
+HASH_CHUNK = 1 << 20
+
+
+@dataclass(frozen=True, slots=True)
+class TransferResult:
+    """What a put or get did."""
+
+    path: str
+    size: int
+    sha256: str
+    transferred: int  # bytes that crossed the network (less than size after a resume)
+
+
+def file_sha256(fd: int, size: int, *, progress: Progress | None = None) -> Any:
+    """A hashlib object over the first ``size`` bytes of ``fd`` (read with pread)."""
+    digest = hashlib.sha256()
+    position = 0
+    while position < size:
+        chunk = os.pread(fd, min(HASH_CHUNK, size - position), position)
+        if not chunk:
+            raise OSError(f"the file shrank while being hashed ({position} of {size} bytes)")
+        digest.update(chunk)
+        position += len(chunk)
+        if progress is not None:
+            progress(len(chunk))
+    return digest
+
+
+def _partial_path(destination: str) -> str:
+    directory, name = os.path.split(destination)
+    return os.path.join(directory, f".{name}.part")
+
+
+class FileClient:
+    """One authenticated connection to a file server (operations run one at a time)."""
+
+    def __init__(self, conn: Connection[WireEvent]) -> None:
+        self.conn = conn
+
+    @classmethod
+    async def connect(cls, target: ServiceTarget) -> FileClient:
+        """Connect and authenticate.
+
+        Raises:
+            OSError, TimeoutError, PermissionDenied, ServiceError, ProtocolError: see
+            ``connect_authenticated``.
+        """
+        return cls(await connect_authenticated(target))
+
+    async def aclose(self) -> None:
+        """Close the connection."""
+        await self.conn.aclose()
+
+    async def __aenter__(self) -> FileClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.conn.abort()
+
+    async def _reply(self) -> dict[str, Any]:
+        return dict((await receive_control(self.conn)).header)
+
+    # --- uploads -------------------------------------------------------------------
+
+    async def put_file(
+        self,
+        local: str,
+        remote: str,
+        *,
+        force: bool = False,
+        resume: bool = False,
+        progress: Progress | None = None,
+        on_hashed: Callable[[], None] | None = None,
+    ) -> TransferResult:
+        """Upload one local file.
+
+        Raises:
+            OSError: the local file cannot be read.
+            ServiceError: the server refused (exists, quota, checksum-mismatch...).
+        """
+        fd = os.open(local, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+        try:
+            size = os.fstat(fd).st_size
+            sha = (await asyncio.to_thread(file_sha256, fd, size)).hexdigest()
+            if on_hashed is not None:
+                on_hashed()
+            return await self._put_fd(fd, size, sha, remote, force=force, resume=resume, progress=progress)
+        finally:
+            os.close(fd)
+
+    async def _put_fd(
+        self,
+        fd: int,
+        size: int,
+        sha: str,
+        remote: str,
+        *,
+        force: bool,
+        resume: bool,
+        progress: Progress | None,
+    ) -> TransferResult:
+        conn = self.conn
+        conn.send(encode_control(PutRequest(remote, size, sha, force, resume).to_header()))
+        ready = await self._reply()
+        offset = int(ready.get("offset") or 0)
+        if offset:
+            local_prefix = (await asyncio.to_thread(file_sha256, fd, offset)).hexdigest()
+            if local_prefix != ready.get("prefix_sha256"):
+                conn.send(encode_control({"op": "restart"}))
+                ready = await self._reply()
+                offset = 0
+        if progress is not None and offset:
+            progress(offset)
+        conn.send(encode_body_header(size - offset))
+        await send_file_range(conn, fd, offset, size - offset, progress=progress)
+        done = await self._reply()
+        if done.get("event") != "done" or done.get("sha256") != sha:
+            raise RemoteProtocolError(f"unexpected reply to an upload: {done}")
+        return TransferResult(str(done.get("path", remote)), size, sha, size - offset)
+
+    # --- downloads -----------------------------------------------------------------
+
+    async def get_file(
+        self,
+        remote: str,
+        local: str,
+        *,
+        force: bool = False,
+        resume: bool = False,
+        progress: Progress | None = None,
+        on_size: Callable[[int], None] | None = None,
+    ) -> TransferResult:
+        """Download one file to ``local`` (atomically: a partial file, then a rename).
+
+        Raises:
+            FileExistsError: ``local`` exists and ``force`` is off.
+            ServiceError: the server refused (not found...), or the checksum differs
+                (code ``checksum-mismatch``; the partial is removed).
+            OSError: the local file cannot be written.
+        """
+        if os.path.lexists(local) and not force:
+            raise FileExistsError(f"{local} exists (use --force to replace it)")
+        partial = _partial_path(local)
+        fd = os.open(partial, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o644)
+        keep_partial = resume
+        try:
+            offset = os.fstat(fd).st_size if resume else 0
+            digest = await asyncio.to_thread(file_sha256, fd, offset)
+            try:
+                header = await self._request_file(remote, offset, digest.hexdigest() if offset else None)
+            except ServiceError as exc:
+                if exc.code != "resume-mismatch":
+                    raise
+                offset, digest = 0, hashlib.sha256()
+                header = await self._request_file(remote, 0, None)
+            os.ftruncate(fd, offset)
+            os.lseek(fd, offset, os.SEEK_SET)
+            size, sha = int(header["size"]), str(header["sha256"])
+            if on_size is not None:
+                on_size(size)
+            if progress is not None and offset:
+                progress(offset)
+            await self._receive_body(lambda data: _append(fd, data), digest, size - offset, progress)
+            if digest.hexdigest() != sha:
+                keep_partial = False
+                raise ServiceError(
+                    f"{remote}: checksum mismatch after download (expected {sha})", code="checksum-mismatch"
+                )
+            os.fsync(fd)
+            mtime = header.get("mtime")
+            if isinstance(mtime, (int, float)):
+                os.utime(fd, (mtime, mtime))
+            os.replace(partial, local) if force else _link_into_place(partial, local)
+            keep_partial = True  # moved: nothing to remove
+            return TransferResult(local, size, sha, size - offset)
+        finally:
+            os.close(fd)
+            if not keep_partial:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(partial)
+
+    async def get_stream(
+        self, remote: str, out: BinaryIO, *, progress: Progress | None = None
+    ) -> TransferResult:
+        """Download to a stream (standard output): written as it arrives, verified at the end.
+
+        Raises:
+            ServiceError: refused, or the checksum differs (after the data was written).
+        """
+        header = await self._request_file(remote, 0, None)
+        size, sha = int(header["size"]), str(header["sha256"])
+        digest = hashlib.sha256()
+
+        def write(data: bytes) -> None:
+            out.write(data)
+
+        await self._receive_body(write, digest, size, progress)
+        out.flush()
+        if digest.hexdigest() != sha:
+            raise ServiceError(f"{remote}: checksum mismatch after download", code="checksum-mismatch")
+        return TransferResult("-", size, sha, size)
+
+    async def _request_file(self, remote: str, offset: int, prefix: str | None) -> dict[str, Any]:
+        self.conn.send(encode_control(GetRequest(remote, offset, prefix).to_header()))
+        header = await self._reply()
+        if (
+            header.get("event") != "file"
+            or not isinstance(header.get("size"), int)
+            or not isinstance(header.get("sha256"), str)
+        ):
+            raise RemoteProtocolError(f"unexpected reply to a download: {header}")
+        return header
+
+    async def _receive_body(
+        self, write: Callable[[bytes], None], digest: Any, expected: int, progress: Progress | None
+    ) -> None:
+        start = await self.conn.receive()
+        if not isinstance(start, BodyStart) or start.size != expected:
+            raise RemoteProtocolError(f"expected a body of {expected} bytes")
+        while True:
+            event = await self.conn.receive()
+            if isinstance(event, BodyChunk):
+                digest.update(event.data)
+                write(event.data)
+                if progress is not None:
+                    progress(len(event.data))
+            elif isinstance(event, BodyEnd):
+                return
+            else:
+                raise RemoteProtocolError(f"unexpected {type(event).__name__} inside a body")
+
+    # --- the rest --------------------------------------------------------------------
+
+    async def list(self, path: str = "", *, with_hash: bool = False, recursive: bool = False) -> list[Entry]:
+        """Entries under ``path`` (or the entry of a file).
+
+        Raises:
+            ServiceError: not found.
+        """
+        self.conn.send(encode_control(ListRequest(path, with_hash, recursive).to_header()))
+        entries: list[Entry] = []
+        while True:
+            reply = await self._reply()
+            if reply.get("event") != "entries" or not isinstance(reply.get("entries"), list):
+                raise RemoteProtocolError(f"unexpected reply to a listing: {reply}")
+            entries.extend(parse_entry(e) for e in reply["entries"])
+            if not reply.get("more"):
+                return entries
+
+    async def stat(self, path: str, *, with_hash: bool = False) -> Entry:
+        """One entry.
+
+        Raises:
+            ServiceError: not found.
+        """
+        self.conn.send(encode_control(PathRequest("stat", path, with_hash).to_header()))
+        return parse_entry((await self._reply()).get("entry"))
+
+    async def delete(self, path: str, *, recursive: bool = False) -> str:
+        """Remove a file or directory.
+
+        Raises:
+            ServiceError: not found, not empty, read-only.
+        """
+        self.conn.send(encode_control(PathRequest("delete", path, recursive).to_header()))
+        return str((await self._reply()).get("path", path))
+
+    async def mkdir(self, path: str, *, parents: bool = True) -> str:
+        """Create a directory.
+
+        Raises:
+            ServiceError: exists as a file, read-only.
+        """
+        self.conn.send(encode_control(PathRequest("mkdir", path, parents).to_header()))
+        return str((await self._reply()).get("path", path))
+
+
+def _append(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
+def _link_into_place(partial: str, local: str) -> None:
+    try:
+        os.link(partial, local)
+    except FileExistsError:
+        raise FileExistsError(f"{local} appeared during the download (use --force to replace it)") from None
+    os.unlink(partial)
+
+
+def local_destination(directory: str, remote_relative: str) -> str:
+    """Where a remote name lands under a local directory: jailed like the server's paths.
+
+    Raises:
+        PathOutsideRoot, PermissionDenied: a hostile name from the server.
+    """
+    return resolve_under(directory, remote_relative)

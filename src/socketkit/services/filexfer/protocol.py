@@ -1,0 +1,229 @@
+"""The file-transfer protocol on socketkit wire v1 (pure: requests, replies, validation).
+
+After the hello and the auth exchange, a connection carries any number of operations,
+one at a time; a refused operation gets an ERROR frame and the connection stays usable
+(a protocol violation closes it)::
+
+    put     {"op": "put", "path": P, "size": N, "sha256": H, "force": false, "resume": false}
+            <- {"event": "ready", "offset": K, "prefix_sha256": HK | null}
+            [-> {"op": "restart"}  <- {"event": "ready", "offset": 0}]   prefix differs
+            -> BODY of N-K raw bytes
+            <- {"event": "done", "path": P, "size": N, "sha256": H}
+    get     {"op": "get", "path": P, "offset": K, "prefix_sha256": HK | null}
+            <- {"event": "file", "path": P, "size": N, "sha256": H, "mtime": T, "offset": K}
+            <- BODY of N-K raw bytes (the client checks the whole file against H)
+    list    {"op": "list", "path": P, "hash": false, "recursive": false}
+            <- {"event": "entries", "entries": [...], "more": true|false} (one or more)
+    stat    {"op": "stat", "path": P, "hash": false}   <- {"event": "stat", "entry": {...}}
+    delete  {"op": "delete", "path": P, "recursive": false}   <- {"event": "deleted", "path": P}
+    mkdir   {"op": "mkdir", "path": P, "parents": true}     <- {"event": "created", "path": P}
+
+An entry is ``{"path", "type": "file"|"dir"|"link"|"other", "size", "mtime"}`` plus
+``"sha256"`` when asked for.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Final
+
+from socketkit.errors import RemoteProtocolError
+
+__all__ = [
+    "ENTRIES_PER_FRAME",
+    "OPERATIONS",
+    "Entry",
+    "GetRequest",
+    "ListRequest",
+    "PathRequest",
+    "PutRequest",
+    "parse_entry",
+    "parse_request",
+    "safe_display",
+]
+
+OPERATIONS: Final = frozenset({"put", "get", "list", "stat", "delete", "mkdir"})
+
+ENTRIES_PER_FRAME: Final = 500
+"""Listing entries per control frame: a name is at most 4 KiB, so 500 short ones stay far
+below the 64 KiB control limit; long names are split further by size (see server)."""
+
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+_MAX_SIZE: Final = 1 << 62
+
+
+def _bad(message: str) -> RemoteProtocolError:
+    return RemoteProtocolError(message, error_code="bad-request")
+
+
+def _path(header: Mapping[str, Any], name: str = "path") -> str:
+    value = header.get(name, "")
+    if not isinstance(value, str):
+        raise _bad(f"{name} must be a string")
+    return value
+
+
+def _flag(header: Mapping[str, Any], name: str) -> bool:
+    value = header.get(name, False)
+    if not isinstance(value, bool):
+        raise _bad(f"{name} must be true or false")
+    return value
+
+
+def _size(header: Mapping[str, Any], name: str, *, default: int | None = None) -> int:
+    value = header.get(name, default)
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= _MAX_SIZE:
+        raise _bad(f"{name} must be a byte count")
+    return value
+
+
+def _digest(header: Mapping[str, Any], name: str, *, required: bool) -> str | None:
+    value = header.get(name)
+    if value is None and not required:
+        return None
+    if not isinstance(value, str) or not _SHA256.match(value):
+        raise _bad(f"{name} must be 64 lower-case hex digits")
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class PutRequest:
+    """Upload ``size`` bytes whose SHA-256 is ``sha256`` to ``path``."""
+
+    path: str
+    size: int
+    sha256: str
+    force: bool = False
+    resume: bool = False
+
+    def to_header(self) -> dict[str, Any]:
+        """The CONTROL header."""
+        return {
+            "op": "put",
+            "path": self.path,
+            "size": self.size,
+            "sha256": self.sha256,
+            "force": self.force,
+            "resume": self.resume,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class GetRequest:
+    """Download ``path`` from ``offset`` (whose first ``offset`` bytes hash to ``prefix_sha256``)."""
+
+    path: str
+    offset: int = 0
+    prefix_sha256: str | None = None
+
+    def to_header(self) -> dict[str, Any]:
+        """The CONTROL header."""
+        return {"op": "get", "path": self.path, "offset": self.offset, "prefix_sha256": self.prefix_sha256}
+
+
+@dataclass(frozen=True, slots=True)
+class ListRequest:
+    """List a directory (or describe a file)."""
+
+    path: str = ""
+    hash: bool = False
+    recursive: bool = False
+
+    def to_header(self) -> dict[str, Any]:
+        """The CONTROL header."""
+        return {"op": "list", "path": self.path, "hash": self.hash, "recursive": self.recursive}
+
+
+@dataclass(frozen=True, slots=True)
+class PathRequest:
+    """stat, delete or mkdir of one path."""
+
+    op: str
+    path: str
+    flag: bool = False  # stat: hash; delete: recursive; mkdir: parents
+
+    def to_header(self) -> dict[str, Any]:
+        """The CONTROL header."""
+        flag_name = {"stat": "hash", "delete": "recursive", "mkdir": "parents"}[self.op]
+        return {"op": self.op, "path": self.path, flag_name: self.flag}
+
+
+Request = PutRequest | GetRequest | ListRequest | PathRequest
+
+
+def parse_request(header: Mapping[str, Any]) -> Request:
+    """Validate one operation header.
+
+    Raises:
+        RemoteProtocolError: unknown operation or malformed fields (code ``bad-request``).
+    """
+    op = header.get("op")
+    if op == "put":
+        return PutRequest(
+            _path(header),
+            _size(header, "size"),
+            str(_digest(header, "sha256", required=True)),
+            _flag(header, "force"),
+            _flag(header, "resume"),
+        )
+    if op == "get":
+        offset = _size(header, "offset", default=0)
+        prefix = _digest(header, "prefix_sha256", required=offset > 0)
+        return GetRequest(_path(header), offset, prefix)
+    if op == "list":
+        return ListRequest(_path(header), _flag(header, "hash"), _flag(header, "recursive"))
+    if op == "stat":
+        return PathRequest("stat", _path(header), _flag(header, "hash"))
+    if op == "delete":
+        return PathRequest("delete", _path(header), _flag(header, "recursive"))
+    if op == "mkdir":
+        return PathRequest("mkdir", _path(header), bool(header.get("parents", True)))
+    raise _bad(f"unknown operation {op!r} (expected one of {', '.join(sorted(OPERATIONS))})")
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """One file or directory, as listings and stat report it."""
+
+    path: str
+    type: str
+    size: int
+    mtime: float
+    sha256: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        """The JSON object sent on the wire."""
+        out: dict[str, Any] = {"path": self.path, "type": self.type, "size": self.size, "mtime": self.mtime}
+        if self.sha256 is not None:
+            out["sha256"] = self.sha256
+        return out
+
+
+def parse_entry(obj: Any) -> Entry:
+    """Validate an entry from the server.
+
+    Raises:
+        RemoteProtocolError: malformed.
+    """
+    if (
+        not isinstance(obj, dict)
+        or not isinstance(obj.get("path"), str)
+        or obj.get("type") not in ("file", "dir", "link", "other")
+    ):
+        raise RemoteProtocolError("malformed listing entry")
+    size, mtime = obj.get("size", 0), obj.get("mtime", 0)
+    if not isinstance(size, int) or not isinstance(mtime, (int, float)):
+        raise RemoteProtocolError("malformed listing entry")
+    sha = obj.get("sha256")
+    return Entry(obj["path"], obj["type"], size, float(mtime), sha if isinstance(sha, str) else None)
+
+
+_UNSAFE = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def safe_display(name: str) -> str:
+    """A name from the network made safe to print: control characters (terminal
+    escape sequences, newlines) shown as ``\\xNN``."""
+    return _UNSAFE.sub(lambda m: f"\\x{ord(m.group()):02x}", name)

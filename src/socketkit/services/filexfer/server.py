@@ -1,0 +1,304 @@
+"""The file server: hello, authentication, then operations until the client leaves.
+
+Filesystem work runs in worker threads (``asyncio.to_thread``) so that a slow disk
+never stalls other connections. Uploads stream the raw body from the socket into the
+partial file, hashing on the way; downloads go out with ``os.sendfile`` (zero-copy,
+from a worker thread, while the connection has nothing else queued), or read-and-send
+over TLS, where the kernel cannot encrypt. Every operation is in the audit log.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from socketkit.aio.connection import Connection, ConnectionLimits
+from socketkit.aio.sendfile import send_file_range
+from socketkit.aio.server import AsyncServer
+from socketkit.aio.wire import exchange_hello, send_error
+from socketkit.auth.session import authenticate_server, receive_control
+from socketkit.auth.throttle import AuthThrottle
+from socketkit.codec.wire import (
+    BodyChunk,
+    BodyEnd,
+    BodyStart,
+    Control,
+    WireDecoder,
+    WireEvent,
+    encode_body_header,
+    encode_control,
+    encode_error,
+)
+from socketkit.errors import ProtocolError, RemoteProtocolError, ResourceError, ServiceError
+from socketkit.limits import DEFAULT_HANDSHAKE_TIMEOUT_S, DEFAULT_IDLE_TIMEOUT_S
+from socketkit.services.filexfer.protocol import (
+    ENTRIES_PER_FRAME,
+    GetRequest,
+    ListRequest,
+    PathRequest,
+    PutRequest,
+    parse_request,
+)
+from socketkit.services.filexfer.store import FileStore, Upload
+
+__all__ = ["DEFAULT_MAX_TRANSFERS", "FileServer", "FileSettings"]
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_MAX_TRANSFERS = 64
+"""Uploads and downloads running at once; more get a "busy" error."""
+
+_CONTROL_BUDGET = 48 * 1024  # bytes of entries per listing frame (the control limit is 64 KiB)
+
+
+@dataclass(slots=True)
+class FileSettings:
+    """Everything ``serve files`` is configured with."""
+
+    store: FileStore
+    token: str | None
+    max_transfers: int = DEFAULT_MAX_TRANSFERS
+    throttle: AuthThrottle = field(default_factory=AuthThrottle)
+
+
+class FileServer:
+    """The file service (one instance per server process)."""
+
+    def __init__(self, settings: FileSettings) -> None:
+        self.settings = settings
+        self.transfers = 0
+
+    def make_server(self, **options: Any) -> AsyncServer:
+        """The ``AsyncServer`` running this service."""
+        return AsyncServer(
+            handler=self.handle,
+            decoder_factory=WireDecoder,
+            limits=ConnectionLimits(
+                idle_timeout=DEFAULT_IDLE_TIMEOUT_S,
+                handshake_timeout=DEFAULT_HANDSHAKE_TIMEOUT_S,
+                message_timeout=60.0,
+                # Body chunks wait here while the disk catches up: 16 of up to 256 KiB
+                # bound an upload's memory to a few MiB, whatever the file size.
+                max_pending_messages=16,
+            ),
+            **options,
+        )
+
+    async def handle(self, conn: Connection[WireEvent]) -> None:
+        """One connection: hello, auth, then operations until the client closes."""
+        try:
+            await exchange_hello(conn)
+            if not await authenticate_server(conn, self.settings.token, self.settings.throttle, "files"):
+                return
+            while True:
+                try:
+                    header = (await receive_control(conn)).header
+                except EOFError:
+                    return
+                await self._operation(conn, header)
+        except ProtocolError as exc:
+            logger.info("files: protocol error from %s: %s", conn.peer, exc)
+            send_error(conn, exc)
+        except (EOFError, ResourceError) as exc:
+            logger.info("files: %s is gone (%s)", conn.peer, exc)
+
+    async def _operation(self, conn: Connection[WireEvent], header: dict[str, Any] | Any) -> None:
+        request = parse_request(header)
+        started = time.monotonic()
+        store = self.settings.store
+        try:
+            if isinstance(request, PutRequest):
+                await self._put(conn, request)
+            elif isinstance(request, GetRequest):
+                await self._get(conn, request)
+            elif isinstance(request, ListRequest):
+                await self._list(conn, request)
+            else:
+                await self._path_op(conn, request)
+        except ServiceError as exc:
+            logger.info("files: %s %s %s refused: %s", conn.peer, header.get("op"), header.get("path"), exc)
+            conn.send(encode_error(exc.code, exc.message))
+            await asyncio.to_thread(
+                store.audit,
+                conn.peer,
+                str(header.get("op")),
+                str(header.get("path")),
+                exc.code,
+                duration_ms=(time.monotonic() - started) * 1000,
+            )
+
+    # --- put -------------------------------------------------------------------------
+
+    async def _put(self, conn: Connection[WireEvent], request: PutRequest) -> None:
+        store = self.settings.store
+        if self.transfers >= self.settings.max_transfers:
+            raise ServiceError("busy: too many transfers; try again later", code="busy")
+        self.transfers += 1
+        started = time.monotonic()
+        upload: Upload | None = None
+        try:
+            upload = await asyncio.to_thread(
+                store.begin_put,
+                request.path,
+                request.size,
+                request.sha256,
+                force=request.force,
+                resume=request.resume,
+            )
+            prefix = upload.digest.hexdigest() if upload.offset else None
+            conn.send(encode_control({"event": "ready", "offset": upload.offset, "prefix_sha256": prefix}))
+            event = await conn.receive()
+            if isinstance(event, Control) and event.header.get("op") == "restart":
+                await asyncio.to_thread(store.restart, upload)
+                conn.send(encode_control({"event": "ready", "offset": 0, "prefix_sha256": None}))
+                event = await conn.receive()
+            if not isinstance(event, BodyStart) or event.size != upload.size - upload.offset:
+                raise RemoteProtocolError(f"expected a body of {upload.size - upload.offset} bytes")
+            await self._receive_body(conn, upload)
+            await asyncio.to_thread(upload.finish)
+        except BaseException:
+            if upload is not None:
+                upload.abort()
+            raise
+        finally:
+            self.transfers -= 1
+            if upload is not None:
+                store.release(upload.partial)
+        duration = (time.monotonic() - started) * 1000
+        conn.send(
+            encode_control(
+                {
+                    "event": "done",
+                    "path": store.virtual(upload.final),
+                    "size": upload.size,
+                    "sha256": upload.sha256,
+                }
+            )
+        )
+        logger.info("files: %s put %s (%d bytes, %.0f ms)", conn.peer, request.path, request.size, duration)
+        await asyncio.to_thread(
+            store.audit,
+            conn.peer,
+            "put",
+            request.path,
+            "ok",
+            size=request.size,
+            sha256=request.sha256,
+            transferred=upload.size - upload.offset,
+            duration_ms=duration,
+        )
+
+    async def _receive_body(self, conn: Connection[WireEvent], upload: Upload) -> None:
+        """Body chunks into the partial file. A small write goes straight to the page
+        cache; batches are handed to a thread so the loop keeps serving others."""
+        pending: list[bytes] = []
+        pending_size = 0
+        while True:
+            event = await conn.receive()
+            if isinstance(event, BodyChunk):
+                pending.append(event.data)
+                pending_size += len(event.data)
+                if pending_size >= 1 << 20:
+                    batch, pending, pending_size = pending, [], 0
+                    await asyncio.to_thread(_write_all, upload, batch)
+            elif isinstance(event, BodyEnd):
+                if pending:
+                    await asyncio.to_thread(_write_all, upload, pending)
+                return
+            else:
+                raise RemoteProtocolError(f"unexpected {type(event).__name__} inside a body")
+
+    # --- get -------------------------------------------------------------------------
+
+    async def _get(self, conn: Connection[WireEvent], request: GetRequest) -> None:
+        store = self.settings.store
+        if self.transfers >= self.settings.max_transfers:
+            raise ServiceError("busy: too many transfers; try again later", code="busy")
+        self.transfers += 1
+        started = time.monotonic()
+        try:
+            download = await asyncio.to_thread(
+                store.open_get, request.path, request.offset, request.prefix_sha256
+            )
+            try:
+                conn.send(
+                    encode_control(
+                        {
+                            "event": "file",
+                            "path": store.virtual(download.path),
+                            "size": download.size,
+                            "sha256": download.sha256,
+                            "mtime": download.mtime,
+                            "offset": download.offset,
+                        }
+                    )
+                )
+                conn.send(encode_body_header(download.size - download.offset))
+                await send_file_range(conn, download.fd, download.offset, download.size - download.offset)
+            finally:
+                os.close(download.fd)
+        finally:
+            self.transfers -= 1
+        duration = (time.monotonic() - started) * 1000
+        logger.info("files: %s got %s (%d bytes, %.0f ms)", conn.peer, request.path, download.size, duration)
+        await asyncio.to_thread(
+            store.audit,
+            conn.peer,
+            "get",
+            request.path,
+            "ok",
+            size=download.size,
+            sha256=download.sha256,
+            transferred=download.size - download.offset,
+            duration_ms=duration,
+        )
+
+    # --- listing and changes -----------------------------------------------------------
+
+    async def _list(self, conn: Connection[WireEvent], request: ListRequest) -> None:
+        store = self.settings.store
+        entries = await asyncio.to_thread(
+            lambda: list(store.walk(request.path, recursive=request.recursive, with_hash=request.hash))
+        )
+        batch: list[dict[str, Any]] = []
+        budget = 0
+        for entry in entries:
+            obj = entry.to_json()
+            size = len(obj["path"].encode()) + 120
+            if batch and (len(batch) >= ENTRIES_PER_FRAME or budget + size > _CONTROL_BUDGET):
+                await conn.send_all(encode_control({"event": "entries", "entries": batch, "more": True}))
+                batch, budget = [], 0
+            batch.append(obj)
+            budget += size
+        await conn.send_all(encode_control({"event": "entries", "entries": batch, "more": False}))
+
+    async def _path_op(self, conn: Connection[WireEvent], request: PathRequest) -> None:
+        store = self.settings.store
+        if request.op == "stat":
+            entry = await asyncio.to_thread(
+                lambda: next(store.walk(request.path, recursive=False, with_hash=request.flag), None)
+            )
+            real = store.resolve(request.path)
+            if os.path.isdir(real):
+                entry = await asyncio.to_thread(store.entry, real, with_hash=False)
+            if entry is None:
+                raise ServiceError(f"{request.path}: no such file or directory", code="not-found")
+            conn.send(encode_control({"event": "stat", "entry": entry.to_json()}))
+            return
+        if request.op == "delete":
+            done = await asyncio.to_thread(store.delete, request.path, recursive=request.flag)
+            conn.send(encode_control({"event": "deleted", "path": done}))
+        else:
+            done = await asyncio.to_thread(store.mkdir, request.path, parents=request.flag)
+            conn.send(encode_control({"event": "created", "path": done}))
+        logger.info("files: %s %s %s", conn.peer, request.op, request.path)
+        await asyncio.to_thread(store.audit, conn.peer, request.op, request.path, "ok")
+
+
+def _write_all(upload: Upload, chunks: list[bytes]) -> None:
+    for chunk in chunks:
+        upload.write(chunk)
