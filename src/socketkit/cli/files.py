@@ -346,7 +346,7 @@ async def _put_stdin(session: _Session, remote: str) -> None:
             spool.write(chunk)
         spool.flush()
         try:
-            await session.client.put_file(spool.name, remote, force=session.args.force, resume=False)
+            await session.client.put_file(spool.name, remote, force=session.args.force)
         except (ServiceError, OSError) as exc:
             session.fail("-", exc)
 

@@ -231,7 +231,7 @@ def test_a_corrupted_resume_prefix_is_detected(server: Address, root: Path, loca
     source = local / "data.bin"
     source.write_bytes(os.urandom(4 << 20))
     digest = sha(source)
-    partial = root / f".data.bin.{digest[:16]}.part"
+    partial = root / ".data.bin.part"
     partial.write_bytes(b"\0" * (1 << 20))  # a "previous attempt" whose bytes differ
 
     async def body(client: FileClient) -> Any:
@@ -304,17 +304,21 @@ def test_concurrent_uploads_to_one_name_never_mix(server: Address, root: Path, l
     for i, data in enumerate(contents):
         (local / f"v{i}").write_bytes(data)
 
-    async def go() -> None:
+    async def go() -> list[Any]:
         clients = [await FileClient.connect(ServiceTarget(server, TOKEN)) for _ in contents]
         try:
-            await asyncio.gather(
-                *(c.put_file(str(local / f"v{i}"), "shared", force=True) for i, c in enumerate(clients))
+            return await asyncio.gather(
+                *(c.put_file(str(local / f"v{i}"), "shared", force=True) for i, c in enumerate(clients)),
+                return_exceptions=True,
             )
         finally:
             for c in clients:
                 await c.aclose()
 
-    asyncio.run(go())
+    results = asyncio.run(go())
+    assert any(not isinstance(r, BaseException) for r in results)
+    for r in results:  # the others were told the name is busy
+        assert not isinstance(r, BaseException) or (isinstance(r, ServiceError) and r.code == "busy")
     assert (root / "shared").read_bytes() in contents
 
 

@@ -16,12 +16,14 @@ import asyncio
 import contextlib
 import hashlib
 import os
-from collections.abc import Callable
+import threading
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, BinaryIO
 
 from socketkit.aio.connection import Connection
 from socketkit.aio.sendfile import send_file_range
+from socketkit.aio.writer import BatchWriter
 from socketkit.auth.connect import ServiceTarget, connect_authenticated
 from socketkit.auth.session import receive_control
 from socketkit.codec.wire import BodyChunk, BodyEnd, BodyStart, WireEvent, encode_body_header, encode_control
@@ -52,18 +54,17 @@ class TransferResult:
     transferred: int  # bytes that crossed the network (less than size after a resume)
 
 
-def file_sha256(fd: int, size: int, *, progress: Progress | None = None) -> Any:
-    """A hashlib object over the first ``size`` bytes of ``fd`` (read with pread)."""
+def file_sha256(fd: int, size: int, *, stop: threading.Event | None = None) -> Any:
+    """A hashlib object over the first ``size`` bytes of ``fd`` (read with pread);
+    ``stop`` ends it early (its result is then meaningless)."""
     digest = hashlib.sha256()
     position = 0
-    while position < size:
+    while position < size and not (stop is not None and stop.is_set()):
         chunk = os.pread(fd, min(HASH_CHUNK, size - position), position)
         if not chunk:
             raise OSError(f"the file shrank while being hashed ({position} of {size} bytes)")
         digest.update(chunk)
         position += len(chunk)
-        if progress is not None:
-            progress(len(chunk))
     return digest
 
 
@@ -111,9 +112,11 @@ class FileClient:
         force: bool = False,
         resume: bool = False,
         progress: Progress | None = None,
-        on_hashed: Callable[[], None] | None = None,
     ) -> TransferResult:
         """Upload one local file.
+
+        The file is hashed while it is being sent (a worker thread reads it from the
+        page cache as ``sendfile`` sends it), and the hash follows the body.
 
         Raises:
             OSError: the local file cannot be read.
@@ -122,10 +125,7 @@ class FileClient:
         fd = os.open(local, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
         try:
             size = os.fstat(fd).st_size
-            sha = (await asyncio.to_thread(file_sha256, fd, size)).hexdigest()
-            if on_hashed is not None:
-                on_hashed()
-            return await self._put_fd(fd, size, sha, remote, force=force, resume=resume, progress=progress)
+            return await self._put_fd(fd, size, None, remote, force=force, resume=resume, progress=progress)
         finally:
             os.close(fd)
 
@@ -133,7 +133,7 @@ class FileClient:
         self,
         fd: int,
         size: int,
-        sha: str,
+        sha: str | None,
         remote: str,
         *,
         force: bool,
@@ -152,12 +152,25 @@ class FileClient:
                 offset = 0
         if progress is not None and offset:
             progress(offset)
-        conn.send(encode_body_header(size - offset))
-        await send_file_range(conn, fd, offset, size - offset, progress=progress)
+        stop = threading.Event()
+        hashing = None
+        if sha is None:
+            hashing = asyncio.ensure_future(asyncio.to_thread(file_sha256, fd, size, stop=stop))
+        try:
+            conn.send(encode_body_header(size - offset))
+            await send_file_range(conn, fd, offset, size - offset, progress=progress)
+        except BaseException:
+            if hashing is not None:
+                stop.set()  # the thread ends at its next chunk; wait for it (no stray thread)
+                await asyncio.wait([hashing])
+            raise
+        if hashing is not None:
+            sha = (await hashing).hexdigest()
+            conn.send(encode_control({"op": "commit", "sha256": sha}))
         done = await self._reply()
         if done.get("event") != "done" or done.get("sha256") != sha:
             raise RemoteProtocolError(f"unexpected reply to an upload: {done}")
-        return TransferResult(str(done.get("path", remote)), size, sha, size - offset)
+        return TransferResult(str(done.get("path", remote)), size, str(sha), size - offset)
 
     # --- downloads -----------------------------------------------------------------
 
@@ -201,7 +214,24 @@ class FileClient:
                 on_size(size)
             if progress is not None and offset:
                 progress(offset)
-            await self._receive_body(lambda data: _append(fd, data), digest, size - offset, progress)
+            # The loop receives; one thread hashes, another writes: the three overlap.
+            hasher = BatchWriter(lambda chunks: _update_all(digest, chunks))
+            writer = BatchWriter(lambda chunks: _append_all(fd, chunks))
+
+            async def store(data: bytes) -> None:
+                await hasher.add(data)
+                await writer.add(data)
+
+            try:
+                await self._receive_body(store, None, size - offset, progress)
+            except BaseException:
+                await asyncio.to_thread(hasher.abort)
+                await asyncio.to_thread(writer.abort)
+                raise
+            try:
+                await hasher.close()
+            finally:
+                await writer.close()
             if digest.hexdigest() != sha:
                 keep_partial = False
                 raise ServiceError(
@@ -232,7 +262,7 @@ class FileClient:
         size, sha = int(header["size"]), str(header["sha256"])
         digest = hashlib.sha256()
 
-        def write(data: bytes) -> None:
+        async def write(data: bytes) -> None:
             out.write(data)
 
         await self._receive_body(write, digest, size, progress)
@@ -253,7 +283,7 @@ class FileClient:
         return header
 
     async def _receive_body(
-        self, write: Callable[[bytes], None], digest: Any, expected: int, progress: Progress | None
+        self, write: Callable[[bytes], Awaitable[None]], digest: Any, expected: int, progress: Progress | None
     ) -> None:
         start = await self.conn.receive()
         if not isinstance(start, BodyStart) or start.size != expected:
@@ -261,8 +291,9 @@ class FileClient:
         while True:
             event = await self.conn.receive()
             if isinstance(event, BodyChunk):
-                digest.update(event.data)
-                write(event.data)
+                if digest is not None:
+                    digest.update(event.data)
+                await write(event.data)
                 if progress is not None:
                     progress(len(event.data))
             elif isinstance(event, BodyEnd):
@@ -316,10 +347,16 @@ class FileClient:
         return str((await self._reply()).get("path", path))
 
 
-def _append(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view) :]
+def _update_all(digest: Any, chunks: list[bytes]) -> None:
+    for data in chunks:
+        digest.update(data)
+
+
+def _append_all(fd: int, chunks: list[bytes]) -> None:
+    for data in chunks:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
 
 
 def _link_into_place(partial: str, local: str) -> None:

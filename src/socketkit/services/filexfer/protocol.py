@@ -4,11 +4,16 @@ After the hello and the auth exchange, a connection carries any number of operat
 one at a time; a refused operation gets an ERROR frame and the connection stays usable
 (a protocol violation closes it)::
 
-    put     {"op": "put", "path": P, "size": N, "sha256": H, "force": false, "resume": false}
+    put     {"op": "put", "path": P, "size": N, "sha256": H | null, "force": false, "resume": false}
             <- {"event": "ready", "offset": K, "prefix_sha256": HK | null}
             [-> {"op": "restart"}  <- {"event": "ready", "offset": 0}]   prefix differs
             -> BODY of N-K raw bytes
+            [-> {"op": "commit", "sha256": H}]    when the put declared no hash up front
             <- {"event": "done", "path": P, "size": N, "sha256": H}
+
+A client that knows the hash may declare it in the put; otherwise it hashes while
+sending and declares it in "commit", so the hashing overlaps the transfer. Either way
+the server verifies before the file appears.
     get     {"op": "get", "path": P, "offset": K, "prefix_sha256": HK | null}
             <- {"event": "file", "path": P, "size": N, "sha256": H, "mtime": T, "offset": K}
             <- BODY of N-K raw bytes (the client checks the whole file against H)
@@ -39,6 +44,7 @@ __all__ = [
     "ListRequest",
     "PathRequest",
     "PutRequest",
+    "parse_commit",
     "parse_entry",
     "parse_request",
     "safe_display",
@@ -94,7 +100,7 @@ class PutRequest:
 
     path: str
     size: int
-    sha256: str
+    sha256: str | None  # None: declared after the body, in a "commit" message
     force: bool = False
     resume: bool = False
 
@@ -164,7 +170,7 @@ def parse_request(header: Mapping[str, Any]) -> Request:
         return PutRequest(
             _path(header),
             _size(header, "size"),
-            str(_digest(header, "sha256", required=True)),
+            _digest(header, "sha256", required=False),
             _flag(header, "force"),
             _flag(header, "resume"),
         )
@@ -199,6 +205,17 @@ class Entry:
         if self.sha256 is not None:
             out["sha256"] = self.sha256
         return out
+
+
+def parse_commit(header: Mapping[str, Any]) -> str:
+    """The SHA-256 of a ``{"op": "commit"}`` message.
+
+    Raises:
+        RemoteProtocolError: not a commit, or a malformed hash.
+    """
+    if header.get("op") != "commit":
+        raise _bad("expected the upload's commit with its sha256")
+    return str(_digest(header, "sha256", required=True))
 
 
 def parse_entry(obj: Any) -> Entry:

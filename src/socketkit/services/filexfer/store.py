@@ -2,13 +2,14 @@
 
 - Every client path goes through ``socketkit.paths.resolve_under``.
 - An upload is written to a hidden partial file in the target's own directory
-  (``.NAME.<sha256 prefix>.part``), hashed as it is written, verified against the
-  SHA-256 the client declared, fsynced, and only then moved into place (``link`` when
+  (``.NAME.part``), hashed as it is written, verified against the SHA-256 the
+  client declared, fsynced, and only then moved into place (``link`` when
   the client did not ask to overwrite, so a file that appeared meanwhile is never
   clobbered; ``rename`` with ``--force``), and the directory is fsynced. Readers see
   the old file or the new one, never a mix, whatever moment the server dies at.
-- A partial is named after the declared hash, so an interrupted upload of the same
-  content resumes where it stopped; the prefix is re-hashed and compared first.
+- An interrupted upload leaves its partial; ``--resume`` continues it once the client
+  has compared the partial's SHA-256 prefix with its own file (a different file
+  starts over). Partials untouched for a week are removed when the server starts.
 - SHA-256s of served files are cached in the state database (keyed by size, mtime and
   inode), so a download can announce its hash up front and still be sent with
   ``sendfile`` without reading the file twice.
@@ -40,6 +41,7 @@ logger = logging.getLogger(__name__)
 
 HASH_CHUNK = 1 << 20
 PART_SUFFIX = ".part"
+SYNC_EVERY = 64 << 20  # fdatasync an upload every 64 MiB (see Upload.write_raw)
 STALE_PARTIAL_S = 7 * 24 * 3600.0  # partials untouched for a week are removed at start
 
 _SCHEMA = [
@@ -65,8 +67,10 @@ class StoreLimits:
     read_only: bool = False
 
 
-def _partial_name(name: str, sha256: str) -> str:
-    return f".{name}.{sha256[:16]}{PART_SUFFIX}"
+def _partial_name(name: str) -> str:
+    # One partial per target: a retry finds it and resumes after comparing prefixes;
+    # a second upload to the same name meanwhile is refused as busy.
+    return f".{name}{PART_SUFFIX}"
 
 
 def is_partial(name: str) -> bool:
@@ -91,7 +95,7 @@ class Upload:
         final: str,
         partial: str,
         size: int,
-        sha256: str,
+        sha256: str | None,
         force: bool,
         fd: int,
         offset: int,
@@ -106,29 +110,63 @@ class Upload:
         self.fd = fd
         self.offset = offset  # bytes already in the partial when the body starts
         self.written = offset
+        self.hashed = offset
+        self.synced = offset
         self.digest = digest
 
     def write(self, data: bytes) -> None:
-        """Append body bytes (hashing them on the way).
+        """Append body bytes, hashing them on the way (``hash`` + ``write_raw``).
 
         Raises:
-            ServiceError: more bytes than declared (code ``bad-request``), or a write
-                error such as a full disk (code ``disk-full``/``io-error``).
+            ServiceError: see ``write_raw``.
         """
-        if self.written + len(data) > self.size:
+        self.hash(data)
+        self.write_raw([data])
+
+    def hash(self, data: bytes) -> None:
+        """Account body bytes in the running SHA-256 (call in order, once per byte).
+
+        Raises:
+            ServiceError: more bytes than the declared size (code ``bad-request``).
+        """
+        if self.hashed + len(data) > self.size:
             raise ServiceError("more bytes than the declared size", code="bad-request")
         self.digest.update(data)
-        view = memoryview(data)
+        self.hashed += len(data)
+
+    def hash_all(self, chunks: list[bytes]) -> None:
+        """``hash`` for a batch (from a worker thread).
+
+        Raises:
+            ServiceError: see ``hash``.
+        """
+        for data in chunks:
+            self.hash(data)
+
+    def write_raw(self, chunks: list[bytes]) -> None:
+        """Write body bytes already hashed (from a writer thread). Written data is
+        flushed to disk every ``SYNC_EVERY`` bytes, so the final fsync is short and
+        writeback overlaps the transfer.
+
+        Raises:
+            ServiceError: a write error such as a full disk (code ``disk-full`` or
+                ``io-error``).
+        """
         try:
-            while view:
-                view = view[os.write(self.fd, view) :]
+            for data in chunks:
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(self.fd, view) :]
+                self.written += len(data)
+            if self.written - self.synced >= SYNC_EVERY:
+                os.fdatasync(self.fd)
+                self.synced = self.written
         except OSError as exc:
             code = "disk-full" if exc.errno in (errno.ENOSPC, errno.EDQUOT) else "io-error"
             raise ServiceError(f"cannot write: {exc.strerror}", code=code) from exc
-        self.written += len(data)
 
     def finish(self) -> None:
-        """Verify, make durable and move into place.
+        """Verify against ``sha256`` (set by now), make durable and move into place.
 
         Raises:
             ServiceError: checksum mismatch (the partial is deleted), short body, or the
@@ -161,10 +199,11 @@ class Upload:
             os.unlink(self.partial)
         _fsync_dir(os.path.dirname(self.final))
         self.store.adjust_usage(self.size - old_size)
+        assert self.sha256 is not None  # verified above
         self.store.remember_hash(self.final, self.sha256)
 
     def abort(self) -> None:
-        """Stop: keep the partial for a later resume (it is hidden and unclaimed)."""
+        """Stop, keeping the partial (hidden, unclaimed) for a later ``--resume``."""
         if self.fd >= 0:
             os.close(self.fd)
             self.fd = -1
@@ -238,7 +277,7 @@ class FileStore:
 
     # --- uploads -------------------------------------------------------------------
 
-    def begin_put(self, path: str, size: int, sha256: str, *, force: bool, resume: bool) -> Upload:
+    def begin_put(self, path: str, size: int, sha256: str | None, *, force: bool, resume: bool) -> Upload:
         """Check limits and open (or reopen, to resume) the partial file.
 
         Raises:
@@ -270,10 +309,10 @@ class FileStore:
         free = shutil.disk_usage(directory).free
         if size + self.limits.min_free > free:
             raise ServiceError(f"not enough free disk: {free} bytes free, {size} needed", code="disk-full")
-        partial = os.path.join(directory, _partial_name(os.path.basename(final), sha256))
+        partial = os.path.join(directory, _partial_name(os.path.basename(final)))
         with self._lock:
             if partial in self._active:
-                raise ServiceError(f"an upload of this content to {path} is already running", code="busy")
+                raise ServiceError(f"an upload to {path} is already running", code="busy")
             self._active.add(partial)
         try:
             return self._open_partial(final, partial, size, sha256, force, resume)
@@ -282,7 +321,7 @@ class FileStore:
             raise
 
     def _open_partial(
-        self, final: str, partial: str, size: int, sha256: str, force: bool, resume: bool
+        self, final: str, partial: str, size: int, sha256: str | None, force: bool, resume: bool
     ) -> Upload:
         digest = hashlib.sha256()
         offset = 0
@@ -310,7 +349,7 @@ class FileStore:
         """Discard what a resumed partial held (its prefix did not match the client's)."""
         os.ftruncate(upload.fd, 0)
         os.lseek(upload.fd, 0, os.SEEK_SET)
-        upload.offset = upload.written = 0
+        upload.offset = upload.written = upload.hashed = upload.synced = 0
         upload.digest = hashlib.sha256()
 
     def release(self, partial: str) -> None:
