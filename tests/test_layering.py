@@ -22,6 +22,7 @@ PURE_NAMES = {
     "paths.py",
     "numerics.py",
     "history.py",
+    "replies.py",
 }
 FORBIDDEN = {
     "socket",
@@ -54,6 +55,9 @@ def pure_modules() -> list[Path]:
         *sorted((SRC / "auth").glob("throttle.py")),
     ]
     modules += sorted(p for p in (SRC / "services").rglob("*.py") if p.name in PURE_NAMES)
+    # The chat service's protocol logic is a package of pure modules.
+    chat = SRC / "services" / "chat"
+    modules += sorted(p for p in chat.rglob("*.py") if p.name not in ("server.py", "client.py", "store.py"))
     return [p for p in modules if p.exists()]
 
 

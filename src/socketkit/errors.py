@@ -49,9 +49,13 @@ class ProtocolError(SocketkitError):
 
     Attributes:
         error_code: a short, stable, machine-readable reason (for error frames and logs).
+        recoverable: the decoder that raised this has skipped the bad input and can go on
+            with what follows (line protocols such as IRC answer and carry on); ``False``
+            means the stream cannot be trusted any more.
     """
 
     error_code = "protocol-error"
+    recoverable = False
 
     def __init__(self, message: str, *, error_code: str | None = None) -> None:
         if type(self) is ProtocolError:

@@ -9,11 +9,12 @@ run once per version. Calls are serialised by a lock, so threads (and
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sqlite3
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +39,7 @@ class StateDB:
         directory = Path(state_dir)
         directory.mkdir(mode=0o700, parents=True, exist_ok=True)
         self.path = directory / DB_FILE
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # re-entrant: statements inside transaction()
         self._conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=30)
         self._conn.execute("PRAGMA journal_mode=WAL")
         # NORMAL in WAL mode: a crash loses at most the last transactions, never corrupts.
@@ -89,6 +90,18 @@ class StateDB:
             cursor = self._conn.execute(sql, params)
             names = [d[0] for d in cursor.description or ()]
             return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[None]:
+        """Run the statements of the ``with`` block as one transaction (one commit)."""
+        with self._lock:
+            self._conn.execute("BEGIN")
+            try:
+                yield
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+            self._conn.execute("COMMIT")
 
     def close(self) -> None:
         """Close the database."""

@@ -262,16 +262,25 @@ class Connection(asyncio.Protocol, Generic[T]):
                 self._deliver(data)  # type: ignore[arg-type]  # raw mode: T is bytes
                 return
             decoder.feed(data)
-            while True:
-                message = decoder.next_event()
-                if message is NEED_DATA or message is END_OF_STREAM:
-                    return
-                self.messages_in += 1
-                self._deliver(message)
-        except RemoteProtocolError as exc:
-            self._protocol_error(exc)
+            self._decode(decoder)
         except Exception:  # noqa: BLE001 (a service bug ends this connection, not the server)
             self._session_failed()
+
+    def _decode(self, decoder: Decoder[T]) -> None:
+        """Deliver every message the decoder has; after a recoverable protocol error (one
+        bad line) go on with the next one if the session kept the connection open."""
+        while True:
+            try:
+                message = decoder.next_event()
+            except RemoteProtocolError as exc:
+                self._protocol_error(exc)
+                if exc.recoverable and self.session is not None and not self._closing:
+                    continue
+                return
+            if message is NEED_DATA or message is END_OF_STREAM:
+                return
+            self.messages_in += 1
+            self._deliver(message)
 
     def eof_received(self) -> bool:
         decoder = self._decoder

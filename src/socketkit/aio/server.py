@@ -219,7 +219,7 @@ class AsyncServer:
             raise
         self._bound.extend(new)
         if self._sweeper_needed() and not any(t.get_name() == "socketkit-sweeper" for t in self._tasks):
-            self._spawn(self._sweep(), name="socketkit-sweeper")
+            self.spawn(self._sweep(), name="socketkit-sweeper")
         self.started.set()
         return [bound.address for bound in new]
 
@@ -283,7 +283,7 @@ class AsyncServer:
                 conn.abort()
             return
         logger.info("%s: shutting down (grace %.1f s)", signal.Signals(signum).name, self.shutdown_grace)
-        self._spawn(self.aclose(), name="socketkit-shutdown")
+        self.spawn(self.aclose(), name="socketkit-shutdown")
 
     async def aclose(self, grace: float | None = None) -> None:
         """Stop accepting, let connections finish for ``grace`` seconds, then abort them.
@@ -386,7 +386,7 @@ class AsyncServer:
             self._per_address[host] = self._per_address.get(host, 0) + 1
         assert self._idle_event is not None
         self._idle_event.clear()
-        self._spawn(
+        self.spawn(
             self._attach(conn_id, sock, addr, bound, host),
             name=f"socketkit-attach-{format_peer(addr)}",
         )
@@ -438,7 +438,7 @@ class AsyncServer:
                 return
             registered = conn.transport is not None
             if registered and self._handler is not None and not conn.is_closing:
-                self._spawn(self._run_handler(conn), name=f"socketkit-handler-{conn.peer}")
+                self.spawn(self._run_handler(conn), name=f"socketkit-handler-{conn.peer}")
         finally:
             self._pending.discard(conn_id)  # connection_opened() did it if the transport came up
             if not registered:
@@ -574,7 +574,9 @@ class AsyncServer:
         """The open connections."""
         return list(self._connections.values())
 
-    def _spawn(self, coro: Awaitable[Any], *, name: str) -> None:
+    def spawn(self, coro: Awaitable[Any], *, name: str) -> None:
+        """Run ``coro`` as a task the server owns: cancelled by ``aclose()``, and its
+        failure is the server's (a periodic job of the service, for example)."""
         assert self._task_group is not None
         task: asyncio.Task[Any] = self._task_group.create_task(coro, name=name)  # type: ignore[arg-type]
         self._tasks.add(task)

@@ -172,15 +172,19 @@ def run_server(
     args: argparse.Namespace,
     *,
     on_started: Callable[[AsyncServer], Any] | None = None,
+    listeners: Sequence[Listener] | None = None,
 ) -> int:
     """Serve in the foreground (on ``args.workers`` processes) until a signal; return 0.
+
+    ``listeners`` defaults to what the options ask for (``listeners_from_args``).
 
     Raises:
         OSError: a listener cannot be bound.
     """
     from socketkit.aio.loop import run  # noqa: PLC0415 (lazy: fast --help)
 
-    listeners = listeners_from_args(args)
+    if listeners is None:
+        listeners = listeners_from_args(args)
     if args.workers == 1:
         run(_serve(name, make_server, listeners, True, on_started))
         return 0

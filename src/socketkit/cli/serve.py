@@ -39,11 +39,13 @@ def add_parsers(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
     add_server_options(talk, default_port=TALK_PORT)
     talk.set_defaults(func=serve_talk)
 
+    from socketkit.cli.chat import add_serve_parser as add_chat  # noqa: PLC0415
     from socketkit.cli.files import add_serve_parser as add_files  # noqa: PLC0415 (argparse only)
     from socketkit.cli.rexec import add_serve_parser as add_exec  # noqa: PLC0415
 
     add_exec(services)
     add_files(services)
+    add_chat(services)
 
 
 def serve_echo(args: argparse.Namespace) -> int:

@@ -73,14 +73,18 @@ class LineDecoder:
             if self._strip_cr and line.endswith(b"\r"):
                 line = line[:-1]
             if len(line) > self.max_line_length:
-                raise FrameTooLarge(self.max_line_length, len(line), "line")
+                exc = FrameTooLarge(self.max_line_length, len(line), "line")
+                exc.recoverable = True  # the line is consumed
+                raise exc
             return line
         # No terminator yet: one more byte than limit + "\r" proves the line too long.
         if len(buffer) > self.max_line_length + 1:
             size = len(buffer)
             buffer.skip(size)
             self._discarding = True
-            raise FrameTooLarge(self.max_line_length, size, "line")
+            exc = FrameTooLarge(self.max_line_length, size, "line")
+            exc.recoverable = True  # the rest of the line will be skipped
+            raise exc
         if buffer.eof:
             if len(buffer):
                 raise IncompleteFrame(buffer.take_all(), "line")

@@ -1,0 +1,171 @@
+"""``socketkit serve chat``, ``socketkit chat ADDR --nick N`` and ``socketkit passwd``."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+import sys
+from typing import Any
+
+from socketkit.cli._args import address_arg, port_arg
+from socketkit.cli._serving import add_server_options, positive_int, run_server
+
+__all__ = ["CHAT_PORT", "add_parsers", "add_serve_parser"]
+
+CHAT_PORT = 6667
+CHAT_TLS_PORT = 6697
+
+
+def add_serve_parser(services: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add ``serve chat``."""
+    parser = services.add_parser(
+        "chat",
+        help="IRC-compatible chat server",
+        description="An IRC server (RFC 1459/2812, IRCv3 basics) that irssi, weechat and HexChat can use.",
+    )
+    add_server_options(parser, default_port=CHAT_PORT, unix=False)
+    parser.add_argument("--server-name", default=None, help="name in replies (default: the host name)")
+    parser.add_argument(
+        "--tls-port",
+        type=port_arg,
+        default=None,
+        help=f"also serve TLS on this port (usually {CHAT_TLS_PORT}; needs --tls-cert)",
+    )
+    parser.add_argument("--password-file", help="file holding the connection password (PASS)")
+    parser.add_argument(
+        "--oper-file", help="'NAME PASSWORD' per line (hash from `socketkit passwd`, or plain)"
+    )
+    parser.add_argument("--motd-file", help="message of the day")
+    parser.add_argument("--state-dir", default=".socketkit", help="channels and history (SQLite)")
+    parser.add_argument(
+        "--sendq",
+        type=positive_int,
+        default=1 << 20,
+        help="bytes queued for a client that does not read before it is dropped (default: 1 MiB)",
+    )
+    parser.add_argument(
+        "--flood-burst", type=positive_int, default=20, help="lines a client may send at once"
+    )
+    parser.add_argument("--flood-rate", type=float, default=5.0, help="then lines per second (default: 5)")
+    parser.add_argument("--no-flood-limit", action="store_true", help="no flood control (benchmarks, bots)")
+    parser.set_defaults(func=serve_chat)
+
+
+def add_parsers(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add ``chat`` and ``passwd``."""
+    chat = commands.add_parser(
+        "chat",
+        help="terminal chat client",
+        description="Join an IRC server: /join, /part, /msg, /nick, /names, /topic, /quit.",
+    )
+    chat.add_argument("address", type=address_arg, metavar="ADDR", help="HOST:PORT (6667 plain, 6697 TLS)")
+    chat.add_argument("--nick", required=True, help="your nickname")
+    chat.add_argument("--join", action="append", default=[], metavar="#CHANNEL", help="channels to join")
+    chat.add_argument("--tls", action="store_true", help="use TLS")
+    chat.add_argument("--tls-ca", metavar="FILE", help="trust this CA for TLS")
+    chat.add_argument("--insecure", action="store_true", help="TLS without verification")
+    chat.add_argument("--password", help="connection password (PASS)")
+    chat.add_argument("--plain", action="store_true", help="line mode instead of the full-screen interface")
+    chat.set_defaults(func=run_chat_client)
+
+    passwd = commands.add_parser(
+        "passwd",
+        help="hash an operator password for --oper-file",
+        description="Print the hash of a password (read from the terminal or stdin).",
+    )
+    passwd.set_defaults(func=make_password_hash)
+
+
+def _read(path: str | None) -> str | None:
+    if path is None:
+        return None
+    with open(path, encoding="utf-8") as f:
+        return f.read()
+
+
+def serve_chat(args: argparse.Namespace) -> int:
+    """``serve chat``."""
+    from dataclasses import replace  # noqa: PLC0415 (lazy imports: fast CLI)
+
+    from socketkit.address import Address  # noqa: PLC0415
+    from socketkit.aio.listeners import Listener  # noqa: PLC0415
+    from socketkit.cli._serving import listeners_from_args  # noqa: PLC0415
+    from socketkit.services.chat.server import ChatServer  # noqa: PLC0415
+    from socketkit.services.chat.state import ChatConfig  # noqa: PLC0415
+    from socketkit.services.chat.store import ChatStore  # noqa: PLC0415
+    from socketkit.state import StateDB  # noqa: PLC0415
+
+    if args.workers != 1:
+        raise ValueError("one chat server is one process: --workers does not apply")
+    opers = {}
+    for number, line in enumerate((_read(args.oper_file) or "").splitlines(), 1):
+        if line.strip() and not line.lstrip().startswith("#"):
+            name, _, stored = line.strip().partition(" ")
+            if not stored.strip():
+                raise ValueError(f"{args.oper_file}:{number}: expected 'NAME PASSWORD'")
+            opers[name] = stored.strip()
+    password = _read(args.password_file)
+    motd = _read(args.motd_file)
+    burst, rate = (10**9, 10.0**9) if args.no_flood_limit else (args.flood_burst, args.flood_rate)
+    config = ChatConfig(
+        server_name=args.server_name or socket.gethostname() or "socketkit.local",
+        password=password.strip() if password else None,
+        opers=opers,
+        flood_burst=burst,
+        flood_rate=rate,
+    )
+    if motd is not None:
+        config.motd = tuple(motd.splitlines())
+    listeners = listeners_from_args(args)
+    if args.tls_port is not None:
+        if not args.tls_cert:
+            raise ValueError("--tls-port needs --tls-cert (and --tls-key)")
+        # --port stays plain text; TLS is served on --tls-port, as IRC networks do.
+        tls_context = listeners[0].ssl
+        listeners = [replace(listener, ssl=None) for listener in listeners]
+        listeners.append(Listener(Address(args.host, args.tls_port), "tcp", tls_context))
+    db = StateDB(args.state_dir)
+    store = ChatStore(db)
+    chat = ChatServer(config, store)
+
+    def make() -> Any:
+        return chat.make_server(
+            sendq=args.sendq,
+            max_connections=args.max_connections,
+            max_connections_per_address=args.max_per_address,
+            shutdown_grace=args.shutdown_grace,
+        )
+
+    try:
+        return run_server("chat", make, args, on_started=chat.start_ticker, listeners=listeners)
+    finally:
+        store.close()
+        db.close()
+
+
+def make_password_hash(args: argparse.Namespace) -> int:
+    """``passwd``: print ``pbkdf2-sha256$...`` for the password typed (or piped)."""
+    from socketkit.services.chat.session import hash_password  # noqa: PLC0415
+
+    if sys.stdin.isatty():
+        import getpass  # noqa: PLC0415
+
+        password = getpass.getpass("password: ")
+        if getpass.getpass("again: ") != password:
+            print("the passwords differ", file=sys.stderr)
+            return 1
+    else:
+        password = sys.stdin.readline().rstrip("\r\n")
+    if not password:
+        print("empty password", file=sys.stderr)
+        return 1
+    print(hash_password(password, os.urandom(16)))
+    return 0
+
+
+def run_chat_client(args: argparse.Namespace) -> int:
+    """``chat``: the terminal client."""
+    from socketkit.services.chat.client import run_client  # noqa: PLC0415
+
+    return run_client(args)

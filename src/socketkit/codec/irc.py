@@ -1,0 +1,224 @@
+"""IRC messages (RFC 1459/2812 as clarified by modern.ircdocs.horse, plus IRCv3 message
+tags): parse, format, and the line decoder with IRC's limits. Pure.
+
+Text is ``str`` decoded from UTF-8 with ``surrogateescape``: invalid bytes survive a
+parse/format round trip unchanged, so clients sending Latin-1 or garbage are passed
+through, never crashed on, and never "fixed".
+
+Limits: the message part (source, command, params) is at most 510 bytes before CRLF
+(RFC 1459's 512 with the CRLF); tags may add 8191 bytes (IRCv3). The decoder accepts
+LF as well as CRLF, ignores empty lines, and after an over-long line (which raises
+``FrameTooLarge``, for ERR_INPUTTOOLONG) carries on with the next one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Final
+
+from socketkit.codec.base import END_OF_STREAM, NEED_DATA, EndOfStream, NeedData
+from socketkit.codec.lines import LineDecoder
+from socketkit.errors import FrameTooLarge, LocalProtocolError, RemoteProtocolError
+from socketkit.limits import IRC_MAX_LINE_LENGTH, IRC_MAX_TAGS_LENGTH
+
+__all__ = [
+    "MAX_BODY",
+    "IRCDecoder",
+    "IRCMessage",
+    "casefold",
+    "encode_message",
+    "format_message",
+    "parse_message",
+]
+
+MAX_BODY: Final = IRC_MAX_LINE_LENGTH - 2
+"""Bytes of a message without its tags and CRLF (RFC 1459: 512 with the CRLF)."""
+
+_ESCAPES = {":": ";", "s": " ", "\\": "\\", "r": "\r", "n": "\n"}
+_UNESCAPES = str.maketrans({";": "\\:", " ": "\\s", "\\": "\\\\", "\r": "\\r", "\n": "\\n"})
+_RFC1459 = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ[]\\~", "abcdefghijklmnopqrstuvwxyz{}|^")
+
+
+def casefold(name: str) -> str:
+    """RFC 1459 case mapping (``[]\\~`` are the upper case of ``{}|^``), for nicks and
+    channels (ISUPPORT CASEMAPPING=rfc1459)."""
+    return name.translate(_RFC1459)
+
+
+@dataclass(frozen=True, slots=True)
+class IRCMessage:
+    """One IRC message.
+
+    Attributes:
+        command: the verb (``PRIVMSG``) or numeric (``001``), as sent.
+        params: parameters, the trailing one included as the last item.
+        source: the prefix without its colon (``nick!user@host``), or ``None``.
+        tags: IRCv3 message tags, unescaped; a tag without a value maps to ``""``.
+    """
+
+    command: str
+    params: tuple[str, ...] = ()
+    source: str | None = None
+    tags: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def verb(self) -> str:
+        """The command in upper case (``privmsg`` and ``PRIVMSG`` are the same command)."""
+        return self.command.upper()
+
+
+def _unescape(value: str) -> str:
+    if "\\" not in value:
+        return value
+    out = []
+    chars = iter(value)
+    for char in chars:
+        if char != "\\":
+            out.append(char)
+            continue
+        nxt = next(chars, "")
+        out.append(_ESCAPES.get(nxt, nxt))  # unknown escape: the char itself; final "\": dropped
+    return "".join(out)
+
+
+def parse_message(line: str | bytes, *, max_body: int | None = MAX_BODY) -> IRCMessage:
+    """Parse one line (without its CRLF).
+
+    Args:
+        line: the message, as text or raw bytes (decoded as UTF-8, surrogateescape).
+        max_body: refuse a message part (after the tags) longer than this many bytes.
+
+    Returns:
+        the message.
+
+    Raises:
+        FrameTooLarge: the message part is over ``max_body`` bytes.
+        RemoteProtocolError: no command.
+    """
+    text = line.decode("utf-8", errors="surrogateescape") if isinstance(line, bytes) else line
+    tags: dict[str, str] = {}
+    rest = text
+    if rest.startswith("@"):
+        raw_tags, _, rest = rest[1:].partition(" ")
+        for item in raw_tags.split(";"):
+            if item:
+                key, _, value = item.partition("=")
+                tags[key] = _unescape(value)
+    rest = rest.lstrip(" ")
+    if max_body is not None and len(rest) > max_body // 4:  # cheap pre-check: a char is 1-4 bytes
+        size = len(rest.encode("utf-8", errors="surrogateescape"))
+        if size > max_body:
+            raise FrameTooLarge(max_body, size, "IRC message")
+    source = None
+    if rest.startswith(":"):
+        source, _, rest = rest[1:].partition(" ")
+        rest = rest.lstrip(" ")
+    command, _, rest = rest.partition(" ")
+    if not command:
+        raise RemoteProtocolError("IRC message without a command", error_code="bad-message")
+    params: list[str] = []
+    while rest:
+        rest = rest.lstrip(" ")
+        if not rest:
+            break
+        if rest.startswith(":"):
+            params.append(rest[1:])
+            break
+        param, _, rest = rest.partition(" ")
+        params.append(param)
+    return IRCMessage(command, tuple(params), source, tags)
+
+
+_TEXT_COMMANDS = frozenset({"PRIVMSG", "NOTICE", "TOPIC", "QUIT", "PART", "KICK", "AWAY", "ERROR", "KILL"})
+"""Commands whose last parameter is free text: sent with ``:`` even when one word, as
+servers conventionally do (clients that split on `` :`` expect it)."""
+
+
+def format_message(message: IRCMessage) -> str:
+    """The line for ``message``, without CRLF.
+
+    The last parameter gets a ``:`` when it must (empty, a space, a leading ``:``) and,
+    by convention, always for free-text commands and for numerics with a text at the end.
+
+    Raises:
+        LocalProtocolError: a middle parameter that is empty, has a space or starts with
+            ``:``, any CR/LF/NUL, or an empty command.
+    """
+    parts = []
+    if message.tags:
+        parts.append(
+            "@"
+            + ";".join(k if v == "" else f"{k}={v.translate(_UNESCAPES)}" for k, v in message.tags.items())
+        )
+    if message.source:
+        parts.append(":" + message.source)
+    if not message.command or " " in message.command:
+        raise LocalProtocolError(f"bad IRC command {message.command!r}")
+    parts.append(message.command)
+    params = message.params
+    for param in params[:-1]:
+        if not param or " " in param or param.startswith(":"):
+            raise LocalProtocolError(f"IRC middle parameter {param!r} needs to be the last one")
+        parts.append(param)
+    if params:
+        last = params[-1]
+        text = message.command in _TEXT_COMMANDS or (message.command.isdigit() and len(params) > 2)
+        needed = not last or " " in last or last.startswith(":")
+        parts.append(":" + last if text or needed else last)
+    line = " ".join(parts)
+    if "\r" in line or "\n" in line or "\0" in line:
+        raise LocalProtocolError("CR, LF and NUL cannot be sent in an IRC message")
+    return line
+
+
+def encode_message(message: IRCMessage) -> bytes:
+    """``format_message`` plus CRLF, as bytes (surrogate-escaped bytes restored).
+
+    Raises:
+        LocalProtocolError: see ``format_message``.
+    """
+    return format_message(message).encode("utf-8", errors="surrogateescape") + b"\r\n"
+
+
+class IRCDecoder:
+    """Split an IRC byte stream into ``IRCMessage``s (LF or CRLF; empty lines skipped).
+
+    ``FrameTooLarge`` (ERR_INPUTTOOLONG) does not end the stream: the next call goes on
+    with the line after the offending one.
+    """
+
+    def __init__(self, max_body: int = MAX_BODY, max_tags: int = IRC_MAX_TAGS_LENGTH) -> None:
+        self.max_body = max_body
+        self._lines = LineDecoder(max_body + max_tags + 1)
+
+    def feed(self, data: bytes) -> None:
+        """Append received bytes; ``b""`` marks the end of the stream."""
+        self._lines.feed(data)
+
+    def next_event(self) -> IRCMessage | NeedData | EndOfStream:
+        """The next message, ``NEED_DATA`` or ``END_OF_STREAM``.
+
+        Raises:
+            FrameTooLarge: a line or its message part is too long (the decoder can go on).
+            IncompleteFrame: the stream ended inside a line.
+            RemoteProtocolError: a line without a command.
+        """
+        while True:
+            line = self._lines.next_event()
+            if line is NEED_DATA or line is END_OF_STREAM:
+                return line
+            if line.strip(b" "):
+                try:
+                    return parse_message(line, max_body=self.max_body)
+                except RemoteProtocolError as exc:
+                    exc.recoverable = True  # one bad line; the next one starts clean
+                    raise
+
+    def __iter__(self) -> Iterator[IRCMessage]:
+        """Yield every complete message buffered so far."""
+        while True:
+            event = self.next_event()
+            if event is NEED_DATA or event is END_OF_STREAM:
+                return
+            yield event

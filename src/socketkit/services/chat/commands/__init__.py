@@ -1,0 +1,139 @@
+"""The command table and the entry points the glue calls (pure).
+
+``handle(state, client, message, now)`` checks once, for every command, what ergo's
+``Command`` table checks: is the client registered (or is the command allowed before
+registration), are there enough parameters, is it an operator command; then calls the
+handler, which fills an ``Outbox``. ``connect``, ``disconnect`` and ``tick`` (pings and
+timeouts) complete the set. Nothing here touches a socket or reads a clock.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from socketkit.codec.irc import IRCMessage
+from socketkit.services.chat import numerics as n
+from socketkit.services.chat.commands import channels, messaging, modes, oper, queries, registration
+from socketkit.services.chat.replies import Effect, Outbox
+from socketkit.services.chat.state import ChatState, Client
+
+__all__ = ["COMMANDS", "Command", "connect", "disconnect", "handle", "input_too_long", "tick"]
+
+Handler = Callable[[Outbox, Client, IRCMessage], None]
+
+
+@dataclass(frozen=True, slots=True)
+class Command:
+    """One command: its handler and the checks made before it runs."""
+
+    handler: Handler
+    min_params: int = 0
+    pre_registration: bool = False
+    oper_only: bool = False
+    idle_resets: bool = True  # counts as activity for WHOIS idle (PING/PONG do not)
+
+
+COMMANDS: dict[str, Command] = {
+    "CAP": Command(registration.cap, 1, pre_registration=True),
+    "PASS": Command(registration.pass_, 1, pre_registration=True),
+    "NICK": Command(registration.nick, 0, pre_registration=True),
+    "USER": Command(registration.user, 4, pre_registration=True),
+    "PING": Command(registration.ping, 1, pre_registration=True, idle_resets=False),
+    "PONG": Command(registration.pong, 0, pre_registration=True, idle_resets=False),
+    "QUIT": Command(registration.quit, 0, pre_registration=True),
+    "MOTD": Command(registration.motd),
+    "LUSERS": Command(registration.lusers),
+    "PRIVMSG": Command(messaging.privmsg),
+    "NOTICE": Command(messaging.notice),
+    "TAGMSG": Command(messaging.tagmsg, 1),
+    "AWAY": Command(messaging.away),
+    "CHATHISTORY": Command(messaging.chathistory, 3),
+    "JOIN": Command(channels.join, 1),
+    "PART": Command(channels.part, 1),
+    "TOPIC": Command(channels.topic, 1),
+    "NAMES": Command(channels.names),
+    "LIST": Command(channels.list_),
+    "KICK": Command(channels.kick, 2),
+    "INVITE": Command(channels.invite, 2),
+    "MODE": Command(modes.mode, 1),
+    "WHO": Command(queries.who),
+    "WHOIS": Command(queries.whois, 1),
+    "WHOWAS": Command(queries.whowas, 1),
+    "ISON": Command(queries.ison, 1),
+    "USERHOST": Command(queries.userhost, 1),
+    "VERSION": Command(queries.version),
+    "TIME": Command(queries.time_),
+    "OPER": Command(oper.oper, 2),
+    "KILL": Command(oper.kill, 2, oper_only=True),
+}
+
+
+def connect(state: ChatState, client_id: int, host: str, now: float) -> Client:
+    """Register a new connection (not yet a registered user)."""
+    client = Client(client_id, host, now, last_active=now, last_seen=now)
+    client.flood.configure(state.config.flood_burst, state.config.flood_rate)
+    client.flood.updated = now
+    client.password_ok = state.config.password is None
+    state.clients[client_id] = client
+    return client
+
+
+def handle(state: ChatState, client: Client, message: IRCMessage, now: float) -> list[Effect]:
+    """Run one message from ``client``; return the effects, in order."""
+    out = Outbox(state, now)
+    verb = message.verb
+    client.last_seen = now
+    command = COMMANDS.get(verb)
+    if command is None:
+        if client.registered:
+            out.numeric(client, n.ERR_UNKNOWNCOMMAND, message.command, "Unknown command")
+        else:
+            out.numeric(client, n.ERR_NOTREGISTERED, "You have not registered")
+        return out.effects
+    if not client.registered and not command.pre_registration:
+        out.numeric(client, n.ERR_NOTREGISTERED, "You have not registered")
+        return out.effects
+    if len(message.params) < command.min_params:
+        out.numeric(client, n.ERR_NEEDMOREPARAMS, verb, "Not enough parameters")
+        return out.effects
+    if command.oper_only and "o" not in client.modes:
+        out.numeric(client, n.ERR_NOPRIVILEGES, "Permission Denied- You're not an IRC operator")
+        return out.effects
+    if command.idle_resets:
+        client.last_active = now
+    command.handler(out, client, message)
+    return out.effects
+
+
+def input_too_long(state: ChatState, client: Client, now: float) -> list[Effect]:
+    """The client sent an over-long line: ERR_INPUTTOOLONG, and it stays connected."""
+    out = Outbox(state, now)
+    out.numeric(client, n.ERR_INPUTTOOLONG, "Input line was too long")
+    return out.effects
+
+
+def disconnect(state: ChatState, client: Client, reason: str, now: float) -> list[Effect]:
+    """The connection is gone (or is being closed): tell its channels, free its nick."""
+    out = Outbox(state, now)
+    registration.remove_client(out, client, reason)
+    return out.effects
+
+
+def tick(state: ChatState, now: float) -> list[Effect]:
+    """Periodic duties: PING quiet clients, drop those that do not answer or never register."""
+    out = Outbox(state, now)
+    config = state.config
+    for client in list(state.clients.values()):
+        if not client.registered:
+            if now - client.connected_at > config.registration_timeout_s:
+                out.disconnect(client, "Registration timed out")
+            continue
+        if client.ping_token is not None:
+            if now - client.ping_sent_at > config.ping_timeout_s:
+                out.disconnect(client, f"Ping timeout: {int(now - client.last_seen)} seconds")
+        elif now - client.last_seen > config.ping_interval_s:
+            client.ping_token = f"{int(now)}"
+            client.ping_sent_at = now
+            out.to(client, "PING", client.ping_token)
+    return out.effects

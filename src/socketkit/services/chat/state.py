@@ -1,0 +1,247 @@
+"""The chat server's state: clients, nicks, channels, history. Pure data and lookups.
+
+Nicks and channel names are indexed by their RFC 1459 casefold. Clients are numbered
+by connection; a client is "registered" once NICK and USER (and CAP END, PASS) are done.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import deque
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Final
+
+from socketkit.codec.irc import casefold
+from socketkit.services.chat.session import TokenBucket
+
+__all__ = [
+    "CHANNEL_FLAG_MODES",
+    "ChatConfig",
+    "ChatState",
+    "Channel",
+    "Client",
+    "HistoryItem",
+    "WhowasEntry",
+    "mask_matches",
+    "normalize_mask",
+    "valid_channel",
+    "valid_nick",
+]
+
+CHANNEL_FLAG_MODES: Final = "imnst"
+"""Channel modes without a parameter: invite-only, moderated, no external messages,
+secret, topic settable by operators only."""
+
+_NICK = re.compile(r"^[A-Za-z\[\]\\`_^{|}][A-Za-z0-9\[\]\\`_^{|}-]*$")
+
+
+def valid_nick(nick: str, max_length: int) -> bool:
+    """RFC 2812 nicknames (letter or special first), at most ``max_length`` characters."""
+    return 0 < len(nick) <= max_length and bool(_NICK.match(nick))
+
+
+def valid_channel(name: str, max_length: int) -> bool:
+    """``#name`` without space, comma, BEL or NUL, at most ``max_length`` characters."""
+    return (
+        1 < len(name) <= max_length and name.startswith("#") and not any(c in name for c in " ,\x07\0\r\n:")
+    )
+
+
+def normalize_mask(mask: str) -> str:
+    """Complete a ban mask: ``nick`` -> ``nick!*@*``, ``user@host`` -> ``*!user@host``."""
+    if "!" not in mask and "@" not in mask:
+        return f"{mask}!*@*"
+    if "!" not in mask:
+        return f"*!{mask}"
+    if "@" not in mask:
+        return f"{mask}@*"
+    return mask
+
+
+def mask_matches(mask: str, hostmask: str) -> bool:
+    """Glob match (``*``, ``?``) of ``nick!user@host`` against a mask, case-insensitively."""
+    pattern = re.escape(casefold(mask)).replace(r"\*", ".*").replace(r"\?", ".")
+    return re.fullmatch(pattern, casefold(hostmask)) is not None
+
+
+@dataclass(slots=True)
+class ChatConfig:
+    """Server settings (limits are ISUPPORT values too)."""
+
+    server_name: str = "socketkit.local"
+    network: str = "socketkit"
+    password: str | None = None  # connection password (PASS)
+    opers: Mapping[str, str] = field(default_factory=dict)  # name -> password hash or plain text
+    motd: tuple[str, ...] = ("Welcome to socketkit chat.",)
+    nick_length: int = 30
+    channel_length: int = 50
+    topic_length: int = 390
+    away_length: int = 200
+    kick_length: int = 255
+    max_channels_per_client: int = 50
+    max_targets: int = 4
+    modes_per_command: int = 4
+    max_bans: int = 100
+    history_per_channel: int = 1000
+    chathistory_limit: int = 100
+    whowas_size: int = 1000
+    ping_interval_s: float = 60.0
+    ping_timeout_s: float = 60.0
+    registration_timeout_s: float = 30.0
+    flood_burst: int = 20  # messages a client may send at once ...
+    flood_rate: float = 5.0  # ... then this many per second
+    flood_queue: int = 50  # lines held back while a client is throttled, then "Excess Flood"
+
+
+@dataclass(slots=True)
+class Client:
+    """One connection."""
+
+    id: int
+    host: str
+    connected_at: float
+    nick: str | None = None
+    user: str | None = None
+    realname: str = ""
+    registered: bool = False
+    password_ok: bool = False
+    cap_negotiating: bool = False
+    cap_version: int = 0
+    caps: set[str] = field(default_factory=set)
+    modes: set[str] = field(default_factory=set)  # "i", "o"
+    away: str | None = None
+    channels: set[str] = field(default_factory=set)  # casefolded names
+    last_active: float = 0.0  # last message other than PING/PONG (WHOIS idle)
+    last_seen: float = 0.0  # last anything (ping timeout)
+    ping_token: str | None = None
+    ping_sent_at: float = 0.0
+    oper_name: str | None = None
+    flood: TokenBucket = field(default_factory=TokenBucket)
+
+    @property
+    def prefix(self) -> str:
+        """``nick!user@host``."""
+        return f"{self.nick or '*'}!{self.user or '*'}@{self.host}"
+
+    @property
+    def target(self) -> str:
+        """What numerics address this client as (``*`` before it has a nick)."""
+        return self.nick or "*"
+
+
+@dataclass(slots=True)
+class HistoryItem:
+    """One stored channel message (for CHATHISTORY)."""
+
+    time: float
+    msgid: str
+    source: str
+    command: str  # PRIVMSG or NOTICE
+    text: str
+
+
+@dataclass(slots=True)
+class Channel:
+    """One channel."""
+
+    name: str
+    created: float
+    topic: str = ""
+    topic_setter: str = ""
+    topic_time: float = 0.0
+    modes: set[str] = field(default_factory=lambda: {"n", "t"})
+    key: str | None = None
+    limit: int | None = None
+    bans: list[tuple[str, str, float]] = field(default_factory=list)  # mask, setter, time
+    invites: set[str] = field(default_factory=set)  # casefolded nicks
+    members: dict[int, set[str]] = field(default_factory=dict)  # client id -> {"o", "v"}
+    history: deque[HistoryItem] = field(default_factory=deque)
+
+    @property
+    def is_default(self) -> bool:
+        """Nothing worth keeping once empty (no topic, default modes, no bans)."""
+        return (
+            not self.topic
+            and self.modes == {"n", "t"}
+            and not self.key
+            and self.limit is None
+            and not self.bans
+        )
+
+    def mode_string(self, *, show_key: bool) -> tuple[str, ...]:
+        """``+ntk key`` style: the flag modes, then parameters."""
+        flags = "".join(sorted(self.modes))
+        params: list[str] = []
+        if self.key:
+            flags += "k"
+            params.append(self.key if show_key else "*")
+        if self.limit is not None:
+            flags += "l"
+            params.append(str(self.limit))
+        return ("+" + flags, *params)
+
+
+@dataclass(slots=True)
+class WhowasEntry:
+    """A nick that left."""
+
+    nick: str
+    user: str
+    host: str
+    realname: str
+    time: float
+
+
+class ChatState:
+    """Everything the server knows; mutated only by ``commands``."""
+
+    def __init__(self, config: ChatConfig, created_at: float) -> None:
+        self.config = config
+        self.created_at = created_at
+        self.clients: dict[int, Client] = {}
+        self.nicks: dict[str, int] = {}  # casefolded nick -> client id
+        self.channels: dict[str, Channel] = {}  # casefolded name -> channel
+        self.whowas: deque[WhowasEntry] = deque(maxlen=config.whowas_size)
+        self.msgid_counter = 0
+
+    def client_by_nick(self, nick: str) -> Client | None:
+        """The registered client using ``nick``, if any."""
+        cid = self.nicks.get(casefold(nick))
+        return None if cid is None else self.clients.get(cid)
+
+    def channel(self, name: str) -> Channel | None:
+        """The channel called ``name`` (any case), if any."""
+        return self.channels.get(casefold(name))
+
+    def members(self, channel: Channel) -> Iterator[Client]:
+        """The channel's clients."""
+        for cid in channel.members:
+            client = self.clients.get(cid)
+            if client is not None:
+                yield client
+
+    def neighbours(self, client: Client) -> set[int]:
+        """Ids of everyone sharing a channel with ``client`` (``client`` excluded)."""
+        ids: set[int] = set()
+        for key in client.channels:
+            channel = self.channels.get(key)
+            if channel is not None:
+                ids.update(channel.members)
+        ids.discard(client.id)
+        return ids
+
+    def next_msgid(self, now: float) -> str:
+        """A message id unique for this server's lifetime (time-ordered)."""
+        self.msgid_counter += 1
+        return f"{int(now * 1000):x}-{self.msgid_counter:x}"
+
+    @property
+    def registered_count(self) -> int:
+        """Registered clients."""
+        return len(self.nicks)
+
+    @property
+    def operator_count(self) -> int:
+        """Clients with user mode +o."""
+        return sum(1 for c in self.clients.values() if "o" in c.modes)

@@ -1,0 +1,161 @@
+"""Chat persistence in the embedded SQLite state: channels (topic, modes, bans) and history.
+
+Loaded once at start; afterwards written behind by one worker thread, so the event loop
+never waits for the disk. The write queue is bounded: if the disk falls far behind,
+history rows are dropped (and that is logged) rather than memory growing or the server
+stalling; channel settings are always kept.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import queue
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from socketkit.codec.irc import casefold
+from socketkit.services.chat.state import Channel, ChatState, HistoryItem
+from socketkit.state import StateDB
+
+__all__ = ["ChatStore"]
+
+logger = logging.getLogger(__name__)
+
+_SCHEMA = [
+    """CREATE TABLE chat_channels (
+        key TEXT PRIMARY KEY, name TEXT NOT NULL, created REAL, topic TEXT, topic_setter TEXT,
+        topic_time REAL, modes TEXT, chan_key TEXT, chan_limit INTEGER, bans TEXT
+    )""",
+    """CREATE TABLE chat_history (
+        id INTEGER PRIMARY KEY, channel TEXT NOT NULL, time REAL NOT NULL, msgid TEXT NOT NULL,
+        source TEXT NOT NULL, command TEXT NOT NULL, text TEXT NOT NULL
+    )""",
+    "CREATE INDEX chat_history_channel_time ON chat_history (channel, time)",
+]
+
+MAX_QUEUE = 100_000  # pending writes before history rows are dropped
+_STOP = object()
+
+
+class ChatStore:
+    """Persistence for one chat server."""
+
+    def __init__(self, db: StateDB) -> None:
+        self.db = db
+        db.ensure_schema("chat", 1, _SCHEMA)
+        self._queue: queue.Queue[Any] = queue.Queue(maxsize=MAX_QUEUE)
+        self._dropped = 0
+        self._thread = threading.Thread(target=self._run, name="socketkit-chat-store", daemon=True)
+        self._thread.start()
+
+    # --- loading ---------------------------------------------------------------------
+
+    def load(self, state: ChatState) -> None:
+        """Put the persisted channels (without members) and their recent history in ``state``."""
+        limit = state.config.history_per_channel
+        for row in self.db.query("SELECT * FROM chat_channels"):
+            channel = Channel(row["name"], row["created"] or 0.0)
+            channel.topic = row["topic"] or ""
+            channel.topic_setter = row["topic_setter"] or ""
+            channel.topic_time = row["topic_time"] or 0.0
+            channel.modes = set(row["modes"] or "")
+            channel.key = row["chan_key"]
+            channel.limit = row["chan_limit"]
+            channel.bans = [(str(m), str(s), float(t)) for m, s, t in json.loads(row["bans"] or "[]")]
+            rows = self.db.query(
+                "SELECT time, msgid, source, command, text FROM chat_history WHERE channel = ? "
+                "ORDER BY time DESC, id DESC LIMIT ?",
+                (row["key"], limit),
+            )
+            for item in reversed(rows):
+                channel.history.append(
+                    HistoryItem(item["time"], item["msgid"], item["source"], item["command"], item["text"])
+                )
+            state.channels[row["key"]] = channel
+
+    # --- writing -----------------------------------------------------------------------
+
+    def save_channel(self, channel: Channel) -> None:
+        """Persist a channel's settings (a snapshot is taken now, written later)."""
+        row = (
+            casefold(channel.name),
+            channel.name,
+            channel.created,
+            channel.topic,
+            channel.topic_setter,
+            channel.topic_time,
+            "".join(sorted(channel.modes)),
+            channel.key,
+            channel.limit,
+            json.dumps(channel.bans),
+        )
+        self._submit(
+            lambda db: db.execute(
+                "INSERT OR REPLACE INTO chat_channels (key, name, created, topic, topic_setter, topic_time, "
+                "modes, chan_key, chan_limit, bans) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                row,
+            ),
+            essential=True,
+        )
+
+    def drop_channel(self, name: str) -> None:
+        """Forget a channel and its history."""
+        key = casefold(name)
+        self._submit(
+            lambda db: (
+                db.execute("DELETE FROM chat_channels WHERE key = ?", (key,)),
+                db.execute("DELETE FROM chat_history WHERE channel = ?", (key,)),
+            ),
+            essential=True,
+        )
+
+    def add_history(self, channel: str, item: HistoryItem) -> None:
+        """Persist one channel message."""
+        row = (casefold(channel), item.time, item.msgid, item.source, item.command, item.text)
+        self._submit(
+            lambda db: db.execute(
+                "INSERT INTO chat_history (channel, time, msgid, source, command, text) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                row,
+            )
+        )
+
+    def _submit(self, op: Callable[[StateDB], object], *, essential: bool = False) -> None:
+        try:
+            if essential:
+                self._queue.put(op, timeout=5)  # settings are small and rare: wait briefly
+            else:
+                self._queue.put_nowait(op)
+        except queue.Full:
+            self._dropped += 1
+            if self._dropped & (self._dropped - 1) == 0:
+                logger.warning("chat store is behind: %d history row(s) dropped", self._dropped)
+
+    def _run(self) -> None:
+        while True:
+            ops = [self._queue.get()]
+            # Whatever else is waiting goes in the same transaction: one commit per batch.
+            while len(ops) < 1000:
+                try:
+                    ops.append(self._queue.get_nowait())
+                except queue.Empty:
+                    break
+            stop = _STOP in ops
+            try:
+                with self.db.transaction():
+                    for op in ops:
+                        if op is not _STOP:
+                            op(self.db)
+            except Exception:
+                logger.exception("chat store write failed")
+            if stop:
+                return
+
+    def close(self) -> None:
+        """Write what is queued, then stop the thread."""
+        with contextlib.suppress(queue.Full):
+            self._queue.put(_STOP, timeout=30)
+        self._thread.join(30)
