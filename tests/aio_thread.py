@@ -18,9 +18,14 @@ LOCAL = [Listener(Address("127.0.0.1", 0))]
 
 @contextmanager
 def server_thread(
-    make_server: Callable[[], AsyncServer], listeners: Sequence[Listener] = LOCAL
+    make_server: Callable[[], AsyncServer],
+    listeners: Sequence[Listener] = LOCAL,
+    on_started: Callable[[AsyncServer], object] | None = None,
 ) -> Iterator[list[Address]]:
-    """Start the server in a thread; yield its addresses; stop it and join the thread."""
+    """Start the server in a thread; yield its addresses; stop it and join the thread.
+
+    ``on_started(server)`` runs on the server's loop once it listens (to spawn its
+    periodic tasks, as the CLI does)."""
     ready = threading.Event()
     state: dict[str, Any] = {}
 
@@ -31,6 +36,8 @@ def server_thread(
             server = make_server()
             async with server:
                 state["addresses"] = await server.start(listeners)
+                if on_started is not None:
+                    on_started(server)
                 ready.set()
                 await stop.wait()
         except BaseException as exc:

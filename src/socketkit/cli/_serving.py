@@ -147,13 +147,16 @@ async def _serve(
     server = make_server()
     async with server:
         shared_port = 0
+        kinds: set[str] = set()
         for listener in listeners:
-            if listener.address.path is None and listener.address.port == 0 and shared_port:
+            inet_any = listener.address.path is None and listener.address.port == 0
+            if inet_any and shared_port and listener.kind not in kinds:
                 # TCP and UDP on port 0: the same number for both.
                 listener = replace(listener, address=replace(listener.address, port=shared_port))  # noqa: PLW2901
             (address,) = await server.start([listener])
             if address.path is None:
                 shared_port = shared_port or address.port
+                kinds.add(listener.kind)
             if announce:
                 kind = "unix" if address.path else listener.kind
                 print(

@@ -130,8 +130,18 @@ def parse_message(line: str | bytes, *, max_body: int | None = MAX_BODY) -> IRCM
     return IRCMessage(command, tuple(params), source, tags)
 
 
-_TEXT_COMMANDS = frozenset({"PRIVMSG", "NOTICE", "TOPIC", "QUIT", "PART", "KICK", "AWAY", "ERROR", "KILL"})
-"""Commands whose last parameter is free text: sent with ``:`` even when one word, as
+_TEXT_PARAMS = {
+    "PRIVMSG": 2,
+    "NOTICE": 2,
+    "TOPIC": 2,
+    "PART": 2,
+    "KILL": 2,
+    "KICK": 3,
+    "QUIT": 1,
+    "AWAY": 1,
+    "ERROR": 1,
+}
+"""Commands with free text as their Nth parameter: sent with ``:`` even when one word, as
 servers conventionally do (clients that split on `` :`` expect it)."""
 
 
@@ -163,7 +173,9 @@ def format_message(message: IRCMessage) -> str:
         parts.append(param)
     if params:
         last = params[-1]
-        text = message.command in _TEXT_COMMANDS or (message.command.isdigit() and len(params) > 2)
+        text = _TEXT_PARAMS.get(message.command) == len(params) or (
+            message.command.isdigit() and len(params) > 2
+        )
         needed = not last or " " in last or last.startswith(":")
         parts.append(":" + last if text or needed else last)
     line = " ".join(parts)

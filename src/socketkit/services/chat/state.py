@@ -80,6 +80,7 @@ class ChatConfig:
     away_length: int = 200
     kick_length: int = 255
     max_channels_per_client: int = 50
+    max_channels: int = 10_000  # channels on the server (each keeps up to history_per_channel)
     max_targets: int = 4
     modes_per_command: int = 4
     max_bans: int = 100
@@ -160,9 +161,10 @@ class Channel:
 
     @property
     def is_default(self) -> bool:
-        """Nothing worth keeping once empty (no topic, default modes, no bans)."""
+        """Nothing worth keeping once empty (no topic, default modes, no bans, no history)."""
         return (
-            not self.topic
+            not self.history
+            and not self.topic
             and self.modes == {"n", "t"}
             and not self.key
             and self.limit is None

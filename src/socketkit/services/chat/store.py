@@ -37,14 +37,18 @@ _SCHEMA = [
 ]
 
 MAX_QUEUE = 100_000  # pending writes before history rows are dropped
+KEEP_PER_CHANNEL = 10_000  # history rows kept on disk per channel (older ones are pruned)
+PRUNE_EVERY = 1_000  # inserts into a channel between two prunes of it
 _STOP = object()
 
 
 class ChatStore:
     """Persistence for one chat server."""
 
-    def __init__(self, db: StateDB) -> None:
+    def __init__(self, db: StateDB, *, keep_per_channel: int = KEEP_PER_CHANNEL) -> None:
         self.db = db
+        self.keep_per_channel = keep_per_channel
+        self._inserts: dict[str, int] = {}
         db.ensure_schema("chat", 1, _SCHEMA)
         self._queue: queue.Queue[Any] = queue.Queue(maxsize=MAX_QUEUE)
         self._dropped = 0
@@ -104,6 +108,7 @@ class ChatStore:
     def drop_channel(self, name: str) -> None:
         """Forget a channel and its history."""
         key = casefold(name)
+        self._inserts.pop(key, None)
         self._submit(
             lambda db: (
                 db.execute("DELETE FROM chat_channels WHERE key = ?", (key,)),
@@ -114,7 +119,8 @@ class ChatStore:
 
     def add_history(self, channel: str, item: HistoryItem) -> None:
         """Persist one channel message."""
-        row = (casefold(channel), item.time, item.msgid, item.source, item.command, item.text)
+        key = casefold(channel)
+        row = (key, item.time, item.msgid, item.source, item.command, item.text)
         self._submit(
             lambda db: db.execute(
                 "INSERT INTO chat_history (channel, time, msgid, source, command, text) "
@@ -122,6 +128,16 @@ class ChatStore:
                 row,
             )
         )
+        count = self._inserts[key] = self._inserts.get(key, 0) + 1
+        if count % PRUNE_EVERY == 0:
+            keep = self.keep_per_channel
+            self._submit(
+                lambda db: db.execute(
+                    "DELETE FROM chat_history WHERE channel = ? AND id <= (SELECT id FROM chat_history "
+                    "WHERE channel = ? ORDER BY id DESC LIMIT 1 OFFSET ?)",
+                    (key, key, keep),
+                )
+            )
 
     def _submit(self, op: Callable[[StateDB], object], *, essential: bool = False) -> None:
         try:

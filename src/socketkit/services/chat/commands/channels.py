@@ -7,7 +7,18 @@ from socketkit.services.chat import numerics as n
 from socketkit.services.chat.replies import Outbox
 from socketkit.services.chat.state import Channel, Client, mask_matches, valid_channel
 
-__all__ = ["invite", "join", "kick", "list_", "names", "part", "prefix_of", "send_names", "topic"]
+__all__ = [
+    "forget_if_unused",
+    "invite",
+    "join",
+    "kick",
+    "list_",
+    "names",
+    "part",
+    "prefix_of",
+    "send_names",
+    "topic",
+]
 
 NAMES_PER_LINE = 400  # bytes of nicks per 353 line, under the 510-byte message limit
 
@@ -52,6 +63,9 @@ def _join_one(out: Outbox, client: Client, name: str, key: str | None) -> None:
     channel = state.channels.get(folded)
     created = channel is None
     if channel is None:
+        if len(state.channels) >= config.max_channels:
+            out.numeric(client, n.ERR_TOOMANYCHANNELS, name, "The server has too many channels")
+            return
         channel = Channel(name, out.now)
         state.channels[folded] = channel
     else:
@@ -94,8 +108,14 @@ def _leave(
     out.deliver(channel.members, IRCMessage(command, params, source or client.prefix))
     channel.members.pop(leaving.id, None)
     leaving.channels.discard(casefold(channel.name))
+    forget_if_unused(out, channel)
+
+
+def forget_if_unused(out: Outbox, channel: Channel) -> None:
+    """An empty channel with nothing to keep (topic, modes, bans, history) is removed."""
     if not channel.members and channel.is_default:
         del out.state.channels[casefold(channel.name)]
+        out.drop_channel(channel.name)
 
 
 def part(out: Outbox, client: Client, msg: IRCMessage) -> None:

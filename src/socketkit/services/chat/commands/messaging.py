@@ -76,6 +76,8 @@ def _message(out: Outbox, client: Client, msg: IRCMessage, command: str) -> None
                 channel.history.append(item)
                 while len(channel.history) > state.config.history_per_channel:
                     channel.history.popleft()
+                if len(channel.history) == 1:  # a channel with history is kept (and persisted)
+                    out.store_channel(channel)
                 out.effects.append(StoreHistory(channel.name, item))
         else:
             other = state.client_by_nick(target)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from socketkit.codec.irc import IRCMessage, casefold
 from socketkit.services.chat import numerics as n
+from socketkit.services.chat.commands.channels import forget_if_unused
 from socketkit.services.chat.replies import SUPPORTED_CAPS, Outbox
 from socketkit.services.chat.session import verify_password
 from socketkit.services.chat.state import Client, WhowasEntry, valid_nick
@@ -209,7 +210,6 @@ def remove_client(out: Outbox, client: Client, reason: str) -> None:
         if channel is None:
             continue
         channel.members.pop(client.id, None)
-        if not channel.members and channel.is_default:
-            del state.channels[key]
+        forget_if_unused(out, channel)
     client.channels.clear()
     del state.clients[client.id]

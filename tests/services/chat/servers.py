@@ -1,0 +1,41 @@
+"""A chat server on a background thread for loopback tests, with its ticker and store."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from socketkit.address import Address
+from socketkit.aio.listeners import Listener
+from socketkit.services.chat.server import ChatServer
+from socketkit.services.chat.state import ChatConfig
+from socketkit.services.chat.store import ChatStore
+from socketkit.state import StateDB
+from tests.aio_thread import LOCAL, server_thread
+
+
+@contextlib.contextmanager
+def chat_server(
+    state_dir: Path | None = None,
+    listeners: list[Listener] = LOCAL,
+    *,
+    server_options: dict[str, Any] | None = None,
+    **config: Any,
+) -> Iterator[list[Address]]:
+    """A chat server (with its SQLite store if ``state_dir``) on a thread."""
+    config.setdefault("server_name", "irc.test")
+    db = StateDB(state_dir) if state_dir is not None else None
+    store = ChatStore(db) if db is not None else None
+    chat = ChatServer(ChatConfig(**config), store)
+    try:
+        with server_thread(
+            lambda: chat.make_server(**(server_options or {})), listeners, chat.start_ticker
+        ) as addrs:
+            yield addrs
+    finally:
+        if store is not None:
+            store.close()
+        if db is not None:
+            db.close()

@@ -1,0 +1,103 @@
+"""``socketkit serve chat``, ``socketkit chat`` and ``socketkit passwd`` as a user runs them."""
+
+from __future__ import annotations
+
+import re
+import signal
+import ssl
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from socketkit.address import Address
+from socketkit.services.chat.session import verify_password
+from tests.cli.procs import Proc
+from tests.services.chat.ircclient import Irc
+
+
+def _address(match: re.Match[str]) -> Address:
+    host, port = match.group(1).rsplit(":", 1)
+    return Address(host, int(port))
+
+
+def test_serve_chat_with_operators_password_and_tls(tmp_path: Path) -> None:
+    trustme = pytest.importorskip("trustme")
+    ca = trustme.CA()
+    cert = ca.issue_cert("localhost", "127.0.0.1")
+    cert_file, key_file = tmp_path / "cert.pem", tmp_path / "key.pem"
+    cert.cert_chain_pems[0].write_to_path(cert_file)
+    cert.private_key_pem.write_to_path(key_file)
+    hashed = (
+        subprocess.run(
+            [sys.executable, "-m", "socketkit", "passwd"],
+            input=b"opsecret\n",
+            capture_output=True,
+            check=True,
+        )
+        .stdout.decode()
+        .strip()
+    )
+    assert verify_password(hashed, "opsecret")
+    (tmp_path / "opers").write_text(f"# name password\nroot {hashed}\n")
+    (tmp_path / "pass").write_text("letmein\n")
+    (tmp_path / "motd").write_text("Hello from the test MOTD\n")
+    args = [
+        "serve", "chat", "--port", "0", "--server-name", "irc.cli",
+        "--tls-port", "0", "--tls-cert", str(cert_file), "--tls-key", str(key_file),
+        "--state-dir", str(tmp_path / "state"), "--oper-file", str(tmp_path / "opers"),
+        "--password-file", str(tmp_path / "pass"), "--motd-file", str(tmp_path / "motd"),
+    ]  # fmt: skip
+    with Proc(*args) as server:
+        plain = _address(server.expect(r"chat listening on (\S+) \(tcp\)"))
+        secure = _address(server.expect(r"chat listening on (\S+) \(tcp\+tls\)"))
+        with Irc(plain) as intruder:
+            intruder.send("NICK intruder", "USER i 0 * :I")
+            assert intruder.expect("464")
+            assert "Bad password" in intruder.closed_reason()
+        context = ssl.create_default_context()
+        ca.configure_trust(context)
+        with Irc(secure, tls=context) as admin:
+            admin.send("PASS letmein")
+            admin.register("admin")
+            motd = [m.params[-1] for m in admin.seen if m.command == "372"]
+            assert motd == ["- Hello from the test MOTD"]
+            assert admin.seen[0].source == "irc.cli"
+            admin.send("OPER root opsecret")
+            assert admin.expect("381")
+        server.expect(r"connection #\d+ from", "err")
+        server.signal(signal.SIGTERM)
+        assert server.wait() == 0
+
+
+def test_the_terminal_client_in_line_mode(tmp_path: Path) -> None:
+    with Proc("serve", "chat", "--port", "0", "--state-dir", str(tmp_path)) as server:
+        address = _address(server.expect(r"chat listening on (\S+)"))
+        with Irc(address, "friend") as friend:
+            friend.send("JOIN #lobby")
+            friend.expect("366")
+            with Proc("chat", str(address), "--nick", "cli", "--join", "lobby", "--plain") as client:
+                client.expect(r"connected to")
+                friend.expect("JOIN", lambda m: (m.source or "").startswith("cli!"))
+                client.write(b"hello from the terminal\n")
+                said = friend.expect("PRIVMSG")
+                assert said.params == ("#lobby", "hello from the terminal")
+                friend.send("PRIVMSG #lobby :hello, cli")
+                client.expect(r"^\d\d:\d\d #lobby <friend> hello, cli$")
+                friend.send("PRIVMSG cli :private")
+                client.expect(r"^\d\d:\d\d \*friend\* private$")
+                client.write(b"/nick cli2\n/names\n")
+                client.expect(r"cli is now known as cli2")
+                client.expect(r"in #lobby: .*cli2")
+                client.close_stdin()  # end of input: the client says goodbye and exits
+                assert client.wait() == 0
+                assert friend.expect("QUIT").params == ("Quit: Leaving",)
+        server.signal(signal.SIGINT)
+        assert server.wait() == 0
+
+
+def test_the_terminal_client_fails_fast_when_nothing_listens() -> None:
+    with Proc("chat", "127.0.0.1:1", "--nick", "x", "--plain") as client:
+        client.expect(r"cannot connect to 127\.0\.0\.1:1")
+        assert client.wait() == 1
