@@ -74,8 +74,12 @@ class StateDB:
             return cursor.lastrowid or 0
 
     def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
-        """Run one statement for many rows, in one transaction."""
+        """Run one statement for many rows, in one transaction (the caller's, inside
+        ``transaction()``)."""
         with self._lock:
+            if self._conn.in_transaction:
+                self._conn.executemany(sql, rows)
+                return
             self._conn.execute("BEGIN")
             try:
                 self._conn.executemany(sql, rows)

@@ -50,7 +50,7 @@ class Net:
         for effect in effects:
             if isinstance(effect, Send):
                 for cid in effect.ids:
-                    if cid not in self.closed:
+                    if cid not in self.closed and cid != effect.exclude:
                         self.inbox[cid].append(effect.message)
             elif isinstance(effect, Disconnect):
                 if effect.id in self.closed:

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Final
 
 from socketkit.codec.irc import IRCMessage
-from socketkit.services.chat.state import Channel, ChatState, Client, HistoryItem
+from socketkit.services.chat.state import TAG_MESSAGE_TAGS, TAG_TIME, Channel, ChatState, Client, HistoryItem
 
 __all__ = [
     "SUPPORTED_CAPS",
@@ -41,10 +41,11 @@ SUPPORTED_CAPS: Final = (
 
 @dataclass(frozen=True, slots=True)
 class Send:
-    """Send ``message`` to each client in ``ids``."""
+    """Send ``message`` to each client in ``ids`` but ``exclude``."""
 
     ids: tuple[int, ...]
     message: IRCMessage
+    exclude: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,10 +81,20 @@ class StoreHistory:
 Effect = Send | Disconnect | StoreChannel | DropChannel | StoreHistory
 
 
+_last_stamp: tuple[int, str] = (-1, "")
+
+
 def server_time(now: float) -> str:
-    """The IRCv3 ``time`` tag value: ``2026-11-25T17:06:27.123Z``."""
-    moment = datetime.datetime.fromtimestamp(now, tz=datetime.UTC)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+    """The IRCv3 ``time`` tag value: ``2026-11-25T17:06:27.123Z`` (the last one is
+    reused within the same millisecond: a busy channel asks many times per ms)."""
+    global _last_stamp  # noqa: PLW0603 (a one-entry cache of a pure function)
+    millis = int(now * 1000)
+    if _last_stamp[0] == millis:
+        return _last_stamp[1]
+    moment = datetime.datetime.fromtimestamp(millis / 1000, tz=datetime.UTC)
+    stamp = moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{millis % 1000:03d}Z"
+    _last_stamp = (millis, stamp)
+    return stamp
 
 
 @dataclass(slots=True)
@@ -123,30 +134,52 @@ class Outbox:
         msgid: str | None = None,
     ) -> None:
         """``message`` to many clients, tagged for each one's capabilities."""
-        groups: dict[tuple[bool, bool], list[int]] = {}
+        groups: dict[int, list[int]] = {}
         clients = self.state.clients
         for cid in ids:
             client = clients.get(cid)
-            if client is None:
+            if client is not None:
+                groups.setdefault(client.tag_class, []).append(cid)
+        for cls, members in groups.items():
+            self._send_variant(cls, tuple(members), message, client_tags, msgid, None)
+
+    def deliver_channel(
+        self,
+        channel: Channel,
+        message: IRCMessage,
+        client_tags: Mapping[str, str] | None = None,
+        *,
+        msgid: str | None = None,
+        exclude: int | None = None,
+    ) -> None:
+        """``message`` to every member of ``channel`` but ``exclude``: the fan-out path,
+        with the members already grouped by tag class (no per-member work here)."""
+        for cls, members in channel.delivery_groups(self.state.clients).items():
+            if exclude is not None and len(members) == 1 and members[0] == exclude:
                 continue
-            caps = client.caps
-            groups.setdefault(("server-time" in caps, "message-tags" in caps), []).append(cid)
-        if not groups:
-            return
-        stamp = server_time(self.now)
-        for (timed, tagged), members in groups.items():
+            self._send_variant(cls, members, message, client_tags, msgid, exclude)
+
+    def _send_variant(
+        self,
+        cls: int,
+        ids: tuple[int, ...],
+        message: IRCMessage,
+        client_tags: Mapping[str, str] | None,
+        msgid: str | None,
+        exclude: int | None,
+    ) -> None:
+        if cls:
             tags: dict[str, str] = {}
-            if timed:
-                tags["time"] = stamp
-            if tagged:
+            if cls & TAG_TIME:
+                tags["time"] = server_time(self.now)
+            if cls & TAG_MESSAGE_TAGS:
                 if msgid is not None:
                     tags["msgid"] = msgid
                 if client_tags:
                     tags.update(client_tags)
-            variant = (
-                message if not tags else IRCMessage(message.command, message.params, message.source, tags)
-            )
-            self.effects.append(Send(tuple(members), variant))
+            if tags:
+                message = IRCMessage(message.command, message.params, message.source, tags)
+        self.effects.append(Send(ids, message, exclude))
 
     def disconnect(self, client: Client, reason: str) -> None:
         """Close a client (the glue sends ERROR first)."""

@@ -22,12 +22,19 @@ __all__ = [
     "Channel",
     "Client",
     "HistoryItem",
+    "TAG_MESSAGE_TAGS",
+    "TAG_TIME",
     "WhowasEntry",
     "mask_matches",
     "normalize_mask",
     "valid_channel",
     "valid_nick",
 ]
+
+TAG_TIME: Final = 1
+"""``Client.tag_class`` bit: the client gets a ``time`` tag (server-time)."""
+TAG_MESSAGE_TAGS: Final = 2
+"""``Client.tag_class`` bit: the client gets msgid and client tags (message-tags)."""
 
 CHANNEL_FLAG_MODES: Final = "imnst"
 """Channel modes without a parameter: invite-only, moderated, no external messages,
@@ -119,6 +126,14 @@ class Client:
     ping_sent_at: float = 0.0
     oper_name: str | None = None
     flood: TokenBucket = field(default_factory=TokenBucket)
+    tag_class: int = 0  # TAG_TIME | TAG_MESSAGE_TAGS: which variant of a message it gets
+
+    def set_caps(self, caps: set[str]) -> None:
+        """Replace the negotiated capabilities (and the variant class they imply)."""
+        self.caps = caps
+        self.tag_class = (TAG_TIME if "server-time" in caps else 0) | (
+            TAG_MESSAGE_TAGS if "message-tags" in caps else 0
+        )
 
     @property
     def prefix(self) -> str:
@@ -156,8 +171,33 @@ class Channel:
     limit: int | None = None
     bans: list[tuple[str, str, float]] = field(default_factory=list)  # mask, setter, time
     invites: set[str] = field(default_factory=set)  # casefolded nicks
-    members: dict[int, set[str]] = field(default_factory=dict)  # client id -> {"o", "v"}
+    members: dict[int, set[str]] = field(default_factory=dict)  # client id -> {"o", "v"}; see add/remove
     history: deque[HistoryItem] = field(default_factory=deque)
+    # Members by tag class, for fan-out without a per-member look-up: rebuilt when the
+    # membership or a member's capabilities change (``None``: to be rebuilt).
+    groups: dict[int, tuple[int, ...]] | None = None
+
+    def add_member(self, client_id: int, modes: set[str]) -> None:
+        """``client_id`` joins with these prefix modes."""
+        self.members[client_id] = modes
+        self.groups = None
+
+    def remove_member(self, client_id: int) -> None:
+        """``client_id`` leaves (if it was here)."""
+        if self.members.pop(client_id, None) is not None:
+            self.groups = None
+
+    def delivery_groups(self, clients: Mapping[int, Client]) -> dict[int, tuple[int, ...]]:
+        """Member ids by tag class (cached)."""
+        groups = self.groups
+        if groups is None:
+            lists: dict[int, list[int]] = {}
+            for cid in self.members:
+                client = clients.get(cid)
+                if client is not None:
+                    lists.setdefault(client.tag_class, []).append(cid)
+            groups = self.groups = {cls: tuple(ids) for cls, ids in lists.items()}
+        return groups
 
     @property
     def is_default(self) -> bool:

@@ -118,16 +118,9 @@ class ChatStore:
         )
 
     def add_history(self, channel: str, item: HistoryItem) -> None:
-        """Persist one channel message."""
+        """Persist one channel message (rows are inserted in batches by the writer)."""
         key = casefold(channel)
-        row = (key, item.time, item.msgid, item.source, item.command, item.text)
-        self._submit(
-            lambda db: db.execute(
-                "INSERT INTO chat_history (channel, time, msgid, source, command, text) "
-                "VALUES (?, ?, ?, ?, ?, ?)",
-                row,
-            )
-        )
+        self._submit((key, item.time, item.msgid, item.source, item.command, item.text))
         count = self._inserts[key] = self._inserts.get(key, 0) + 1
         if count % PRUNE_EVERY == 0:
             keep = self.keep_per_channel
@@ -139,7 +132,7 @@ class ChatStore:
                 )
             )
 
-    def _submit(self, op: Callable[[StateDB], object], *, essential: bool = False) -> None:
+    def _submit(self, op: Callable[[StateDB], object] | tuple[Any, ...], *, essential: bool = False) -> None:
         try:
             if essential:
                 self._queue.put(op, timeout=5)  # settings are small and rare: wait briefly
@@ -154,7 +147,7 @@ class ChatStore:
         while True:
             ops = [self._queue.get()]
             # Whatever else is waiting goes in the same transaction: one commit per batch.
-            while len(ops) < 1000:
+            while len(ops) < 5000:
                 try:
                     ops.append(self._queue.get_nowait())
                 except queue.Empty:
@@ -162,13 +155,28 @@ class ChatStore:
             stop = _STOP in ops
             try:
                 with self.db.transaction():
+                    rows: list[tuple[Any, ...]] = []
                     for op in ops:
+                        if isinstance(op, tuple):
+                            rows.append(op)
+                            continue
+                        self._insert(rows)  # keep the order: rows before a later operation
                         if op is not _STOP:
                             op(self.db)
+                    self._insert(rows)
             except Exception:
                 logger.exception("chat store write failed")
             if stop:
                 return
+
+    def _insert(self, rows: list[tuple[Any, ...]]) -> None:
+        if rows:
+            self.db.executemany(
+                "INSERT INTO chat_history (channel, time, msgid, source, command, text) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                rows,
+            )
+            rows.clear()
 
     def close(self) -> None:
         """Write what is queued, then stop the thread."""

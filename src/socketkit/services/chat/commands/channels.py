@@ -84,7 +84,7 @@ def _join_one(out: Outbox, client: Client, name: str, key: str | None) -> None:
             return
         channel.invites.discard(casefold(client.target))
     # The first member of a channel (new, or persisted and empty) operates it.
-    channel.members[client.id] = {"o"} if not channel.members else set()
+    channel.add_member(client.id, {"o"} if not channel.members else set())
     client.channels.add(folded)
     out.deliver(channel.members, IRCMessage("JOIN", (channel.name,), client.prefix))
     if channel.topic:
@@ -106,7 +106,7 @@ def _leave(
     """Broadcast PART/KICK to the channel, then remove ``target`` (default: ``client``)."""
     leaving = target or client
     out.deliver(channel.members, IRCMessage(command, params, source or client.prefix))
-    channel.members.pop(leaving.id, None)
+    channel.remove_member(leaving.id)
     leaving.channels.discard(casefold(channel.name))
     forget_if_unused(out, channel)
 

@@ -63,14 +63,19 @@ def _message(out: Outbox, client: Client, msg: IRCMessage, command: str) -> None
                 if not quiet:
                     out.numeric(client, n.ERR_CANNOTSENDTOCHAN, channel.name, "Cannot send to channel")
                 continue
-            if status:
-                wanted = {"o"} if "@" in status else {"o", "v"}
-                recipients = [cid for cid, modes in channel.members.items() if modes & wanted]
+            if status or command == "TAGMSG":
+                wanted = {"o"} if "@" in status else {"o", "v"} if status else None
+                recipients = [
+                    cid
+                    for cid, modes in channel.members.items()
+                    if cid != client.id
+                    and (wanted is None or modes & wanted)
+                    # tags are all a TAGMSG has: only for those who take them
+                    and (command != "TAGMSG" or "message-tags" in state.clients[cid].caps)
+                ]
+                out.deliver(recipients, line, tags, msgid=msgid)
             else:
-                recipients = list(channel.members)
-            if command == "TAGMSG":  # tags are all a TAGMSG has: only for those who take them
-                recipients = [cid for cid in recipients if "message-tags" in state.clients[cid].caps]
-            out.deliver([cid for cid in recipients if cid != client.id], line, tags, msgid=msgid)
+                out.deliver_channel(channel, line, tags, msgid=msgid, exclude=client.id)
             if command != "TAGMSG" and not status:
                 item = HistoryItem(out.now, msgid, client.prefix, command, text)
                 channel.history.append(item)

@@ -55,11 +55,17 @@ def cap(out: Outbox, client: Client, msg: IRCMessage) -> None:
         wanted = msg.params[1].split() if len(msg.params) > 1 else []
         names = [w.removeprefix("-") for w in wanted]
         if all(name in SUPPORTED_CAPS for name in names):  # all or nothing
+            caps = set(client.caps)
             for w in wanted:
                 if w.startswith("-"):
-                    client.caps.discard(w[1:])
+                    caps.discard(w[1:])
                 else:
-                    client.caps.add(w)
+                    caps.add(w)
+            client.set_caps(caps)
+            for key in client.channels:  # its channels deliver it another variant now
+                channel = out.state.channels.get(key)
+                if channel is not None:
+                    channel.groups = None
             out.to(client, "CAP", client.target, "ACK", " ".join(wanted))
         else:
             out.to(client, "CAP", client.target, "NAK", " ".join(wanted))
@@ -209,7 +215,7 @@ def remove_client(out: Outbox, client: Client, reason: str) -> None:
         channel = state.channels.get(key)
         if channel is None:
             continue
-        channel.members.pop(client.id, None)
+        channel.remove_member(client.id)
         forget_if_unused(out, channel)
     client.channels.clear()
     del state.clients[client.id]
