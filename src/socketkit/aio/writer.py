@@ -15,7 +15,7 @@ import queue
 import threading
 from collections.abc import Callable
 
-__all__ = ["BatchWriter"]
+__all__ = ["BatchWriter", "abort_all", "close_all"]
 
 _DONE = None
 
@@ -86,9 +86,49 @@ class BatchWriter:
         self._thread.join()
 
     def abort(self) -> None:
-        """Stop without writing what is still queued (failure paths); joins the thread."""
+        """Stop without writing what is still queued (failure paths). Never blocks, so it
+        is safe in a cancelled task: the thread exits after the batch it may be writing;
+        ``join`` waits for that."""
         self._error = self._error or RuntimeError("aborted")
-        with contextlib.suppress(queue.Empty):
-            while True:
-                self._queue.get_nowait()
-        self._stop()
+        while True:
+            with contextlib.suppress(queue.Empty):
+                while True:
+                    self._queue.get_nowait()
+            try:
+                self._queue.put_nowait(_DONE)
+                return
+            except queue.Full:  # a put from a cancelled ``add`` landed in between
+                continue
+
+    def join(self) -> None:
+        """Wait for the thread (after ``abort``)."""
+        self._thread.join()
+
+
+async def abort_all(*writers: BatchWriter) -> None:
+    """Abort ``writers`` and wait for their threads, even if this task is cancelled again
+    while waiting: the aborts are synchronous, so a thread can never be left blocked on
+    its queue; the wait is shielded."""
+    for writer in writers:
+        writer.abort()
+
+    def join() -> None:
+        for writer in writers:
+            writer.join()
+
+    await asyncio.shield(asyncio.to_thread(join))
+
+
+async def close_all(*writers: BatchWriter) -> None:
+    """Close ``writers`` in order (each writes what it holds); if one fails or this task
+    is cancelled, abort them all, so no thread outlives the call.
+
+    Raises:
+        Exception: the first writer error.
+    """
+    try:
+        for writer in writers:
+            await writer.close()
+    except BaseException:
+        await abort_all(*writers)
+        raise

@@ -23,7 +23,7 @@ from typing import Any, BinaryIO
 
 from socketkit.aio.connection import Connection
 from socketkit.aio.sendfile import send_file_range
-from socketkit.aio.writer import BatchWriter
+from socketkit.aio.writer import BatchWriter, abort_all, close_all
 from socketkit.auth.connect import ServiceTarget, connect_authenticated
 from socketkit.auth.session import receive_control
 from socketkit.codec.wire import BodyChunk, BodyEnd, BodyStart, WireEvent, encode_body_header, encode_control
@@ -225,13 +225,9 @@ class FileClient:
             try:
                 await self._receive_body(store, None, size - offset, progress)
             except BaseException:
-                await asyncio.to_thread(hasher.abort)
-                await asyncio.to_thread(writer.abort)
+                await abort_all(hasher, writer)
                 raise
-            try:
-                await hasher.close()
-            finally:
-                await writer.close()
+            await close_all(hasher, writer)
             if digest.hexdigest() != sha:
                 keep_partial = False
                 raise ServiceError(

@@ -20,7 +20,7 @@ from socketkit.aio.connection import Connection, ConnectionLimits
 from socketkit.aio.sendfile import send_file_range
 from socketkit.aio.server import AsyncServer
 from socketkit.aio.wire import exchange_hello, send_error
-from socketkit.aio.writer import BatchWriter
+from socketkit.aio.writer import BatchWriter, abort_all, close_all
 from socketkit.auth.session import authenticate_server, receive_control
 from socketkit.auth.throttle import AuthThrottle
 from socketkit.codec.wire import (
@@ -214,13 +214,9 @@ class FileServer:
                 else:
                     raise RemoteProtocolError(f"unexpected {type(event).__name__} inside a body")
         except BaseException:
-            await asyncio.to_thread(hasher.abort)
-            await asyncio.to_thread(writer.abort)
+            await abort_all(hasher, writer)
             raise
-        try:
-            await hasher.close()
-        finally:
-            await writer.close()
+        await close_all(hasher, writer)
 
     # --- get -------------------------------------------------------------------------
 
