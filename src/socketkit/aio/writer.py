@@ -94,11 +94,9 @@ class BatchWriter:
             with contextlib.suppress(queue.Empty):
                 while True:
                     self._queue.get_nowait()
-            try:
+            with contextlib.suppress(queue.Full):  # a put from a cancelled ``add`` landed in between
                 self._queue.put_nowait(_DONE)
                 return
-            except queue.Full:  # a put from a cancelled ``add`` landed in between
-                continue
 
     def join(self) -> None:
         """Wait for the thread (after ``abort``)."""
