@@ -503,3 +503,47 @@ def test_protocol_error_in_task_style_reaches_the_handler(run: Runner[None]) -> 
     logging.getLogger("socketkit").setLevel(logging.INFO)
     run(main())
     assert errors == ["frame-too-large"]
+
+
+def test_yield_turn_delivers_the_rest_on_later_turns_in_order(run: Runner[None]) -> None:
+    """A session that yields after every line: a burst arriving in one read is delivered
+    one line per loop turn, in order, with nothing lost, and other connections are
+    served in between."""
+    turns: list[tuple[int, bytes]] = []
+
+    class OnePerTurn(Session[bytes]):
+        def message_received(self, message: bytes) -> None:
+            turns.append((turn_counter[0], message))
+            self.conn.send(message + b"\n")
+            self.conn.yield_turn()
+
+    turn_counter = [0]
+
+    async def count_turns() -> None:
+        while True:
+            turn_counter[0] += 1
+            await asyncio.sleep(0)
+
+    async def main() -> None:
+        server = AsyncServer(
+            session_factory=OnePerTurn, decoder_factory=lambda: LineDecoder(max_line_length=64)
+        )
+        ticker = asyncio.create_task(count_turns())
+        try:
+            async with aio_serving(server) as (addr,):
+                reader, writer = await asyncio.open_connection(addr.host, addr.port)
+                lines = [b"line %d" % i for i in range(200)]
+                writer.write(b"".join(line + b"\n" for line in lines))  # one burst
+                other_reader, other_writer = await asyncio.open_connection(addr.host, addr.port)
+                other_writer.write(b"other\n")
+                assert await asyncio.wait_for(other_reader.readline(), 5) == b"other\n"
+                got = [(await asyncio.wait_for(reader.readline(), 5)).rstrip(b"\n") for _ in lines]
+                assert got == lines
+                for w in (writer, other_writer):
+                    w.close()
+        finally:
+            ticker.cancel()
+
+    run(main())
+    burst = [turn for turn, message in turns if message.startswith(b"line")]
+    assert len(set(burst)) == len(burst), "two lines of one burst were delivered in the same turn"

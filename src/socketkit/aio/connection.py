@@ -50,12 +50,13 @@ if TYPE_CHECKING:
 
 __all__ = ["Connection", "ConnectionLimits", "Session", "format_peer"]
 
-_PAUSE_USER, _PAUSE_WRITES, _PAUSE_INBOX, _PAUSE_ERROR = 1, 2, 4, 8
+_PAUSE_USER, _PAUSE_WRITES, _PAUSE_INBOX, _PAUSE_ERROR, _PAUSE_TURN = 1, 2, 4, 8, 16
 _PAUSE_BITS = {
     "user": _PAUSE_USER,
     "writes": _PAUSE_WRITES,
     "inbox": _PAUSE_INBOX,
     "error": _PAUSE_ERROR,
+    "turn": _PAUSE_TURN,
 }
 
 logger = logging.getLogger(__name__)
@@ -269,7 +270,7 @@ class Connection(asyncio.Protocol, Generic[T]):
     def _decode(self, decoder: Decoder[T]) -> None:
         """Deliver every message the decoder has; after a recoverable protocol error (one
         bad line) go on with the next one if the session kept the connection open."""
-        while True:
+        while not self._paused & _PAUSE_TURN:
             try:
                 message = decoder.next_event()
             except RemoteProtocolError as exc:
@@ -493,8 +494,9 @@ class Connection(asyncio.Protocol, Generic[T]):
         """Stop reading from the socket until every reason given is resumed.
 
         Reasons: ``"user"`` (the default), and the engine's own ``"writes"`` (the peer
-        is not reading our replies), ``"inbox"`` (the handler task is behind) and
-        ``"error"`` (bad input, waiting for the handler to see it).
+        is not reading our replies), ``"inbox"`` (the handler task is behind),
+        ``"error"`` (bad input, waiting for the handler to see it) and ``"turn"``
+        (``yield_turn``).
         """
         bit = _PAUSE_BITS[reason]
         if not self._paused and self.transport is not None and not self._closing:
@@ -508,6 +510,30 @@ class Connection(asyncio.Protocol, Generic[T]):
             self._paused &= ~bit
             if not self._paused and self.transport is not None and not self._closing:
                 self.transport.resume_reading()
+
+    def yield_turn(self) -> None:
+        """Deliver no more messages in this event-loop turn; what was already received is
+        delivered from the next turn on (reading pauses meanwhile).
+
+        For sessions whose one message fans out into much output (a busy chat channel):
+        the output of this turn is written before more input is taken, so one turn's work
+        and memory stay bounded however much a fast sender had queued, and other
+        connections get their turn.
+        """
+        if self._paused & _PAUSE_TURN or self._closing:
+            return
+        self.pause_reading("turn")
+        asyncio.get_running_loop().call_soon(self._next_turn)
+
+    def _next_turn(self) -> None:
+        self.resume_reading("turn")
+        decoder = self._decoder
+        if decoder is None or self._closing:
+            return
+        try:
+            self._decode(decoder)
+        except Exception:  # noqa: BLE001 (a service bug ends this connection, not the server)
+            self._session_failed()
 
     def is_paused(self, reason: str) -> bool:
         """Whether reading is paused for ``reason``."""

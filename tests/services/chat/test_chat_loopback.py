@@ -194,3 +194,41 @@ def test_tls_listener(tmp_path: Path) -> None:
     ):
         secure.send("PRIVMSG plain :over TLS")
         assert plain.expect("PRIVMSG").params == ("plain", "over TLS")
+
+
+def test_bursts_are_delivered_whole_and_in_order_across_turns(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two clients each send 2,000 lines in one write; with a small per-turn output budget
+    their input is handled over many event-loop turns, interleaved, and every member still
+    gets every line, each sender's in order."""
+    from socketkit.services.chat import server as chat_server_module
+
+    monkeypatch.setattr(chat_server_module, "TURN_OUTPUT_BUDGET", 4096)
+    count = 2000
+    with chat_server(flood_burst=10**9, flood_rate=1e9) as (address,):
+        clients = [Irc(address, nick) for nick in ("s1", "s2", "r1", "r2")]
+        try:
+            for client in clients:
+                client.send("JOIN #burst")
+                client.expect("366")
+            for client in clients:
+                client.sync()  # everyone's JOIN has been seen
+            senders = [
+                threading.Thread(
+                    target=client.send, args=[f"PRIVMSG #burst :{client.nick} {i}" for i in range(count)]
+                )
+                for client in clients[:2]
+            ]
+            for thread in senders:
+                thread.start()
+            for receiver in clients[2:]:
+                texts = [receiver.expect("PRIVMSG").params[1] for _ in range(2 * count)]
+                for nick in ("s1", "s2"):
+                    mine = [t for t in texts if t.startswith(nick + " ")]
+                    assert mine == [f"{nick} {i}" for i in range(count)]
+            for thread in senders:
+                thread.join()
+            got = [clients[0].expect("PRIVMSG").params[1] for _ in range(count)]
+            assert got == [f"s2 {i}" for i in range(count)]
+        finally:
+            for client in clients:
+                client.close()

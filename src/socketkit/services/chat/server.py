@@ -6,6 +6,10 @@ formatted a few times and written to 1,000 transports in one go. A member that s
 reading cannot slow the others: its transport buffers up to the send-queue cap
 (``--sendq``) and the connection is then closed ("SendQ exceeded").
 
+Fairness: a client's lines are handled until they have queued ``TURN_OUTPUT_BUDGET``
+bytes in one event-loop turn; the rest of its input waits for the next turn, after the
+output has been written.
+
 Flood control: each client has a token bucket; lines beyond it are held back and
 handled at the bucket's pace (the penalty), with reading from that client paused; a
 client whose backlog passes ``flood_queue`` lines is disconnected ("Excess Flood").
@@ -38,6 +42,17 @@ DEFAULT_SENDQ = 1 << 20
 """Bytes queued for a client that does not read before it is disconnected (ngircd uses
 100 KB; a busy channel's history replay can be larger, and the cap is per client)."""
 
+TURN_OUTPUT_BUDGET = 1024 * 1024
+"""Output bytes one client's lines may queue per event-loop turn before its remaining
+input waits for the next turn (``Connection.yield_turn``). Without it, one turn could
+take in everything ten fast senders had buffered (20,000 lines) and queue 100 times
+that for the channel before writing any of it: seconds of latency and gigabytes of
+memory. Every sender still gets at least one line per turn."""
+
+TURN_TOTAL_BUDGET = 16 * 1024 * 1024
+"""Output bytes all clients' lines may queue per turn; past it, every client yields after
+one line (bounds a turn when a thousand clients flood a thousand-member channel)."""
+
 TICK_S = 1.0
 
 
@@ -53,6 +68,9 @@ class ChatServer:
         self.conns: dict[int, Connection[IRCMessage]] = {}
         self._pending: dict[int, list[bytes]] = {}
         self._flush_scheduled = False
+        self.queued_bytes = 0  # output bytes queued so far (for the per-turn budget)
+        self.turn = 0  # flushes so far: one per event-loop turn that produced output
+        self.turn_started_at = 0  # queued_bytes when this turn began
         if store is not None:
             store.load(self.state)
         self.server: AsyncServer | None = None
@@ -103,6 +121,7 @@ class ChatServer:
                     logger.exception("chat: cannot encode a reply")
                     continue
                 exclude = effect.exclude
+                self.queued_bytes += len(data) * len(effect.ids)
                 for cid in effect.ids:
                     if cid == exclude:
                         continue
@@ -123,10 +142,18 @@ class ChatServer:
                     self.store.drop_channel(effect.name)
                 elif isinstance(effect, StoreHistory):
                     self.store.add_history(effect.channel, effect.item)
+                    if not self._flush_scheduled:
+                        self._flush_scheduled = True
+                        asyncio.get_running_loop().call_soon(self.flush)
 
     def flush(self) -> None:
-        """Write what ``apply`` queued: one write per connection."""
+        """Write what ``apply`` queued: one write per connection, one hand-over of
+        history rows to the store."""
         self._flush_scheduled = False
+        self.turn += 1
+        self.turn_started_at = self.queued_bytes
+        if self.store is not None:
+            self.store.flush()
         pending, self._pending = self._pending, {}
         conns = self.conns
         for cid, parts in pending.items():
@@ -159,13 +186,15 @@ class ChatServer:
 class ChatSession(Session[IRCMessage]):
     """One IRC connection."""
 
-    __slots__ = ("_backlog", "_timer", "chat")
+    __slots__ = ("_backlog", "_spent", "_timer", "_turn", "chat")
 
     def __init__(self, chat: ChatServer, conn: Connection[IRCMessage]) -> None:
         super().__init__(conn)
         self.chat = chat
         self._backlog: collections.deque[IRCMessage] = collections.deque()
         self._timer: asyncio.TimerHandle | None = None
+        self._turn = -1  # the turn ``_spent`` counts for
+        self._spent = 0  # output bytes this client's lines queued in that turn
 
     def connection_made(self) -> None:
         conn = self.conn
@@ -185,7 +214,13 @@ class ChatSession(Session[IRCMessage]):
         if wait > 0:
             self._hold(message, wait)
             return
+        before = chat.queued_bytes
         chat.apply(commands.handle(chat.state, client, message, chat.clock()))
+        if self._turn != chat.turn:
+            self._turn, self._spent = chat.turn, 0
+        self._spent += chat.queued_bytes - before
+        if self._spent > TURN_OUTPUT_BUDGET or chat.queued_bytes - chat.turn_started_at > TURN_TOTAL_BUDGET:
+            self.conn.yield_turn()
 
     def _hold(self, message: IRCMessage, wait: float | None = None) -> None:
         chat = self.chat

@@ -1,9 +1,11 @@
 """Chat persistence in the embedded SQLite state: channels (topic, modes, bans) and history.
 
 Loaded once at start; afterwards written behind by one worker thread, so the event loop
-never waits for the disk. The write queue is bounded: if the disk falls far behind,
-history rows are dropped (and that is logged) rather than memory growing or the server
-stalling; channel settings are always kept.
+never waits for the disk. History rows are gathered on the loop side and handed over in
+batches (``flush``, once per event-loop turn), so a busy channel costs the loop a list
+append per message, not a queue hand-off and a thread wake-up. The write queue is
+bounded: if the disk falls far behind, history rows are dropped (and that is logged)
+rather than memory growing or the server stalling; channel settings are always kept.
 """
 
 from __future__ import annotations
@@ -35,11 +37,20 @@ _SCHEMA = [
     )""",
     "CREATE INDEX chat_history_channel_time ON chat_history (channel, time)",
 ]
+# Version 2: history is read newest-first by id and pruned by id; an index on (channel,
+# id) makes the prune a range delete instead of a sort (0.7 ms, not 7.5, per 1000 rows).
+_SCHEMA_V2 = [
+    "DROP INDEX IF EXISTS chat_history_channel_time",
+    "CREATE INDEX IF NOT EXISTS chat_history_channel_id ON chat_history (channel, id)",
+]
 
-MAX_QUEUE = 100_000  # pending writes before history rows are dropped
+MAX_BATCH_ROWS = 500  # history rows per hand-over to the writer thread
+MAX_QUEUE = 200  # hand-overs waiting (so at most 100,000 rows) before rows are dropped
+MAX_TRANSACTION_ROWS = 5_000  # rows per commit
 KEEP_PER_CHANNEL = 10_000  # history rows kept on disk per channel (older ones are pruned)
 PRUNE_EVERY = 1_000  # inserts into a channel between two prunes of it
 _STOP = object()
+_Op = Callable[[StateDB], object] | list[tuple[Any, ...]]  # a statement, or history rows
 
 
 class ChatStore:
@@ -50,6 +61,8 @@ class ChatStore:
         self.keep_per_channel = keep_per_channel
         self._inserts: dict[str, int] = {}
         db.ensure_schema("chat", 1, _SCHEMA)
+        db.ensure_schema("chat", 2, _SCHEMA_V2)
+        self._rows: list[tuple[Any, ...]] = []
         self._queue: queue.Queue[Any] = queue.Queue(maxsize=MAX_QUEUE)
         self._dropped = 0
         self._thread = threading.Thread(target=self._run, name="socketkit-chat-store", daemon=True)
@@ -71,7 +84,7 @@ class ChatStore:
             channel.bans = [(str(m), str(s), float(t)) for m, s, t in json.loads(row["bans"] or "[]")]
             rows = self.db.query(
                 "SELECT time, msgid, source, command, text FROM chat_history WHERE channel = ? "
-                "ORDER BY time DESC, id DESC LIMIT ?",
+                "ORDER BY id DESC LIMIT ?",
                 (row["key"], limit),
             )
             for item in reversed(rows):
@@ -118,12 +131,14 @@ class ChatStore:
         )
 
     def add_history(self, channel: str, item: HistoryItem) -> None:
-        """Persist one channel message (rows are inserted in batches by the writer)."""
+        """Persist one channel message (written at the next ``flush``)."""
         key = casefold(channel)
-        self._submit((key, item.time, item.msgid, item.source, item.command, item.text))
+        rows = self._rows
+        rows.append((key, item.time, item.msgid, item.source, item.command, item.text))
         count = self._inserts[key] = self._inserts.get(key, 0) + 1
         if count % PRUNE_EVERY == 0:
             keep = self.keep_per_channel
+            self.flush()  # the rows go before the prune that counts them
             self._submit(
                 lambda db: db.execute(
                     "DELETE FROM chat_history WHERE channel = ? AND id <= (SELECT id FROM chat_history "
@@ -131,34 +146,46 @@ class ChatStore:
                     (key, key, keep),
                 )
             )
+        elif len(rows) >= MAX_BATCH_ROWS:
+            self.flush()
 
-    def _submit(self, op: Callable[[StateDB], object] | tuple[Any, ...], *, essential: bool = False) -> None:
+    def flush(self) -> None:
+        """Hand the gathered history rows to the writer thread."""
+        if self._rows:
+            rows, self._rows = self._rows, []
+            self._submit(rows)
+
+    def _submit(self, op: _Op, *, essential: bool = False) -> None:
         try:
             if essential:
+                self.flush()  # keep the order of rows and settings
                 self._queue.put(op, timeout=5)  # settings are small and rare: wait briefly
             else:
                 self._queue.put_nowait(op)
         except queue.Full:
-            self._dropped += 1
-            if self._dropped & (self._dropped - 1) == 0:
-                logger.warning("chat store is behind: %d history row(s) dropped", self._dropped)
+            self._dropped += len(op) if isinstance(op, list) else 1
+            if self._dropped & (self._dropped - 1) == 0 or isinstance(op, list):
+                logger.warning("chat store is behind: %d history row(s) dropped so far", self._dropped)
 
     def _run(self) -> None:
         while True:
             ops = [self._queue.get()]
+            count = len(ops[0]) if isinstance(ops[0], list) else 1
             # Whatever else is waiting goes in the same transaction: one commit per batch.
-            while len(ops) < 5000:
+            while count < MAX_TRANSACTION_ROWS:
                 try:
-                    ops.append(self._queue.get_nowait())
+                    op = self._queue.get_nowait()
                 except queue.Empty:
                     break
-            stop = _STOP in ops
+                ops.append(op)
+                count += len(op) if isinstance(op, list) else 1
+            stop = any(op is _STOP for op in ops)
             try:
                 with self.db.transaction():
                     rows: list[tuple[Any, ...]] = []
                     for op in ops:
-                        if isinstance(op, tuple):
-                            rows.append(op)
+                        if isinstance(op, list):
+                            rows.extend(op)
                             continue
                         self._insert(rows)  # keep the order: rows before a later operation
                         if op is not _STOP:
@@ -180,6 +207,7 @@ class ChatStore:
 
     def close(self) -> None:
         """Write what is queued, then stop the thread."""
+        self.flush()
         with contextlib.suppress(queue.Full):
             self._queue.put(_STOP, timeout=30)
         self._thread.join(30)
