@@ -9,32 +9,65 @@ import platform
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 HERE = Path(__file__).resolve().parent
 BUILD = HERE / ".build"
-LOADGEN = BUILD / "loadgen"
 SERVER_CPU = "0"
 LOAD_CPU = "1"
 
 
-def build_loadgen() -> Path:
-    """Compile bench/loadgen.c once (gcc -O2); return the binary's path."""
-    source = HERE / "loadgen.c"
-    if LOADGEN.exists() and LOADGEN.stat().st_mtime >= source.stat().st_mtime:
-        return LOADGEN
+def build_tool(name: str) -> Path:
+    """Compile bench/NAME.c once (gcc -O2); return the binary's path."""
+    source, binary = HERE / f"{name}.c", BUILD / name
+    if binary.exists() and binary.stat().st_mtime >= source.stat().st_mtime:
+        return binary
     BUILD.mkdir(exist_ok=True)
     compiler = shutil.which("gcc") or shutil.which("cc")
     if compiler is None:
-        sys.exit("the benchmarks need a C compiler (apt-get install gcc) for bench/loadgen.c")
-    subprocess.run([compiler, "-O2", "-Wall", "-o", str(LOADGEN), str(source)], check=True)
-    return LOADGEN
+        sys.exit(f"the benchmarks need a C compiler (apt-get install gcc) for bench/{name}.c")
+    subprocess.run([compiler, "-O2", "-Wall", "-o", str(binary), str(source)], check=True)
+    return binary
+
+
+def build_loadgen() -> Path:
+    """The echo load generator, bench/loadgen.c."""
+    return build_tool("loadgen")
+
+
+def free_port() -> int:
+    """A port free right now, for third-party servers that cannot report the port they
+    bound (nc, rsync, ngircd): a benchmark, not a test, so the small race is acceptable."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def listening(port: int) -> Callable[[], bool]:
+    """A check that something accepts connections on 127.0.0.1:PORT."""
+
+    def check() -> bool:
+        with socket.socket() as sock:
+            return sock.connect_ex(("127.0.0.1", port)) == 0
+
+    return check
+
+
+def peak_rss_mib(pid: int) -> float:
+    """Peak resident memory (VmHWM) of a running process in MiB."""
+    try:
+        text = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return float("nan")
+    match = re.search(r"VmHWM:\s+(\d+) kB", text)
+    return int(match.group(1)) / 1024 if match else float("nan")
 
 
 def pinned(cpu: str, argv: Sequence[str]) -> list[str]:

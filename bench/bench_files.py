@@ -17,9 +17,7 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -30,28 +28,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _harness import LOAD_CPU, SERVER_CPU, machine, pinned, table
+from _harness import LOAD_CPU, SERVER_CPU, free_port, listening, machine, peak_rss_mib, pinned, table
 
 TOKEN = "b" * 64
-
-
-def free_port() -> int:
-    # For third-party servers that cannot report the port they bound (nc, rsync):
-    # a benchmark, not a test, so the small race is acceptable.
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def peak_rss_mib(pid: int) -> float:
-    try:
-        text = Path(f"/proc/{pid}/status").read_text()
-    except OSError:
-        return float("nan")
-    match = re.search(r"VmHWM:\s+(\d+) kB", text)
-    return int(match.group(1)) / 1024 if match else float("nan")
-
-
 PIN = False
 
 
@@ -84,14 +63,6 @@ def process(
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
-
-
-def listening(port: int) -> Callable[[], bool]:
-    def check() -> bool:
-        with socket.socket() as sock:
-            return sock.connect_ex(("127.0.0.1", port)) == 0
-
-    return check
 
 
 def bench_socketkit(work: Path, source: Path) -> tuple[float, float, float]:

@@ -1,0 +1,230 @@
+"""`socketkit serve chat` against ngircd, side by side in one run.
+
+One channel, every client in it; SENDERS of the clients send 100-byte PRIVMSGs and
+every client reads everything (a delivery is one PRIVMSG line received). The load tool
+is bench/ircload.c (C, epoll, one core), so it is not the bottleneck:
+
+1. the tool's own ceiling: its minimal C relay (no IRC, no limits, no history);
+2. full speed at 100 and 1,000 clients (10 senders): deliveries/s and the server's
+   peak memory; ratio to ngircd;
+3. latency at one offered rate for both servers (1M deliveries/s: 10,000 msg/s into a
+   100-member channel, 1,000 msg/s into a 1,000-member one): p50/p99/max.
+
+socketkit runs as shipped (`serve chat`, SQLite history on, uvloop) with flood control
+off and connection caps raised, as ngircd runs with its flood penalty off
+(MaxPenaltyTime = 0) and no per-address cap. Server on CPU 0, load tool on CPU 1.
+ngircd is skipped if it is not installed (apt-get install ngircd).
+
+    python bench/bench_chat.py [--seconds S] [--repeat N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _harness import (
+    LOAD_CPU,
+    SERVER_CPU,
+    build_tool,
+    free_port,
+    listening,
+    machine,
+    peak_rss_mib,
+    pinned,
+    server_process,
+    table,
+)
+
+SENDERS = 10
+SIZE = 100
+FULL_SPEED = [100, 1000]
+SAME_RATE = [(100, 10_000), (1000, 1_000)]  # (clients, messages/s): 1M deliveries/s each
+
+NGIRCD_CONF = """\
+[Global]
+Name = bench.ngircd
+Info = bench
+Listen = 127.0.0.1
+Ports = {port}
+MotdPhrase = "bench"
+[Limits]
+MaxConnectionsIP = 0
+MaxPenaltyTime = 0
+PingTimeout = 600
+PongTimeout = 600
+[Options]
+DNS = no
+Ident = no
+PAM = no
+"""
+
+
+@contextmanager
+def socketkit_server(work: Path) -> Iterator[tuple[int, int]]:
+    """``socketkit serve chat`` as shipped, flood control off; yields (pid, port)."""
+    state = Path(tempfile.mkdtemp(dir=work))
+    argv = [
+        sys.executable,
+        "-m",
+        "socketkit",
+        "-q",
+        "serve",
+        "chat",
+        "--port",
+        "0",
+        "--no-flood-limit",
+        "--max-connections",
+        "100000",
+        "--max-per-address",
+        "100000",
+        "--state-dir",
+        str(state),
+    ]
+    with server_process(argv) as (proc, port):
+        yield proc.pid, port
+
+
+@contextmanager
+def ngircd_server(work: Path) -> Iterator[tuple[int, int]]:
+    """ngircd in the foreground with its flood penalty off; yields (pid, port)."""
+    binary = shutil.which("ngircd") or "/usr/sbin/ngircd"
+    port = free_port()
+    conf = Path(tempfile.mkdtemp(dir=work)) / "ngircd.conf"
+    conf.write_text(NGIRCD_CONF.format(port=port))
+    conf.parent.chmod(0o755)  # ngircd drops to "nobody" after reading it
+    proc = subprocess.Popen(
+        pinned(SERVER_CPU, [binary, "-n", "-f", str(conf)]),
+        stdout=subprocess.DEVNULL,  # it logs every connection in the foreground
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        ready = listening(port)
+        deadline = time.monotonic() + 20
+        while not ready():
+            if time.monotonic() > deadline or proc.poll() is not None:
+                raise RuntimeError("ngircd did not start")
+            time.sleep(0.05)
+        yield proc.pid, port
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+@contextmanager
+def relay_server(work: Path) -> Iterator[tuple[int, int]]:
+    """The load tool's own minimal C relay; yields (pid, port)."""
+    with server_process([str(build_tool("ircload")), "relay", "0"]) as (proc, port):
+        yield proc.pid, port
+
+
+SERVERS = {"socketkit": socketkit_server, "ngircd": ngircd_server, "C relay": relay_server}
+
+
+def load(port: int, clients: int, rate: int, seconds: float) -> dict[str, Any]:
+    argv = [
+        str(build_tool("ircload")),
+        "fanout",
+        "127.0.0.1",
+        str(port),
+        str(clients),
+        str(SENDERS),
+        str(seconds),
+        str(rate),
+        str(SIZE),
+        "1",
+    ]
+    out = subprocess.run(
+        pinned(LOAD_CPU, argv), capture_output=True, text=True, check=True, timeout=seconds + 180
+    )
+    return dict(json.loads(out.stdout.strip().splitlines()[-1]))
+
+
+def measure(name: str, work: Path, clients: int, rate: int, seconds: float) -> dict[str, Any]:
+    with SERVERS[name](work) as (pid, port):
+        result = load(port, clients, rate, seconds)
+        result["rss_mib"] = peak_rss_mib(pid)
+    return result
+
+
+def median(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    return sorted(runs, key=lambda r: r["deliveries_per_s"])[len(runs) // 2]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--seconds", type=float, default=5.0, help="measured seconds per run")
+    parser.add_argument("--repeat", type=int, default=1, help="alternating runs per point (median)")
+    args = parser.parse_args()
+    names = ["socketkit"]
+    if shutil.which("ngircd") or Path("/usr/sbin/ngircd").exists():
+        names.append("ngircd")
+    else:
+        print("ngircd not found (apt-get install ngircd): socketkit alone\n", file=sys.stderr)
+    print(f"# socketkit chat vs ngircd -- {machine()}")
+    print(
+        f"server on CPU {SERVER_CPU}, ircload on CPU {LOAD_CPU}; {SENDERS} senders, "
+        f"{SIZE}-byte messages, one channel; median of {args.repeat} run(s) of {args.seconds:g} s\n"
+    )
+
+    def point(name: str, clients: int, rate: int) -> dict[str, Any]:
+        with tempfile.TemporaryDirectory() as work:
+            runs = [measure(name, Path(work), clients, rate, args.seconds) for _ in range(args.repeat)]
+        print(f"  {name} {clients} clients rate {rate or 'max'} done", file=sys.stderr)
+        return median(runs)
+
+    rows = []
+    for clients in FULL_SPEED:
+        r = point("C relay", clients, 0)
+        rows.append([clients, f"{r['deliveries_per_s'] / 1e6:.2f}M"])
+    print("## ircload ceiling (its C relay), deliveries/s at full speed\n")
+    print(table(["clients", "deliveries/s"], rows))
+
+    full = {(name, c): point(name, c, 0) for c in FULL_SPEED for name in names}
+    print("\n## full speed: deliveries/s (ratio to ngircd), server peak RSS\n")
+    rows = []
+    for name in names:
+        row = [name]
+        for clients in FULL_SPEED:
+            r = full[(name, clients)]
+            ratio = ""
+            if "ngircd" in names:
+                ratio = f" ({r['deliveries_per_s'] / full[('ngircd', clients)]['deliveries_per_s']:.2f}x)"
+            rate = f"{r['deliveries_per_s'] / 1e6:.2f}M{ratio}"
+            row.append(f"{rate}, {r['rss_mib']:.0f} MiB, dropped {r['dropped']}")
+        rows.append(row)
+    print(table(["server"] + [f"{c} clients" for c in FULL_SPEED], rows))
+
+    print("\n## latency at the same offered load (1M deliveries/s): p50 / p99 / max ms\n")
+    rows = []
+    for name in names:
+        row = [name]
+        for clients, rate in SAME_RATE:
+            r = point(name, clients, rate)
+            row.append(
+                f"{r['p50_us'] / 1000:.1f} / {r['p99_us'] / 1000:.1f} / {r['max_us'] / 1000:.1f}"
+                f" (delivered {r['delivered_fraction']:.0%})"
+            )
+        rows.append(row)
+    print(table(["server"] + [f"{c} clients, {r:,} msg/s" for c, r in SAME_RATE], rows))
+
+
+if __name__ == "__main__":
+    main()
