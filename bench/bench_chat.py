@@ -8,7 +8,9 @@ is bench/ircload.c (C, epoll, one core), so it is not the bottleneck:
 2. full speed at 100 and 1,000 clients (10 senders): deliveries/s and the server's
    peak memory; ratio to ngircd;
 3. latency at one offered rate for both servers (1M deliveries/s: 10,000 msg/s into a
-   100-member channel, 1,000 msg/s into a 1,000-member one): p50/p99/max.
+   100-member channel, 1,000 msg/s into a 1,000-member one): p50/p99/max;
+4. the same 100-client run with one member that stops reading (a 4 KiB receive
+   buffer, never read): the others' latency, and whether the server cut it off.
 
 socketkit runs as shipped (`serve chat`, SQLite history on, uvloop) with flood control
 off and connection caps raised, as ngircd runs with its flood penalty off
@@ -136,7 +138,7 @@ def relay_server(work: Path) -> Iterator[tuple[int, int]]:
 SERVERS = {"socketkit": socketkit_server, "ngircd": ngircd_server, "C relay": relay_server}
 
 
-def load(port: int, clients: int, rate: int, seconds: float) -> dict[str, Any]:
+def load(port: int, clients: int, rate: int, seconds: float, stuck: int = 0) -> dict[str, Any]:
     argv = [
         str(build_tool("ircload")),
         "fanout",
@@ -148,6 +150,7 @@ def load(port: int, clients: int, rate: int, seconds: float) -> dict[str, Any]:
         str(rate),
         str(SIZE),
         "1",
+        str(stuck),
     ]
     out = subprocess.run(
         pinned(LOAD_CPU, argv), capture_output=True, text=True, check=True, timeout=seconds + 180
@@ -155,9 +158,9 @@ def load(port: int, clients: int, rate: int, seconds: float) -> dict[str, Any]:
     return dict(json.loads(out.stdout.strip().splitlines()[-1]))
 
 
-def measure(name: str, work: Path, clients: int, rate: int, seconds: float) -> dict[str, Any]:
+def measure(name: str, work: Path, clients: int, rate: int, seconds: float, stuck: int) -> dict[str, Any]:
     with SERVERS[name](work) as (pid, port):
-        result = load(port, clients, rate, seconds)
+        result = load(port, clients, rate, seconds, stuck)
         result["rss_mib"] = peak_rss_mib(pid)
     return result
 
@@ -184,10 +187,10 @@ def main() -> None:
         f"{SIZE}-byte messages, one channel; median of {args.repeat} run(s) of {args.seconds:g} s\n"
     )
 
-    def point(name: str, clients: int, rate: int) -> dict[str, Any]:
+    def point(name: str, clients: int, rate: int, stuck: int = 0) -> dict[str, Any]:
         with tempfile.TemporaryDirectory() as work:
-            runs = [measure(name, Path(work), clients, rate, args.seconds) for _ in range(args.repeat)]
-        print(f"  {name} {clients} clients rate {rate or 'max'} done", file=sys.stderr)
+            runs = [measure(name, Path(work), clients, rate, args.seconds, stuck) for _ in range(args.repeat)]
+        print(f"  {name} {clients} clients rate {rate or 'max'} stuck {stuck} done", file=sys.stderr)
         return median(runs)
 
     rows = []
@@ -214,16 +217,33 @@ def main() -> None:
 
     print("\n## latency at the same offered load (1M deliveries/s): p50 / p99 / max ms\n")
     rows = []
+    same: dict[tuple[str, int], dict[str, Any]] = {}
     for name in names:
         row = [name]
         for clients, rate in SAME_RATE:
-            r = point(name, clients, rate)
+            r = same[(name, clients)] = point(name, clients, rate)
             row.append(
                 f"{r['p50_us'] / 1000:.1f} / {r['p99_us'] / 1000:.1f} / {r['max_us'] / 1000:.1f}"
                 f" (delivered {r['delivered_fraction']:.0%})"
             )
         rows.append(row)
     print(table(["server"] + [f"{c} clients, {r:,} msg/s" for c, r in SAME_RATE], rows))
+
+    clients, rate = SAME_RATE[0]
+    print(f"\n## one member stops reading ({clients} clients, {rate:,} msg/s): the others' latency\n")
+    rows = []
+    for name in names:
+        base, r = same[(name, clients)], point(name, clients, rate, stuck=1)
+        rows.append(
+            [
+                name,
+                f"{base['p50_us'] / 1000:.1f} / {base['p99_us'] / 1000:.1f}",
+                f"{r['p50_us'] / 1000:.1f} / {r['p99_us'] / 1000:.1f}"
+                f" (delivered {r['delivered_fraction']:.0%})",
+                "yes" if r["stuck_cut"] else "no",
+            ]
+        )
+    print(table(["server", "p50 / p99 ms, all read", "p50 / p99 ms, one stuck", "stuck one cut off"], rows))
 
 
 if __name__ == "__main__":

@@ -1,13 +1,16 @@
 /*
  * ircload: the chat benchmark's load tool, in C so that it is not the bottleneck.
  *
- *   ircload fanout HOST PORT CLIENTS SENDERS SECONDS RATE SIZE [WARMUP]
+ *   ircload fanout HOST PORT CLIENTS SENDERS SECONDS RATE SIZE [WARMUP [STUCK]]
  *       CLIENTS connections register (NICK/USER) and join #bench; then SENDERS of them
  *       send PRIVMSG #bench for SECONDS (after WARMUP seconds): as fast as the server
  *       takes them (RATE 0) or RATE messages per second in total. Every client reads
- *       everything. Prints one JSON line: messages sent, deliveries (PRIVMSG lines
- *       received) per second, delivery latency p50/p99/max in microseconds (send time
- *       is in the message; one clock for all), and connections the server dropped.
+ *       everything, except the last STUCK ones (default 0), which stop reading once
+ *       joined (a 4 KiB receive buffer: a client on a dead link). Prints one JSON
+ *       line: messages sent, deliveries (PRIVMSG lines received by the readers) per
+ *       second, delivery latency p50/p99/max in microseconds (send time is in the
+ *       message; one clock for all), readers the server dropped, and how many stuck
+ *       clients the server disconnected by the end.
  *   ircload relay PORT
  *       a minimal C relay (answers registration with 001 and 366, copies every PRIVMSG
  *       to every other client): the ceiling of the tool itself.
@@ -122,8 +125,10 @@ static int run_fanout(int argc, char **argv) {
     double seconds = atof(argv[6]), rate = atof(argv[7]);
     int size = atoi(argv[8]);
     double warmup = argc > 9 ? atof(argv[9]) : 1.0;
-    if (nclients < 1 || nsenders < 1 || nsenders > nclients || size < 40 || size > 400) {
-        fprintf(stderr, "need 1 <= SENDERS <= CLIENTS and 40 <= SIZE <= 400\n");
+    int nstuck = argc > 10 ? atoi(argv[10]) : 0;
+    if (nclients < 1 || nsenders < 1 || nsenders + nstuck > nclients || nstuck < 0 || size < 40 ||
+        size > 400) {
+        fprintf(stderr, "need 1 <= SENDERS <= CLIENTS - STUCK and 40 <= SIZE <= 400\n");
         return 2;
     }
     raise_nofile();
@@ -143,6 +148,10 @@ static int run_fanout(int argc, char **argv) {
         for (int i = base; i < top; i++) {
             int fd = socket(AF_INET, SOCK_STREAM, 0);
             setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+            if (i >= nclients - nstuck) {
+                int small = 4096;
+                setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
+            }
             if (connect(fd, (struct sockaddr *)&sa, sizeof sa) < 0) {
                 perror("connect");
                 return 1;
@@ -195,7 +204,8 @@ static int run_fanout(int argc, char **argv) {
             }
         }
     }
-    /* The run. */
+    /* The run. The stuck clients stop reading now. */
+    for (int i = nclients - nstuck; i < nclients; i++) epoll_ctl(ep, EPOLL_CTL_DEL, conns[i].fd, NULL);
     uint32_t *samples = malloc(sizeof(uint32_t) * MAX_SAMPLES);
     size_t nsamples = 0;
     uint64_t delivered = 0, sent = 0, sent_measured = 0, max_ns = 0, errors = 0;
@@ -298,16 +308,25 @@ static int run_fanout(int argc, char **argv) {
             memmove(c->rbuf, start, c->rlen);
         }
     }
+    /* Did the server cut the stuck clients off? Read what they hold: a disconnected one
+     * ends in EOF or a reset, a connected one in EAGAIN. */
+    int stuck_cut = 0;
+    for (int i = nclients - nstuck; i < nclients; i++) {
+        char sink[65536];
+        ssize_t r;
+        while ((r = read(conns[i].fd, sink, sizeof sink)) > 0) {}
+        if (r == 0 || (r < 0 && errno != EAGAIN)) stuck_cut++;
+    }
     qsort(samples, nsamples, sizeof *samples, cmp_u32);
     uint32_t p50 = nsamples ? samples[nsamples / 2] : 0;
     uint32_t p99 = nsamples ? samples[(size_t)((double)nsamples * 0.99)] : 0;
-    double expected = (double)sent_measured * (double)(nclients - 1);  /* roughly: arrivals lag */
+    double expected = (double)sent_measured * (double)(nclients - nstuck - 1); /* roughly: arrivals lag */
     printf("{\"clients\": %d, \"senders\": %d, \"offered_rate\": %.0f, \"sent_per_s\": %.0f, "
            "\"deliveries_per_s\": %.0f, \"delivered_fraction\": %.4f, \"p50_us\": %u, \"p99_us\": %u, "
-           "\"max_us\": %llu, \"dropped\": %d, \"errors\": %llu}\n",
+           "\"max_us\": %llu, \"dropped\": %d, \"errors\": %llu, \"stuck\": %d, \"stuck_cut\": %d}\n",
            nclients, nsenders, rate, (double)sent_measured / seconds, (double)delivered / seconds,
            expected > 0 ? (double)delivered / expected : 0.0, p50, p99, (unsigned long long)(max_ns / 1000),
-           dropped, (unsigned long long)errors);
+           dropped, (unsigned long long)errors, nstuck, stuck_cut);
     return 0;
 }
 
