@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 HOST   ?= 127.0.0.1
-PORT   ?= 7007
+ARGS   ?=
 PYTEST_ARGS ?=
 
 .PHONY: serve test lint typecheck pytest bench clean
@@ -24,7 +24,7 @@ $(VENV)/.installed-test: $(BIN)/python pyproject.toml
 	@touch $@ $(VENV)/.installed
 
 serve: $(VENV)/.installed
-	$(BIN)/socketkit serve echo --host $(HOST) --port $(PORT)
+	$(BIN)/socketkit serve all --host $(HOST) $(ARGS)
 
 test: $(VENV)/.installed-test
 	$(BIN)/ruff check src tests bench

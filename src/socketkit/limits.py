@@ -134,3 +134,10 @@ DEFAULT_ACCEPT_BACKOFF_S: Final = 0.1
 DEFAULT_TERMINATE_GRACE_S: Final = 2.0
 """exec: after SIGTERM, how long a command's processes get before SIGKILL (systemd's
 default is 90 s for services; a command given a deadline has had its chance)."""
+
+ADMIN_MAX_LINE: Final = 4096
+"""Admin endpoint: longest HTTP request line or header line. Its URLs are a handful of
+fixed paths; 4 KiB leaves room for proxies' headers (cookies are not expected)."""
+
+ADMIN_MAX_HEADERS: Final = 64
+"""Admin endpoint: header lines per request before 431 (curl sends 3, browsers ~15)."""

@@ -268,9 +268,12 @@ class AsyncServer:
         """Close gracefully on SIGINT/SIGTERM; a second signal aborts at once."""
         loop = asyncio.get_running_loop()
         for signum in signals:
-            loop.add_signal_handler(signum, self._on_signal, signum)
+            loop.add_signal_handler(signum, self.handle_signal, signum)
 
-    def _on_signal(self, signum: int) -> None:
+    def handle_signal(self, signum: int) -> None:
+        """What SIGINT/SIGTERM do (for processes that run several servers under one
+        handler): the first closes gracefully, a second one later aborts every
+        connection."""
         now = asyncio.get_running_loop().time()
         # Ctrl-C reaches a worker from the terminal and again from its --workers parent:
         # one keypress, one graceful stop. A second press later aborts.

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Callable, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from socketkit.address import Address
@@ -25,7 +25,32 @@ if TYPE_CHECKING:
     from socketkit.aio.listeners import Listener
     from socketkit.aio.server import AsyncServer
 
-__all__ = ["add_server_options", "listeners_from_args", "run_server"]
+__all__ = [
+    "Service",
+    "add_server_options",
+    "listeners_from_args",
+    "run_server",
+    "run_service",
+    "start_listeners",
+]
+
+
+@dataclass
+class Service:
+    """A service ready to run: how to make its server, where it listens, and what to do
+    once it is started and after it has stopped."""
+
+    name: str
+    make_server: Callable[[], AsyncServer]
+    listeners: Sequence[Listener]
+    on_started: Callable[[AsyncServer], Any] | None = None
+    cleanups: list[Callable[[], Any]] = field(default_factory=list)
+    gauges: Callable[[], dict[str, float]] | None = None  # for the admin endpoint
+
+    def close(self) -> None:
+        """Run the cleanups (close stores and databases), last added first."""
+        for cleanup in reversed(self.cleanups):
+            cleanup()
 
 
 def positive_float(text: str) -> float:
@@ -137,6 +162,33 @@ def listeners_from_args(args: argparse.Namespace) -> list[Listener]:
     return listeners
 
 
+async def start_listeners(
+    name: str, server: AsyncServer, listeners: Sequence[Listener], *, announce: bool = True
+) -> list[Address]:
+    """Bind ``listeners`` on an entered ``server``; print ``NAME listening on ADDRESS
+    (KIND)`` for each if ``announce``. TCP and UDP asked for on port 0 get one number.
+
+    Raises:
+        OSError: a listener cannot be bound.
+    """
+    shared_port = 0
+    kinds: set[str] = set()
+    addresses = []
+    for listener in listeners:
+        inet_any = listener.address.path is None and listener.address.port == 0
+        if inet_any and shared_port and listener.kind not in kinds:
+            listener = replace(listener, address=replace(listener.address, port=shared_port))  # noqa: PLW2901
+        (address,) = await server.start([listener])
+        addresses.append(address)
+        if address.path is None:
+            shared_port = shared_port or address.port
+            kinds.add(listener.kind)
+        if announce:
+            kind = "unix" if address.path else listener.kind
+            print(f"{name} listening on {address} ({kind}{'+tls' if listener.ssl else ''})", flush=True)
+    return addresses
+
+
 async def _serve(
     name: str,
     make_server: Callable[[], AsyncServer],
@@ -146,23 +198,7 @@ async def _serve(
 ) -> None:
     server = make_server()
     async with server:
-        shared_port = 0
-        kinds: set[str] = set()
-        for listener in listeners:
-            inet_any = listener.address.path is None and listener.address.port == 0
-            if inet_any and shared_port and listener.kind not in kinds:
-                # TCP and UDP on port 0: the same number for both.
-                listener = replace(listener, address=replace(listener.address, port=shared_port))  # noqa: PLW2901
-            (address,) = await server.start([listener])
-            if address.path is None:
-                shared_port = shared_port or address.port
-                kinds.add(listener.kind)
-            if announce:
-                kind = "unix" if address.path else listener.kind
-                print(
-                    f"{name} listening on {address} ({kind}{'+tls' if listener.ssl else ''})",
-                    flush=True,
-                )
+        await start_listeners(name, server, listeners, announce=announce)
         server.install_signal_handlers()
         if on_started is not None:
             on_started(server)
@@ -210,3 +246,17 @@ def run_server(
         return 0
 
     return run_workers(args.workers, worker, holders, announce)
+
+
+def run_service(service: Service, args: argparse.Namespace) -> int:
+    """``run_server`` for a built ``Service``; its cleanups run however it ends."""
+    try:
+        return run_server(
+            service.name,
+            service.make_server,
+            args,
+            on_started=service.on_started,
+            listeners=service.listeners,
+        )
+    finally:
+        service.close()

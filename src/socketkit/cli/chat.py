@@ -9,7 +9,7 @@ import sys
 from typing import Any
 
 from socketkit.cli._args import address_arg, port_arg
-from socketkit.cli._serving import add_server_options, positive_int, run_server
+from socketkit.cli._serving import Service, add_server_options, listeners_from_args, positive_int, run_service
 
 __all__ = ["CHAT_PORT", "add_parsers", "add_serve_parser"]
 
@@ -86,11 +86,15 @@ def _read(path: str | None) -> str | None:
 
 def serve_chat(args: argparse.Namespace) -> int:
     """``serve chat``."""
+    return run_service(chat_service(args), args)
+
+
+def chat_service(args: argparse.Namespace) -> Service:
+    """The chat server the options describe, with its SQLite store."""
     from dataclasses import replace  # noqa: PLC0415 (lazy imports: fast CLI)
 
     from socketkit.address import Address  # noqa: PLC0415
     from socketkit.aio.listeners import Listener  # noqa: PLC0415
-    from socketkit.cli._serving import listeners_from_args  # noqa: PLC0415
     from socketkit.services.chat.server import ChatServer  # noqa: PLC0415
     from socketkit.services.chat.state import ChatConfig  # noqa: PLC0415
     from socketkit.services.chat.store import ChatStore  # noqa: PLC0415
@@ -137,11 +141,14 @@ def serve_chat(args: argparse.Namespace) -> int:
             shutdown_grace=args.shutdown_grace,
         )
 
-    try:
-        return run_server("chat", make, args, on_started=chat.start_ticker, listeners=listeners)
-    finally:
-        store.close()
-        db.close()
+    return Service(
+        "chat",
+        make,
+        listeners,
+        on_started=chat.start_ticker,
+        cleanups=[db.close, store.close],
+        gauges=lambda: {"clients": len(chat.state.clients), "channels": len(chat.state.channels)},
+    )
 
 
 def make_password_hash(args: argparse.Namespace) -> int:

@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from socketkit.cli._args import address_arg
-from socketkit.cli._serving import add_server_options, positive_int, run_server
+from socketkit.cli._serving import Service, add_server_options, listeners_from_args, positive_int, run_service
 from socketkit.cli.rexec import add_client_auth_options, check_exposure, client_tls, load_server_token
 
 if TYPE_CHECKING:
@@ -74,6 +74,11 @@ def add_serve_parser(services: argparse._SubParsersAction[argparse.ArgumentParse
 
 def serve_files(args: argparse.Namespace) -> int:
     """``serve files``."""
+    return run_service(files_service(args), args)
+
+
+def files_service(args: argparse.Namespace) -> Service:
+    """The file server the options describe (refused if exposed without a token)."""
     from socketkit.services.filexfer.server import FileServer, FileSettings  # noqa: PLC0415 (lazy)
     from socketkit.services.filexfer.store import FileStore, StoreLimits  # noqa: PLC0415
     from socketkit.state import StateDB  # noqa: PLC0415
@@ -96,10 +101,13 @@ def serve_files(args: argparse.Namespace) -> int:
             shutdown_grace=args.shutdown_grace,
         )
 
-    try:
-        return run_server("files", make, args)
-    finally:
-        db.close()
+    return Service(
+        "files",
+        make,
+        listeners_from_args(args),
+        cleanups=[db.close],
+        gauges=lambda: {"transfers": service.transfers},
+    )
 
 
 def add_parsers(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -9,7 +9,14 @@ import sys
 from typing import Any
 
 from socketkit.cli._args import address_arg
-from socketkit.cli._serving import add_server_options, positive_float, positive_int, run_server
+from socketkit.cli._serving import (
+    Service,
+    add_server_options,
+    listeners_from_args,
+    positive_float,
+    positive_int,
+    run_service,
+)
 
 __all__ = ["EXEC_PORT", "add_parsers", "add_serve_parser", "exec_command", "serve_exec"]
 
@@ -192,6 +199,11 @@ def load_server_token(service: str, args: argparse.Namespace) -> str | None:
 
 def serve_exec(args: argparse.Namespace) -> int:
     """``serve exec``."""
+    return run_service(exec_service(args), args)
+
+
+def exec_service(args: argparse.Namespace) -> Service:
+    """The exec server the options describe (refused if exposed without safety)."""
     from socketkit.services.rexec.policy import DEFAULT_ALLOWED, DEFAULT_ENV_ALLOW, ExecPolicy  # noqa: PLC0415
     from socketkit.services.rexec.server import DEFAULT_MAX_OUTPUT, ExecServer, ExecSettings  # noqa: PLC0415
     from socketkit.state import StateDB  # noqa: PLC0415
@@ -227,10 +239,13 @@ def serve_exec(args: argparse.Namespace) -> int:
             shutdown_grace=args.shutdown_grace,
         )
 
-    try:
-        return run_server("exec", make, args)
-    finally:
-        db.close()
+    return Service(
+        "exec",
+        make,
+        listeners_from_args(args),
+        cleanups=[db.close],
+        gauges=lambda: {"running": service.running},
+    )
 
 
 def client_tls(args: argparse.Namespace) -> Any:

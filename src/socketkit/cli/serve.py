@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from socketkit.cli._serving import add_server_options, run_server
+from socketkit.cli._serving import Service, add_server_options, listeners_from_args, run_service
 
 __all__ = ["add_parsers"]
 
@@ -42,14 +42,21 @@ def add_parsers(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
     from socketkit.cli.chat import add_serve_parser as add_chat  # noqa: PLC0415
     from socketkit.cli.files import add_serve_parser as add_files  # noqa: PLC0415 (argparse only)
     from socketkit.cli.rexec import add_serve_parser as add_exec  # noqa: PLC0415
+    from socketkit.cli.serve_all import add_serve_parser as add_all  # noqa: PLC0415
 
     add_exec(services)
     add_files(services)
     add_chat(services)
+    add_all(services)
 
 
 def serve_echo(args: argparse.Namespace) -> int:
-    """``serve echo``: the asyncio engine, with the caps and timeouts from the options."""
+    """``serve echo``."""
+    return run_service(echo_service(args), args)
+
+
+def echo_service(args: argparse.Namespace) -> Service:
+    """The echo server: the asyncio engine, with the caps and timeouts from the options."""
     from socketkit.aio.connection import ConnectionLimits  # noqa: PLC0415 (lazy imports: fast CLI)
     from socketkit.services.echo.server import make_echo_server  # noqa: PLC0415
 
@@ -63,4 +70,4 @@ def serve_echo(args: argparse.Namespace) -> int:
             shutdown_grace=args.shutdown_grace,
         )
 
-    return run_server("echo", make, args)
+    return Service("echo", make, listeners_from_args(args))

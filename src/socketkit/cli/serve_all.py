@@ -1,0 +1,160 @@
+"""``socketkit serve all``: the main job. Every service at once in one process (echo,
+chat, files, exec), plus the admin endpoint with status and metrics over HTTP.
+
+Each service is built exactly as ``socketkit serve NAME`` builds it (the same options
+parsed by the same parser), so its limits, token and exposure checks are the ones of
+the single service; they share one event loop and one state directory.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
+
+from socketkit.cli._args import port_arg
+from socketkit.cli._serving import Service
+
+if TYPE_CHECKING:
+    from socketkit.aio.listeners import Listener
+    from socketkit.aio.server import AsyncServer
+    from socketkit.services.admin.protocol import ServiceStatus
+
+__all__ = ["add_serve_parser", "serve_all"]
+
+DEFAULT_PORTS = {"echo": 7007, "chat": 6667, "files": 7021, "exec": 7022, "admin": 7080}
+SERVICE_NAMES = ("echo", "chat", "files", "exec")
+
+
+def add_serve_parser(services: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add ``serve all``."""
+    parser = services.add_parser(
+        "all",
+        help="every service at once, plus an admin endpoint (status, metrics)",
+        description=(
+            "Run echo, chat, files and exec in one process, and an HTTP admin endpoint "
+            "(/status as JSON, /metrics for Prometheus). Binds 127.0.0.1 unless --host "
+            "says otherwise; files and exec use the token in --state-dir."
+        ),
+    )
+    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1)")
+    parser.add_argument("--state-dir", default=".socketkit", help="token, chat state, audit logs")
+    parser.add_argument(
+        "--root", help="directory served by files and used by exec (default: STATE_DIR/files)"
+    )
+    for name, port in DEFAULT_PORTS.items():
+        parser.add_argument(f"--{name}-port", type=port_arg, default=port, help=f"(default: {port})")
+    parser.add_argument("--any-port", action="store_true", help="let the system pick every port")
+    parser.add_argument(
+        "--without",
+        action="append",
+        default=[],
+        choices=[*SERVICE_NAMES, "admin"],
+        help="leave a service out (repeat)",
+    )
+    parser.add_argument("--tls-cert", metavar="FILE", help="TLS for files and exec (needed off loopback)")
+    parser.add_argument("--tls-key", metavar="FILE", help="private key (PEM), if not in --tls-cert")
+    parser.set_defaults(func=serve_all)
+
+
+def _service_argv(name: str, args: argparse.Namespace, port: int, root: str) -> list[str]:
+    argv = ["serve", name, "--host", args.host, "--port", str(port)]
+    if name == "echo":
+        return [*argv, "--tcp", "--udp"]
+    argv += ["--state-dir", args.state_dir]
+    if name in ("files", "exec"):
+        argv += ["--root", root]
+        if args.tls_cert:
+            argv += ["--tls-cert", args.tls_cert]
+        if args.tls_key:
+            argv += ["--tls-key", args.tls_key]
+    return argv
+
+
+def serve_all(args: argparse.Namespace) -> int:
+    """``serve all``: build every service, then run them on one event loop."""
+    from socketkit.address import Address  # noqa: PLC0415 (lazy imports: fast CLI)
+    from socketkit.aio.listeners import Listener  # noqa: PLC0415
+    from socketkit.aio.loop import run  # noqa: PLC0415
+    from socketkit.cli.chat import chat_service  # noqa: PLC0415
+    from socketkit.cli.files import files_service  # noqa: PLC0415
+    from socketkit.cli.main import build_parser  # noqa: PLC0415 (main imports this module)
+    from socketkit.cli.rexec import exec_service  # noqa: PLC0415
+    from socketkit.cli.serve import echo_service  # noqa: PLC0415
+
+    builders: dict[str, Callable[[argparse.Namespace], Service]] = {
+        "echo": echo_service,
+        "chat": chat_service,
+        "files": files_service,
+        "exec": exec_service,
+    }
+    root = args.root or os.path.join(args.state_dir, "files")
+    if args.root is None:
+        os.makedirs(root, mode=0o700, exist_ok=True)
+    parser = build_parser()
+    services: list[Service] = []
+    try:
+        for name in SERVICE_NAMES:
+            if name in args.without:
+                continue
+            port = 0 if args.any_port else getattr(args, f"{name}_port")
+            services.append(builders[name](parser.parse_args(_service_argv(name, args, port, root))))
+        admin = None
+        if "admin" not in args.without:
+            admin = Listener(Address(args.host, 0 if args.any_port else args.admin_port), "tcp")
+        run(_serve_all(services, admin))
+        return 0
+    finally:
+        for service in services:
+            service.close()
+
+
+async def _serve_all(services: Sequence[Service], admin: Listener | None) -> None:
+    import asyncio  # noqa: PLC0415
+    import contextlib  # noqa: PLC0415
+    import signal  # noqa: PLC0415
+
+    from socketkit.cli._serving import start_listeners  # noqa: PLC0415
+    from socketkit.services.admin.server import make_admin_server  # noqa: PLC0415
+
+    running: list[tuple[Service, AsyncServer, list[str]]] = []
+
+    def snapshot() -> list[ServiceStatus]:
+        from socketkit.services.admin.protocol import ServiceStatus  # noqa: PLC0415
+
+        return [
+            ServiceStatus(
+                service.name,
+                addresses,
+                server.stats().as_dict(),
+                service.gauges() if service.gauges is not None else {},
+            )
+            for service, server, addresses in running
+        ]
+
+    async with contextlib.AsyncExitStack() as stack:
+        servers: list[AsyncServer] = []
+        for service in services:
+            server = await stack.enter_async_context(service.make_server())
+            addresses = await start_listeners(service.name, server, service.listeners)
+            running.append((service, server, [str(a) for a in addresses]))
+            servers.append(server)
+        if admin is not None:
+            admin_server = await stack.enter_async_context(make_admin_server(snapshot))
+            (address,) = await start_listeners("admin", admin_server, [admin])
+            servers.append(admin_server)
+            print(f"status at http://{address}/status, metrics at http://{address}/metrics", flush=True)
+
+        def on_signal(signum: int) -> None:
+            # One handler for every server: each closes gracefully (a second signal aborts).
+            for server in servers:
+                server.handle_signal(signum)
+
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, on_signal, signum)
+        for service, server, _ in running:
+            if service.on_started is not None:
+                service.on_started(server)
+        await asyncio.gather(*(server.serve_forever() for server in servers))

@@ -1,0 +1,1 @@
+"""The admin endpoint of ``socketkit serve all``: status and metrics over HTTP."""

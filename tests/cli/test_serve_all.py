@@ -1,0 +1,100 @@
+"""``socketkit serve all``: every service answers on the printed addresses, the admin
+endpoint reports them, and one SIGTERM stops everything cleanly."""
+
+from __future__ import annotations
+
+import json
+import signal
+import socket
+import subprocess
+import sys
+import urllib.request
+from pathlib import Path
+
+from tests.cli.procs import Proc
+from tests.helpers import TIMEOUT
+
+
+def _port(proc: Proc, pattern: str) -> int:
+    return int(proc.expect(pattern).group(1))
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess[str]:
+    argv = [sys.executable, "-m", "socketkit", *args]
+    return subprocess.run(argv, check=False, capture_output=True, text=True, timeout=TIMEOUT)
+
+
+def test_serve_all_runs_every_service_and_reports_them(tmp_path: Path) -> None:
+    state, root = tmp_path / "state", tmp_path / "root"
+    root.mkdir()
+    token = ["--token-file", str(state / "token")]
+    argv = ["serve", "all", "--any-port", "--state-dir", str(state), "--root", str(root)]
+    with Proc(*argv, stdin=False) as proc:
+        echo = _port(proc, r"^echo listening on 127\.0\.0\.1:(\d+) \(tcp\)")
+        assert _port(proc, r"^echo listening on 127\.0\.0\.1:(\d+) \(udp\)") == echo
+        chat = _port(proc, r"^chat listening on 127\.0\.0\.1:(\d+) \(tcp\)")
+        files = _port(proc, r"^files listening on 127\.0\.0\.1:(\d+) \(tcp\)")
+        rexec = _port(proc, r"^exec listening on 127\.0\.0\.1:(\d+) \(tcp\)")
+        admin = proc.expect(r"^status at (http://127\.0\.0\.1:\d+)/status").group(1)
+
+        with socket.create_connection(("127.0.0.1", echo), timeout=TIMEOUT) as sock:
+            sock.sendall(b"hello")
+            assert sock.recv(5) == b"hello"
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+            udp.settimeout(TIMEOUT)
+            udp.sendto(b"datagram", ("127.0.0.1", echo))
+            assert udp.recvfrom(100)[0] == b"datagram"
+
+        irc = socket.create_connection(("127.0.0.1", chat), timeout=TIMEOUT)
+        with irc:
+            irc.sendall(b"NICK alice\r\nUSER a 0 * :Alice\r\n")
+            welcome = b""
+            while b" 001 alice " not in welcome:
+                chunk = irc.recv(4096)
+                assert chunk, welcome
+                welcome += chunk
+
+            (tmp_path / "up.txt").write_text("uploaded through serve all\n")
+            put = _cli("put", f"127.0.0.1:{files}", str(tmp_path / "up.txt"), "up.txt", *token)
+            assert put.returncode == 0, put.stderr
+            assert (root / "up.txt").read_text() == "uploaded through serve all\n"
+
+            ran = _cli("exec", *token, f"127.0.0.1:{rexec}", "--", "cat", "up.txt")
+            assert (ran.returncode, ran.stdout) == (0, "uploaded through serve all\n"), ran.stderr
+
+            with urllib.request.urlopen(f"{admin}/status", timeout=TIMEOUT) as response:
+                status = json.load(response)
+            services = status["services"]
+            assert set(services) == {"echo", "chat", "files", "exec"}
+            assert services["chat"]["clients"] == 1
+            assert services["chat"]["open"] == 1
+            assert services["files"]["accepted"] >= 1
+            assert services["exec"]["accepted"] >= 1
+            assert services["echo"]["datagrams_in"] == 1
+            with urllib.request.urlopen(f"{admin}/metrics", timeout=TIMEOUT) as response:
+                metrics = response.read().decode()
+            assert 'socketkit_connections_open{service="chat"} 1' in metrics
+            assert "socketkit_chat_clients 1" in metrics
+            host, port = admin.removeprefix("http://").split(":")
+            with socket.create_connection((host, int(port)), timeout=TIMEOUT) as raw:
+                raw.sendall(b"GET /" + b"a" * 5000 + b" HTTP/1.1\r\n\r\n")
+                assert raw.recv(100).startswith(b"HTTP/1.1 431 ")
+
+        proc.signal(signal.SIGTERM)
+        assert proc.wait() == 0
+
+
+def test_serve_all_without_some_services(tmp_path: Path) -> None:
+    argv = ["serve", "all", "--any-port", "--state-dir", str(tmp_path), "--without", "exec"]
+    with Proc(*argv, "--without", "files", "--without", "admin", stdin=False) as proc:
+        proc.expect(r"^echo listening on")
+        proc.expect(r"^chat listening on")
+        proc.signal(signal.SIGINT)
+        assert proc.wait() == 0
+    rest = []
+    while (line := proc.lines["out"].get(timeout=TIMEOUT)) is not None:
+        rest.append(line)
+    out = "\n".join(proc.seen["out"] + rest)
+    assert "exec listening" not in out
+    assert "files listening" not in out
+    assert "status at" not in out
