@@ -15,6 +15,7 @@ __all__ = ["CHAT_PORT", "add_parsers", "add_serve_parser"]
 
 CHAT_PORT = 6667
 CHAT_TLS_PORT = 6697
+PASSWORD_ENV = "SOCKETKIT_CHAT_PASSWORD"
 
 
 def add_serve_parser(services: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -65,7 +66,11 @@ def add_parsers(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
     chat.add_argument("--tls", action="store_true", help="use TLS")
     chat.add_argument("--tls-ca", metavar="FILE", help="trust this CA for TLS")
     chat.add_argument("--insecure", action="store_true", help="TLS without verification")
-    chat.add_argument("--password", help="connection password (PASS)")
+    chat.add_argument(
+        "--password-file",
+        metavar="FILE",
+        help=f"file holding the connection password (PASS); default: ${PASSWORD_ENV} if set",
+    )
     chat.add_argument("--plain", action="store_true", help="line mode instead of the full-screen interface")
     chat.set_defaults(func=run_chat_client)
 
@@ -172,7 +177,10 @@ def make_password_hash(args: argparse.Namespace) -> int:
 
 
 def run_chat_client(args: argparse.Namespace) -> int:
-    """``chat``: the terminal client."""
+    """``chat``: the terminal client. The password comes from a file or the environment,
+    never from the command line (where every user of the machine could read it)."""
     from socketkit.services.chat.client import run_client  # noqa: PLC0415
 
+    password = _read(args.password_file) if args.password_file else os.environ.get(PASSWORD_ENV)
+    args.password = password.strip() if password else None
     return run_client(args)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import signal
 import ssl
@@ -66,6 +67,21 @@ def test_serve_chat_with_operators_password_and_tls(tmp_path: Path) -> None:
             assert admin.seen[0].source == "irc.cli"
             admin.send("OPER root opsecret")
             assert admin.expect("381")
+            # Our client reads the password from a file (never from its command line)...
+            with Proc(
+                "chat", str(plain), "--nick", "member", "--plain", "--password-file", str(tmp_path / "pass")
+            ) as member:
+                member.expect(r"connected to")
+                member.close_stdin()
+                assert member.wait() == 0
+            # ... or from the environment; a wrong one is fatal (exit 1), not retried.
+            os.environ["SOCKETKIT_CHAT_PASSWORD"] = "wrong"
+            try:
+                with Proc("chat", str(plain), "--nick", "guess", "--plain") as guess:
+                    guess.expect(r"refused the password")
+                    assert guess.wait() == 1
+            finally:
+                del os.environ["SOCKETKIT_CHAT_PASSWORD"]
         server.expect(r"connection #\d+ from", "err")
         server.signal(signal.SIGTERM)
         assert server.wait() == 0
