@@ -409,9 +409,12 @@ def test_non_loopback_needs_token_and_tls(tmp_path: Path, capsys: pytest.Capture
         assert probe.connect_ex(("127.0.0.1", 7022)) != 0 or True
 
 
-def test_audit_log_rows(server: Address, db: StateDB) -> None:
-    remote(server, ExecRequest(("echo", "audited"), stdin=False))
-    remote(server, ExecRequest(("false",), stdin=False))
+def test_audit_log_rows(root: Path, db: StateDB) -> None:
+    # The end of a command is audited after the client has its exit status (the
+    # database never adds to a command's latency); stopping the server waits for it.
+    with server_thread(ExecServer(settings(root, db)).make_server) as (server,):
+        remote(server, ExecRequest(("echo", "audited"), stdin=False))
+        remote(server, ExecRequest(("false",), stdin=False))
     rows = db.query(
         "SELECT argv, status, signal, reason, bytes_out, peer, duration_ms FROM exec_audit ORDER BY id"
     )
