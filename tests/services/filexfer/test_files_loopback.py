@@ -438,10 +438,12 @@ def test_server_killed_mid_upload_leaves_no_visible_file(tmp_path: Path, root: P
         proc.stdout.close()
 
 
-def test_audit_log_and_hash_cache(server: Address, db: StateDB, local: Path) -> None:
+def test_audit_log_and_hash_cache(root: Path, db: StateDB, local: Path) -> None:
     (local / "a").write_text("audited")
-    client_run(server, lambda c: c.put_file(str(local / "a"), "a"))
-    client_run(server, lambda c: c.get_file("a", str(local / "b")))
+    # Audit rows are written after the client has its answer; stopping the server waits.
+    with start(root, db) as (server,):
+        client_run(server, lambda c: c.put_file(str(local / "a"), "a"))
+        client_run(server, lambda c: c.get_file("a", str(local / "b")))
     rows = db.query("SELECT op, path, outcome, size FROM file_audit ORDER BY id")
     assert [(r["op"], r["path"], r["outcome"], r["size"]) for r in rows] == [
         ("put", "a", "ok", 7),
