@@ -11,6 +11,8 @@ import sys
 import urllib.request
 from pathlib import Path
 
+import pytest
+
 from tests.cli.procs import Proc
 from tests.helpers import TIMEOUT
 
@@ -98,3 +100,14 @@ def test_serve_all_without_some_services(tmp_path: Path) -> None:
     assert "exec listening" not in out
     assert "files listening" not in out
     assert "status at" not in out
+
+
+def test_serve_all_off_loopback_refuses_exec_without_tls(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from socketkit.cli.main import main
+
+    argv = ["serve", "all", "--any-port", "--host", "0.0.0.0", "--state-dir", str(tmp_path)]
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("PermissionDenied: exec refuses to listen on 0.0.0.0 without TLS")

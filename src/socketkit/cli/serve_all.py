@@ -35,7 +35,9 @@ def add_serve_parser(services: argparse._SubParsersAction[argparse.ArgumentParse
         description=(
             "Run echo, chat, files and exec in one process, and an HTTP admin endpoint "
             "(/status as JSON, /metrics for Prometheus). Binds 127.0.0.1 unless --host "
-            "says otherwise; files and exec use the token in --state-dir."
+            "says otherwise (the admin endpoint only with --admin-host: it has no "
+            "authentication); files and exec use the token in --state-dir. talk is "
+            "interactive (an operator console): run `socketkit serve talk` on its own."
         ),
     )
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1)")
@@ -45,6 +47,9 @@ def add_serve_parser(services: argparse._SubParsersAction[argparse.ArgumentParse
     )
     for name, port in DEFAULT_PORTS.items():
         parser.add_argument(f"--{name}-port", type=port_arg, default=port, help=f"(default: {port})")
+    parser.add_argument(
+        "--admin-host", default="127.0.0.1", help="address of the admin endpoint (default: 127.0.0.1)"
+    )
     parser.add_argument("--any-port", action="store_true", help="let the system pick every port")
     parser.add_argument(
         "--without",
@@ -102,7 +107,7 @@ def serve_all(args: argparse.Namespace) -> int:
             services.append(builders[name](parser.parse_args(_service_argv(name, args, port, root))))
         admin = None
         if "admin" not in args.without:
-            admin = Listener(Address(args.host, 0 if args.any_port else args.admin_port), "tcp")
+            admin = Listener(Address(args.admin_host, 0 if args.any_port else args.admin_port), "tcp")
         run(_serve_all(services, admin))
         return 0
     finally:
