@@ -72,9 +72,16 @@ def positive_int(text: str) -> int:
 
 
 def add_server_options(
-    parser: argparse.ArgumentParser, *, default_port: int, udp: bool = False, unix: bool = True
+    parser: argparse.ArgumentParser,
+    *,
+    default_port: int,
+    udp: bool = False,
+    unix: bool = True,
+    idle_timeout: float | None = DEFAULT_IDLE_TIMEOUT_S,
+    idle_help: str = "close connections idle this many seconds",
 ) -> None:
-    """Add --host/--port, listener kinds, TLS, caps, timeouts and --workers."""
+    """Add --host/--port, listener kinds, TLS, caps, timeouts and --workers (a service
+    may give --idle-timeout its own default and meaning, or none: ``None``)."""
     where = parser.add_argument_group("where to listen")
     where.add_argument(
         "--host",
@@ -112,12 +119,13 @@ def add_server_options(
         default=DEFAULT_MAX_CONNECTIONS_PER_ADDRESS,
         help=f"open connections from one IP address (default: {DEFAULT_MAX_CONNECTIONS_PER_ADDRESS})",
     )
-    caps.add_argument(
-        "--idle-timeout",
-        type=positive_float,
-        default=DEFAULT_IDLE_TIMEOUT_S,
-        help=f"close connections idle this many seconds (default: {DEFAULT_IDLE_TIMEOUT_S:g})",
-    )
+    if idle_timeout is not None:
+        caps.add_argument(
+            "--idle-timeout",
+            type=positive_float,
+            default=idle_timeout,
+            help=f"{idle_help} (default: {idle_timeout:g})",
+        )
     caps.add_argument(
         "--shutdown-grace",
         type=positive_float,

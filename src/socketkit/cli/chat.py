@@ -16,6 +16,7 @@ __all__ = ["CHAT_PORT", "add_parsers", "add_serve_parser"]
 CHAT_PORT = 6667
 CHAT_TLS_PORT = 6697
 PASSWORD_ENV = "SOCKETKIT_CHAT_PASSWORD"
+CHAT_PING_S = 60.0  # ChatConfig.ping_interval_s; IRC's own liveness check replaces idle timeouts
 
 
 def add_serve_parser(services: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -25,7 +26,13 @@ def add_serve_parser(services: argparse._SubParsersAction[argparse.ArgumentParse
         help="IRC-compatible chat server",
         description="An IRC server (RFC 1459/2812, IRCv3 basics) that irssi, weechat and HexChat can use.",
     )
-    add_server_options(parser, default_port=CHAT_PORT, unix=False)
+    add_server_options(
+        parser,
+        default_port=CHAT_PORT,
+        unix=False,
+        idle_timeout=CHAT_PING_S,
+        idle_help="ping a client silent this many seconds; drop it if no answer in as many more",
+    )
     parser.add_argument("--server-name", default=None, help="name in replies (default: the host name)")
     parser.add_argument(
         "--tls-port",
@@ -123,6 +130,8 @@ def chat_service(args: argparse.Namespace) -> Service:
         opers=opers,
         flood_burst=burst,
         flood_rate=rate,
+        ping_interval_s=args.idle_timeout,
+        ping_timeout_s=args.idle_timeout,
     )
     if motd is not None:
         config.motd = tuple(motd.splitlines())

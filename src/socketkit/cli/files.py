@@ -96,6 +96,7 @@ def files_service(args: argparse.Namespace) -> Service:
 
     def make() -> Any:
         return service.make_server(
+            idle_timeout=args.idle_timeout,
             max_connections=args.max_connections,
             max_connections_per_address=args.max_per_address,
             shutdown_grace=args.shutdown_grace,

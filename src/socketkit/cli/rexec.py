@@ -35,7 +35,8 @@ def add_serve_parser(services: argparse._SubParsersAction[argparse.ArgumentParse
             "timeouts and output caps that kill the whole process group, an audit log."
         ),
     )
-    add_server_options(parser, default_port=EXEC_PORT, unix=True)
+    # No idle timeout: a command may run silently for long; --timeout bounds it.
+    add_server_options(parser, default_port=EXEC_PORT, unix=True, idle_timeout=None)
     parser.add_argument(
         "--state-dir",
         default=DEFAULT_STATE_DIR,

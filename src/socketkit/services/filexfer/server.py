@@ -74,13 +74,14 @@ class FileServer:
         self.settings = settings
         self.transfers = 0
 
-    def make_server(self, **options: Any) -> AsyncServer:
-        """The ``AsyncServer`` running this service."""
+    def make_server(self, *, idle_timeout: float = DEFAULT_IDLE_TIMEOUT_S, **options: Any) -> AsyncServer:
+        """The ``AsyncServer`` running this service (a stalled transfer or a silent
+        client is cut after ``idle_timeout`` seconds)."""
         return AsyncServer(
             handler=self.handle,
             decoder_factory=WireDecoder,
             limits=ConnectionLimits(
-                idle_timeout=DEFAULT_IDLE_TIMEOUT_S,
+                idle_timeout=idle_timeout,
                 handshake_timeout=DEFAULT_HANDSHAKE_TIMEOUT_S,
                 message_timeout=60.0,
                 # Body chunks wait here while the disk catches up: 16 of up to 256 KiB
