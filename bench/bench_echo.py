@@ -17,8 +17,10 @@ Server on CPU 0, load generator on CPU 1.
 from __future__ import annotations
 
 import argparse
+import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -58,9 +60,20 @@ LABEL = {
 }
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time a process has used (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def measure(name: str, mode: str, conns: int, seconds: float) -> dict[str, Any]:
-    with server_process([sys.executable, ECHO, name]) as (_, port):
-        return run_load(mode, port, conns, seconds)
+    """One run; ``busy`` is the server's CPU use over the whole load run (connection set-up
+    included): near 1.0 the server is the bottleneck, well below it the load generator."""
+    with server_process([sys.executable, ECHO, name]) as (proc, port):
+        cpu, started = cpu_seconds(proc.pid), time.monotonic()
+        result = run_load(mode, port, conns, seconds)
+        result["busy"] = (cpu_seconds(proc.pid) - cpu) / (time.monotonic() - started)
+        return result
 
 
 def ceiling(conns: int, seconds: float) -> dict[str, Any]:
@@ -127,14 +140,17 @@ def main() -> None:
         for name in TCP_SERVERS:
             results[(name, conns)] = median(runs[name])
         print(f"  tcp {conns} done", file=sys.stderr)
-    print("\n## TCP echo, 64-byte ping-pong: requests/s (ratio to bare uvloop) and p99 µs\n")
+    print("\n## TCP echo, 64-byte ping-pong: requests/s (ratio to bare uvloop), p99 µs, server CPU busy\n")
     headers = ["server"] + [f"{c} conns" for c in CONCURRENCY]
     rows = []
     for name in TCP_SERVERS:
         row = [LABEL[name]]
         for conns in CONCURRENCY:
             r, ref = results[(name, conns)], results[("uvloop-protocol", conns)]
-            row.append(f"{r['rps'] / 1000:,.1f}k ({r['rps'] / ref['rps']:.2f}x), p99 {r['p99_us']:,.0f}")
+            row.append(
+                f"{r['rps'] / 1000:,.1f}k ({r['rps'] / ref['rps']:.2f}x), p99 {r['p99_us']:,.0f}, "
+                f"CPU {r['busy']:.0%}"
+            )
         rows.append(row)
     print(table(headers, rows))
     sk = {c: results[("socketkit-aio", c)]["rps"] for c in CONCURRENCY}
