@@ -270,10 +270,15 @@ class AsyncServer:
         for signum in signals:
             loop.add_signal_handler(signum, self.handle_signal, signum)
 
-    def handle_signal(self, signum: int) -> None:
+    @property
+    def is_closing(self) -> bool:
+        """Whether ``aclose()`` has begun (by a call or a signal)."""
+        return self._closing
+
+    def handle_signal(self, signum: int, *, log: bool = True) -> None:
         """What SIGINT/SIGTERM do (for processes that run several servers under one
-        handler): the first closes gracefully, a second one later aborts every
-        connection."""
+        handler, which then logs once itself: ``log=False``): the first closes
+        gracefully, a second one later aborts every connection."""
         now = asyncio.get_running_loop().time()
         # Ctrl-C reaches a worker from the terminal and again from its --workers parent:
         # one keypress, one graceful stop. A second press later aborts.
@@ -281,11 +286,13 @@ class AsyncServer:
             return
         self._last_signal_at = now
         if self._closing:
-            logger.warning("second %s: aborting every connection now", signal.Signals(signum).name)
+            if log:
+                logger.warning("second %s: aborting every connection now", signal.Signals(signum).name)
             for conn in list(self._connections.values()):
                 conn.abort()
             return
-        logger.info("%s: shutting down (grace %.1f s)", signal.Signals(signum).name, self.shutdown_grace)
+        if log:
+            logger.info("%s: shutting down (grace %.1f s)", signal.Signals(signum).name, self.shutdown_grace)
         self.spawn(self.aclose(), name="socketkit-shutdown")
 
     async def aclose(self, grace: float | None = None) -> None:

@@ -9,6 +9,7 @@ the single service; they share one event loop and one state directory.
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
@@ -23,8 +24,11 @@ if TYPE_CHECKING:
 
 __all__ = ["add_serve_parser", "serve_all"]
 
+logger = logging.getLogger(__name__)
+
 DEFAULT_PORTS = {"echo": 7007, "chat": 6667, "files": 7021, "exec": 7022, "admin": 7080}
 SERVICE_NAMES = ("echo", "chat", "files", "exec")
+SIGNAL_DEDUP_S = 0.2  # as AsyncServer: signals this close together are one keypress
 
 
 def add_serve_parser(services: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -138,6 +142,7 @@ async def _serve_all(services: Sequence[Service], admin: Listener | None) -> Non
             for service, server, addresses in running
         ]
 
+    loop = asyncio.get_running_loop()
     async with contextlib.AsyncExitStack() as stack:
         servers: list[AsyncServer] = []
         for service in services:
@@ -151,12 +156,23 @@ async def _serve_all(services: Sequence[Service], admin: Listener | None) -> Non
             servers.append(admin_server)
             print(f"status at http://{address}/status, metrics at http://{address}/metrics", flush=True)
 
+        last_signal = [-1.0]
+
         def on_signal(signum: int) -> None:
             # One handler for every server: each closes gracefully (a second signal aborts).
+            now = loop.time()
+            if now - last_signal[0] < SIGNAL_DEDUP_S:  # one Ctrl-C reaching us twice
+                return
+            last_signal[0] = now
+            stopping = any(server.is_closing for server in servers)
+            name = signal.Signals(signum).name
+            if stopping:
+                logger.warning("second %s: aborting every connection of every service", name)
+            else:
+                logger.info("%s: stopping %d services", name, len(servers))
             for server in servers:
-                server.handle_signal(signum)
+                server.handle_signal(signum, log=False)
 
-        loop = asyncio.get_running_loop()
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(signum, on_signal, signum)
         for service, server, _ in running:
