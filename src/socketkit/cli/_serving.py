@@ -228,10 +228,12 @@ def run_server(
     Raises:
         OSError: a listener cannot be bound.
     """
-    from socketkit.aio.loop import run  # noqa: PLC0415 (lazy: fast --help)
+    from socketkit._fdlimit import raise_open_files_limit  # noqa: PLC0415 (lazy: fast --help)
+    from socketkit.aio.loop import run  # noqa: PLC0415
 
     if listeners is None:
         listeners = listeners_from_args(args)
+    raise_open_files_limit(args.max_connections)  # before forking: workers inherit it
     if args.workers == 1:
         run(_serve(name, make_server, listeners, True, on_started))
         return 0

@@ -83,7 +83,8 @@ def _service_argv(name: str, args: argparse.Namespace, port: int, root: str) -> 
 
 def serve_all(args: argparse.Namespace) -> int:
     """``serve all``: build every service, then run them on one event loop."""
-    from socketkit.address import Address  # noqa: PLC0415 (lazy imports: fast CLI)
+    from socketkit._fdlimit import raise_open_files_limit  # noqa: PLC0415 (lazy imports: fast CLI)
+    from socketkit.address import Address  # noqa: PLC0415
     from socketkit.aio.listeners import Listener  # noqa: PLC0415
     from socketkit.aio.loop import run  # noqa: PLC0415
     from socketkit.cli.chat import chat_service  # noqa: PLC0415
@@ -103,12 +104,16 @@ def serve_all(args: argparse.Namespace) -> int:
         os.makedirs(root, mode=0o700, exist_ok=True)
     parser = build_parser()
     services: list[Service] = []
+    connections = 100  # the admin endpoint
     try:
         for name in SERVICE_NAMES:
             if name in args.without:
                 continue
             port = 0 if args.any_port else getattr(args, f"{name}_port")
-            services.append(builders[name](parser.parse_args(_service_argv(name, args, port, root))))
+            options = parser.parse_args(_service_argv(name, args, port, root))
+            services.append(builders[name](options))
+            connections += options.max_connections
+        raise_open_files_limit(connections)
         admin = None
         if "admin" not in args.without:
             admin = Listener(Address(args.admin_host, 0 if args.any_port else args.admin_port), "tcp")
