@@ -10,14 +10,17 @@ is bench/ircload.c (C, epoll, one core), so it is not the bottleneck:
 3. latency at one offered rate for both servers (1M deliveries/s: 10,000 msg/s into a
    100-member channel, 1,000 msg/s into a 1,000-member one): p50/p99/max;
 4. the same 100-client run with one member that stops reading (a 4 KiB receive
-   buffer, never read): the others' latency, and whether the server cut it off.
+   buffer, never read): the others' latency, and whether the server cut it off;
+5. with ``--scale N`` (off by default: minutes): N clients join one channel (the JOIN
+   storm: each join goes to every member, each joiner gets every name), then 10 of
+   them send 100 msg/s: seconds to join all, deliveries/s, peak memory.
 
 socketkit runs as shipped (`serve chat`, SQLite history on, uvloop) with flood control
 off and connection caps raised, as ngircd runs with its flood penalty off
 (MaxPenaltyTime = 0) and no per-address cap. Server on CPU 0, load tool on CPU 1.
 ngircd is skipped if it is not installed (apt-get install ngircd).
 
-    python bench/bench_chat.py [--seconds S] [--repeat N]
+    python bench/bench_chat.py [--seconds S] [--repeat N] [--scale N]
 """
 
 from __future__ import annotations
@@ -175,6 +178,7 @@ def main() -> None:
     )
     parser.add_argument("--seconds", type=float, default=5.0, help="measured seconds per run")
     parser.add_argument("--repeat", type=int, default=1, help="alternating runs per point (median)")
+    parser.add_argument("--scale", type=int, default=0, help="also: N clients in one channel (e.g. 10000)")
     args = parser.parse_args()
     names = ["socketkit"]
     if shutil.which("ngircd") or Path("/usr/sbin/ngircd").exists():
@@ -244,6 +248,37 @@ def main() -> None:
             ]
         )
     print(table(["server", "p50 / p99 ms, all read", "p50 / p99 ms, one stuck", "stuck one cut off"], rows))
+    if args.scale:
+        scale(names, args.scale, args.seconds)
+
+
+SCALE_RATE = 100  # messages/s while N clients listen
+
+
+def scale(names: list[str], clients: int, seconds: float) -> None:
+    """Section 5: N clients in one channel, one run per server."""
+    rows = []
+    for name in names:
+        with tempfile.TemporaryDirectory() as work, SERVERS[name](Path(work)) as (pid, port):
+            started = time.monotonic()
+            try:
+                r = load(port, clients, SCALE_RATE, seconds)
+            except subprocess.CalledProcessError as exc:
+                rows.append([name, (exc.stderr or "failed").strip(), "-", f"{peak_rss_mib(pid):.0f}"])
+                continue
+            joined_s = time.monotonic() - started - seconds - 1  # minus the run and its warm-up
+            rows.append(
+                [
+                    name,
+                    f"{joined_s:.0f}",
+                    f"{r['deliveries_per_s'] / 1e6:.2f}M ({r['delivered_fraction']:.0%}), p99 "
+                    f"{r['p99_us'] / 1000:,.0f} ms",
+                    f"{peak_rss_mib(pid):.0f}",
+                ]
+            )
+        print(f"  {name} scale {clients} done", file=sys.stderr)
+    print(f"\n## {clients:,} clients in one channel, then {SCALE_RATE} msg/s\n")
+    print(table(["server", "s to join all", "deliveries/s (of offered), p99", "peak RSS MiB"], rows))
 
 
 if __name__ == "__main__":
