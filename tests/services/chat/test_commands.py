@@ -530,6 +530,17 @@ def test_oper_and_kill() -> None:
     net.send(carol, "OPER plain letmein")
     assert "o" in carol.modes
 
+    def operators_online() -> str:
+        net.send(carol, "LUSERS")
+        (line,) = [m for m in net.take(carol) if m.command == n.RPL_LUSEROP]
+        return line.params[1]
+
+    assert operators_online() == "2"  # bob and carol
+    net.send(carol, "MODE carol -o")
+    assert operators_online() == "1"
+    net.send(bob, "QUIT :done")
+    assert operators_online() == "0"
+
 
 def test_password_hashes() -> None:
     stored = hash_password("pw", b"0" * 16, rounds=1000)

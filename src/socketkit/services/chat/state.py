@@ -246,6 +246,7 @@ class ChatState:
         self.channels: dict[str, Channel] = {}  # casefolded name -> channel
         self.whowas: deque[WhowasEntry] = deque(maxlen=config.whowas_size)
         self.msgid_counter = 0
+        self.operators: set[int] = set()  # ids of clients with user mode +o (LUSERS counts them)
 
     def client_by_nick(self, nick: str) -> Client | None:
         """The registered client using ``nick``, if any."""
@@ -285,5 +286,6 @@ class ChatState:
 
     @property
     def operator_count(self) -> int:
-        """Clients with user mode +o."""
-        return sum(1 for c in self.clients.values() if "o" in c.modes)
+        """Clients with user mode +o (kept as a set: counting them per registration made a
+        burst of N registrations cost N squared)."""
+        return len(self.operators)

@@ -50,6 +50,7 @@ def _user_mode(out: Outbox, client: Client, msg: IRCMessage) -> None:
         elif char == "o":
             if not adding and "o" in client.modes:  # dropping oper is allowed; gaining needs OPER
                 client.modes.discard("o")
+                out.state.operators.discard(client.id)
                 if sign != "-":
                     sign = "-"
                     changed += sign

@@ -20,6 +20,7 @@ def oper(out: Outbox, client: Client, msg: IRCMessage) -> None:
         out.numeric(client, n.ERR_PASSWDMISMATCH, "Password incorrect")
         return
     client.modes.add("o")
+    out.state.operators.add(client.id)
     client.oper_name = name
     out.numeric(client, n.RPL_YOUREOPER, "You are now an IRC operator")
     out.deliver([client.id], IRCMessage("MODE", (client.target, "+o"), client.prefix))

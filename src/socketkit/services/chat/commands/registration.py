@@ -219,3 +219,4 @@ def remove_client(out: Outbox, client: Client, reason: str) -> None:
         forget_if_unused(out, channel)
     client.channels.clear()
     del state.clients[client.id]
+    state.operators.discard(client.id)
