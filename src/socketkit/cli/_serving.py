@@ -31,6 +31,7 @@ __all__ = [
     "listeners_from_args",
     "run_server",
     "run_service",
+    "print_listening",
     "start_listeners",
 ]
 
@@ -171,30 +172,35 @@ def listeners_from_args(args: argparse.Namespace) -> list[Listener]:
 
 
 async def start_listeners(
-    name: str, server: AsyncServer, listeners: Sequence[Listener], *, announce: bool = True
-) -> list[Address]:
-    """Bind ``listeners`` on an entered ``server``; print ``NAME listening on ADDRESS
-    (KIND)`` for each if ``announce``. TCP and UDP asked for on port 0 get one number.
+    name: str, server: AsyncServer, listeners: Sequence[Listener]
+) -> list[tuple[Address, Listener]]:
+    """Bind ``listeners`` on an entered ``server``; return each bound address with its
+    listener (for ``announce``). TCP and UDP asked for on port 0 get one number.
 
     Raises:
         OSError: a listener cannot be bound.
     """
     shared_port = 0
     kinds: set[str] = set()
-    addresses = []
+    bound = []
     for listener in listeners:
         inet_any = listener.address.path is None and listener.address.port == 0
         if inet_any and shared_port and listener.kind not in kinds:
             listener = replace(listener, address=replace(listener.address, port=shared_port))  # noqa: PLW2901
         (address,) = await server.start([listener])
-        addresses.append(address)
+        bound.append((address, listener))
         if address.path is None:
             shared_port = shared_port or address.port
             kinds.add(listener.kind)
-        if announce:
-            kind = "unix" if address.path else listener.kind
-            print(f"{name} listening on {address} ({kind}{'+tls' if listener.ssl else ''})", flush=True)
-    return addresses
+    return bound
+
+
+def print_listening(name: str, bound: Sequence[tuple[Address, Listener]]) -> None:
+    """Print ``NAME listening on ADDRESS (KIND)`` per listener. Called once the signal
+    handlers are in place: whoever reads the line may stop the server right away."""
+    for address, listener in bound:
+        kind = "unix" if address.path else listener.kind
+        print(f"{name} listening on {address} ({kind}{'+tls' if listener.ssl else ''})", flush=True)
 
 
 async def _serve(
@@ -206,10 +212,12 @@ async def _serve(
 ) -> None:
     server = make_server()
     async with server:
-        await start_listeners(name, server, listeners, announce=announce)
-        server.install_signal_handlers()
+        bound = await start_listeners(name, server, listeners)
         if on_started is not None:
             on_started(server)
+        server.install_signal_handlers()
+        if announce:  # last: whoever reads the line may signal us at once
+            print_listening(name, bound)
         await server.serve_forever()
 
 

@@ -129,7 +129,7 @@ async def _serve_all(services: Sequence[Service], admin: Listener | None) -> Non
     import contextlib  # noqa: PLC0415
     import signal  # noqa: PLC0415
 
-    from socketkit.cli._serving import start_listeners  # noqa: PLC0415
+    from socketkit.cli._serving import print_listening, start_listeners  # noqa: PLC0415
     from socketkit.services.admin.server import make_admin_server  # noqa: PLC0415
 
     running: list[tuple[Service, AsyncServer, list[str]]] = []
@@ -150,16 +150,18 @@ async def _serve_all(services: Sequence[Service], admin: Listener | None) -> Non
     loop = asyncio.get_running_loop()
     async with contextlib.AsyncExitStack() as stack:
         servers: list[AsyncServer] = []
+        announcements = []
         for service in services:
             server = await stack.enter_async_context(service.make_server())
-            addresses = await start_listeners(service.name, server, service.listeners)
-            running.append((service, server, [str(a) for a in addresses]))
+            bound = await start_listeners(service.name, server, service.listeners)
+            running.append((service, server, [str(address) for address, _ in bound]))
             servers.append(server)
+            announcements.append((service.name, bound))
         if admin is not None:
             admin_server = await stack.enter_async_context(make_admin_server(snapshot))
-            (address,) = await start_listeners("admin", admin_server, [admin])
+            bound = await start_listeners("admin", admin_server, [admin])
             servers.append(admin_server)
-            print(f"status at http://{address}/status, metrics at http://{address}/metrics", flush=True)
+            announcements.append(("admin", bound))
 
         last_signal = [-1.0]
 
@@ -178,9 +180,15 @@ async def _serve_all(services: Sequence[Service], admin: Listener | None) -> Non
             for server in servers:
                 server.handle_signal(signum, log=False)
 
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(signum, on_signal, signum)
         for service, server, _ in running:
             if service.on_started is not None:
                 service.on_started(server)
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, on_signal, signum)
+        # Announced only now: whoever reads these lines may stop us at once.
+        for name, bound in announcements:
+            print_listening(name, bound)
+        if admin is not None:
+            address = announcements[-1][1][0][0]
+            print(f"status at http://{address}/status, metrics at http://{address}/metrics", flush=True)
         await asyncio.gather(*(server.serve_forever() for server in servers))

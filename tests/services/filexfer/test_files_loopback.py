@@ -317,8 +317,10 @@ def test_concurrent_uploads_to_one_name_never_mix(server: Address, root: Path, l
 
     results = asyncio.run(go())
     assert any(not isinstance(r, BaseException) for r in results)
-    for r in results:  # the others were told the name is busy
-        assert not isinstance(r, BaseException) or (isinstance(r, ServiceError) and r.code == "busy")
+    for r in results:  # the others were told an upload to that name is running
+        assert not isinstance(r, BaseException) or (
+            isinstance(r, ServiceError) and r.code == "upload-in-progress"
+        )
     assert (root / "shared").read_bytes() in contents
 
 

@@ -42,6 +42,9 @@ __all__ = ["FileClient", "Progress", "TransferResult", "file_sha256"]
 
 Progress = Callable[[int], None]
 HASH_CHUNK = 1 << 20
+RESUME_RETRY_DELAYS = (0.05, 0.1, 0.2, 0.4, 0.8, 1.5, 2.0)
+"""Seconds between repeats of a resumed upload the server still sees running (about
+5 s in all: the server notices a dead connection at once, or at its idle timeout)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,6 +107,27 @@ class FileClient:
 
     # --- uploads -------------------------------------------------------------------
 
+    async def _request_upload(self, request: PutRequest) -> dict[str, Any]:
+        """Send the put request; its answer ("ready" and the offset to resume from).
+
+        A resume right after a crash can reach the server before it has noticed that
+        the old connection is gone, while it still holds the partial file: then the
+        request is repeated for a few seconds (``RESUME_RETRY_DELAYS``).
+
+        Raises:
+            ServiceError: the server refused.
+        """
+        delays = iter(RESUME_RETRY_DELAYS)
+        while True:
+            self.conn.send(encode_control(request.to_header()))
+            try:
+                return await self._reply()
+            except ServiceError as exc:
+                delay = next(delays, None)
+                if not request.resume or exc.code != "upload-in-progress" or delay is None:
+                    raise
+            await asyncio.sleep(delay)
+
     async def put_file(
         self,
         local: str,
@@ -141,8 +165,7 @@ class FileClient:
         progress: Progress | None,
     ) -> TransferResult:
         conn = self.conn
-        conn.send(encode_control(PutRequest(remote, size, sha, force, resume).to_header()))
-        ready = await self._reply()
+        ready = await self._request_upload(PutRequest(remote, size, sha, force, resume))
         offset = int(ready.get("offset") or 0)
         if offset:
             local_prefix = (await asyncio.to_thread(file_sha256, fd, offset)).hexdigest()

@@ -19,6 +19,7 @@ from typing import Any
 from socketkit.aio.connection import Connection, ConnectionLimits
 from socketkit.aio.sendfile import send_file_range
 from socketkit.aio.server import AsyncServer
+from socketkit.aio.threads import to_thread_shielded
 from socketkit.aio.wire import exchange_hello, send_error
 from socketkit.aio.writer import BatchWriter, abort_all, close_all
 from socketkit.auth.session import authenticate_server, receive_control
@@ -125,7 +126,7 @@ class FileServer:
         except ServiceError as exc:
             logger.info("files: %s %s %s refused: %s", conn.peer, header.get("op"), header.get("path"), exc)
             conn.send(encode_error(exc.code, exc.message))
-            await asyncio.to_thread(
+            await to_thread_shielded(
                 store.audit,
                 conn.peer,
                 str(header.get("op")),
@@ -185,7 +186,7 @@ class FileServer:
             )
         )
         logger.info("files: %s put %s (%d bytes, %.0f ms)", conn.peer, request.path, request.size, duration)
-        await asyncio.to_thread(
+        await to_thread_shielded(
             store.audit,
             conn.peer,
             "put",
@@ -252,7 +253,7 @@ class FileServer:
             self.transfers -= 1
         duration = (time.monotonic() - started) * 1000
         logger.info("files: %s got %s (%d bytes, %.0f ms)", conn.peer, request.path, download.size, duration)
-        await asyncio.to_thread(
+        await to_thread_shielded(
             store.audit,
             conn.peer,
             "get",
@@ -303,7 +304,7 @@ class FileServer:
             done = await asyncio.to_thread(store.mkdir, request.path, parents=request.flag)
             conn.send(encode_control({"event": "created", "path": done}))
         logger.info("files: %s %s %s", conn.peer, request.op, request.path)
-        await asyncio.to_thread(store.audit, conn.peer, request.op, request.path, "ok")
+        await to_thread_shielded(store.audit, conn.peer, request.op, request.path, "ok")
 
 
 def _write_all(upload: Upload, chunks: list[bytes]) -> None:

@@ -312,7 +312,7 @@ class FileStore:
         partial = os.path.join(directory, _partial_name(os.path.basename(final)))
         with self._lock:
             if partial in self._active:
-                raise ServiceError(f"an upload to {path} is already running", code="busy")
+                raise ServiceError(f"an upload to {path} is already running", code="upload-in-progress")
             self._active.add(partial)
         try:
             return self._open_partial(final, partial, size, sha256, force, resume)

@@ -19,6 +19,7 @@ from typing import Any
 
 from socketkit.aio.connection import Connection, ConnectionLimits
 from socketkit.aio.server import AsyncServer
+from socketkit.aio.threads import to_thread_shielded
 from socketkit.aio.wire import exchange_hello, send_error
 from socketkit.auth.session import authenticate_server, receive_control
 from socketkit.auth.throttle import AuthThrottle
@@ -145,7 +146,7 @@ class ExecServer:
                 conn.send(encode_control({"event": "started", "pid": command.pid}))
                 result = await self._supervise(conn, command)
             finally:
-                audit_id = await audit
+                audit_id = await asyncio.shield(audit)  # the row is written even on shutdown
         finally:
             self.running -= 1
         logger.info(
@@ -205,7 +206,7 @@ class ExecServer:
             request.cwd or ".",
             command.pid,
         )
-        return await asyncio.to_thread(
+        return await to_thread_shielded(
             db.execute,
             "INSERT INTO exec_audit (started_at, peer, argv, shell, cwd, pid) VALUES (?, ?, ?, ?, ?, ?)",
             row,
@@ -215,7 +216,7 @@ class ExecServer:
         db = self.settings.db
         if db is None or audit_id is None:
             return
-        await asyncio.to_thread(
+        await to_thread_shielded(
             db.execute,
             "UPDATE exec_audit SET status = ?, signal = ?, reason = ?, duration_ms = ?, bytes_out = ?, "
             "bytes_err = ?, finished_at = ? WHERE id = ?",
