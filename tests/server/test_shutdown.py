@@ -68,24 +68,37 @@ def test_handlers_finish_within_the_drain_timeout() -> None:
             release.wait(TIMEOUT)
             self.request.sendall(b"finished")
 
-    server = ss.ThreadingTCPServer(("127.0.0.1", 0), Slow)
+    draining = threading.Event()
+
+    class Server(ss.ThreadingTCPServer):
+        def _drain(self) -> None:  # called once the listener is closed
+            draining.set()
+            super()._drain()
+
+    server = Server(("127.0.0.1", 0), Slow)
     server.drain_timeout = TIMEOUT
     thread = threading.Thread(target=server.serve_forever)
     thread.start()
     sock = connect(server.server_address)
-    with sock:
-        sock.sendall(b"go")
-        assert entered.wait(TIMEOUT)
-        server.shutdown()
-        thread.join(TIMEOUT)
-        closer = threading.Thread(target=server.server_close)
-        closer.start()
-        # New connections are refused at once: the listener closed first.
-        with pytest.raises(ConnectionRefusedError):
-            connect(server.server_address).close()
-        release.set()
-        closer.join(TIMEOUT)
-        assert recv_until_closed(sock) == b"finished"
+    closer = threading.Thread(target=server.server_close)
+    try:
+        with sock:
+            sock.sendall(b"go")
+            assert entered.wait(TIMEOUT)
+            server.shutdown()
+            thread.join(TIMEOUT)
+            closer.start()
+            assert draining.wait(TIMEOUT)
+            # New connections are refused while handlers drain: the listener closed first.
+            with pytest.raises(ConnectionRefusedError):
+                connect(server.server_address).close()
+            release.set()
+            closer.join(TIMEOUT)
+            assert recv_until_closed(sock) == b"finished"
+    finally:
+        release.set()  # never leave the handler waiting if an assertion failed
+        if closer.is_alive():
+            closer.join(TIMEOUT)
 
 
 def test_handlers_past_the_deadline_get_their_connections_closed() -> None:
