@@ -77,6 +77,17 @@ def test_serve_all_runs_every_service_and_reports_them(tmp_path: Path) -> None:
                 metrics = response.read().decode()
             assert 'socketkit_connections_open{service="chat"} 1' in metrics
             assert "socketkit_chat_clients 1" in metrics
+            shown = _cli("status", admin.removeprefix("http://"))
+            assert shown.returncode == 0, shown.stderr
+            rows = {  # first line of each table row (narrow terminals wrap the rest)
+                line.split()[1]: line
+                for line in shown.stdout.splitlines()
+                if line.startswith("│") and line.split()[1] != "│"
+            }
+            assert set(rows) == {"echo", "chat", "files", "exec"}
+            assert "clients 1" in rows["chat"]
+            as_json = _cli("status", admin.removeprefix("http://"), "--json")
+            assert json.loads(as_json.stdout)["services"]["chat"]["clients"] == 1
             host, port = admin.removeprefix("http://").split(":")
             with socket.create_connection((host, int(port)), timeout=TIMEOUT) as raw:
                 raw.sendall(b"GET /" + b"a" * 5000 + b" HTTP/1.1\r\n\r\n")
@@ -111,3 +122,13 @@ def test_serve_all_off_loopback_refuses_exec_without_tls(
     assert main(argv) == 1
     err = capsys.readouterr().err
     assert err.startswith("PermissionDenied: exec refuses to listen on 0.0.0.0 without TLS")
+
+
+def test_status_without_an_endpoint_is_a_one_line_error() -> None:
+    with socket.socket() as sock:  # a port that was free a moment ago: nothing listens
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    result = _cli("status", f"127.0.0.1:{port}")
+    assert result.returncode == 1
+    assert result.stderr.startswith("ConnectionRefusedError: ")
+    assert len(result.stderr.splitlines()) == 1

@@ -15,7 +15,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from socketkit._version import __version__
-from socketkit.cli import cert, chat, files, listen, probe, rexec, send, serve, talk
+from socketkit.cli import cert, chat, files, listen, probe, rexec, send, serve, status, talk
 
 __all__ = ["build_parser", "main", "run"]
 
@@ -35,6 +35,7 @@ _COMMAND_MODULES: list[Callable[[argparse._SubParsersAction[argparse.ArgumentPar
     files.add_parsers,
     chat.add_parsers,
     cert.add_parsers,
+    status.add_parsers,
 ]
 
 
