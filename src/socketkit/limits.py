@@ -141,3 +141,7 @@ fixed paths; 4 KiB leaves room for proxies' headers (cookies are not expected)."
 
 ADMIN_MAX_HEADERS: Final = 64
 """Admin endpoint: header lines per request before 431 (curl sends 3, browsers ~15)."""
+
+ADMIN_MAX_CONNECTIONS: Final = 64
+"""Admin endpoint: open connections at once (a dashboard and a scraper need a few; one
+answer per connection, so they do not stay)."""

@@ -92,6 +92,7 @@ def serve_all(args: argparse.Namespace) -> int:
     from socketkit.cli.main import build_parser  # noqa: PLC0415 (main imports this module)
     from socketkit.cli.rexec import exec_service  # noqa: PLC0415
     from socketkit.cli.serve import echo_service  # noqa: PLC0415
+    from socketkit.limits import ADMIN_MAX_CONNECTIONS  # noqa: PLC0415
 
     builders: dict[str, Callable[[argparse.Namespace], Service]] = {
         "echo": echo_service,
@@ -104,7 +105,7 @@ def serve_all(args: argparse.Namespace) -> int:
         os.makedirs(root, mode=0o700, exist_ok=True)
     parser = build_parser()
     services: list[Service] = []
-    connections = 100  # the admin endpoint
+    connections = ADMIN_MAX_CONNECTIONS
     try:
         for name in SERVICE_NAMES:
             if name in args.without:

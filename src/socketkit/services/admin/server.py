@@ -13,7 +13,7 @@ from socketkit.aio.connection import Connection, ConnectionLimits, Session
 from socketkit.aio.server import AsyncServer
 from socketkit.codec.lines import LineDecoder
 from socketkit.errors import FrameTooLarge, RemoteProtocolError
-from socketkit.limits import ADMIN_MAX_LINE
+from socketkit.limits import ADMIN_MAX_CONNECTIONS, ADMIN_MAX_LINE
 from socketkit.services.admin.protocol import (
     AdminRequestError,
     RequestHead,
@@ -68,6 +68,8 @@ class AdminSession(Session[bytes]):
 def make_admin_server(services: Callable[[], Sequence[ServiceStatus]], **options: Any) -> AsyncServer:
     """An ``AsyncServer`` for the admin endpoint; ``services`` is called per request."""
     started = time.monotonic()
+    options.setdefault("max_connections", ADMIN_MAX_CONNECTIONS)
+    options.setdefault("max_connections_per_address", ADMIN_MAX_CONNECTIONS)
     return AsyncServer(
         session_factory=lambda conn: AdminSession(conn, services, started),
         decoder_factory=lambda: LineDecoder(max_line_length=ADMIN_MAX_LINE),
