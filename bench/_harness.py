@@ -60,14 +60,47 @@ def listening(port: int) -> Callable[[], bool]:
     return check
 
 
-def peak_rss_mib(pid: int) -> float:
-    """Peak resident memory (VmHWM) of a running process in MiB."""
+def _status_kib(pid: int, field: str) -> int | None:
+    """A ``kB`` line of /proc/PID/status (Linux); None if the process is gone."""
     try:
         text = Path(f"/proc/{pid}/status").read_text()
     except OSError:
-        return float("nan")
-    match = re.search(r"VmHWM:\s+(\d+) kB", text)
-    return int(match.group(1)) / 1024 if match else float("nan")
+        return None
+    match = re.search(rf"{field}:\s+(\d+) kB", text)
+    return int(match.group(1)) if match else None
+
+
+def peak_rss_mib(pid: int) -> float:
+    """Peak resident memory (VmHWM) of a running process in MiB."""
+    kib = _status_kib(pid, "VmHWM")
+    return float("nan") if kib is None else kib / 1024
+
+
+@contextmanager
+def started_process(
+    argv: Sequence[str],
+    *,
+    ready: Callable[[], bool] | None = None,
+    cpu: str | None = SERVER_CPU,
+    **popen: Any,
+) -> Iterator[subprocess.Popen[Any]]:
+    """Start a process (pinned to ``cpu`` unless None), wait until ``ready()`` (bounded:
+    20 s), yield it; terminate it by PID afterwards (SIGKILL after 10 s)."""
+    proc = subprocess.Popen(pinned(cpu, argv) if cpu is not None else list(argv), **popen)
+    try:
+        deadline = time.monotonic() + 20
+        while ready is not None and not ready():
+            if time.monotonic() > deadline or proc.poll() is not None:
+                raise RuntimeError(f"{argv[0]} did not start")
+            time.sleep(0.05)
+        yield proc
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
 
 
 def pinned(cpu: str, argv: Sequence[str]) -> list[str]:
@@ -135,10 +168,7 @@ def run_load(
 
 def rss_kib(pid: int) -> int:
     """Resident memory of a process in KiB (Linux /proc)."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    return 0
+    return _status_kib(pid, "VmRSS") or 0
 
 
 def machine() -> str:

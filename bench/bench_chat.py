@@ -49,6 +49,7 @@ from _harness import (
     peak_rss_mib,
     pinned,
     server_process,
+    started_process,
     table,
 )
 
@@ -109,26 +110,11 @@ def ngircd_server(work: Path) -> Iterator[tuple[int, int]]:
     conf = Path(tempfile.mkdtemp(dir=work)) / "ngircd.conf"
     conf.write_text(NGIRCD_CONF.format(port=port))
     conf.parent.chmod(0o755)  # ngircd drops to "nobody" after reading it
-    proc = subprocess.Popen(
-        pinned(SERVER_CPU, [binary, "-n", "-f", str(conf)]),
-        stdout=subprocess.DEVNULL,  # it logs every connection in the foreground
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        ready = listening(port)
-        deadline = time.monotonic() + 20
-        while not ready():
-            if time.monotonic() > deadline or proc.poll() is not None:
-                raise RuntimeError("ngircd did not start")
-            time.sleep(0.05)
+    argv = [binary, "-n", "-f", str(conf)]
+    # Its output is discarded: in the foreground it logs every connection.
+    silent = subprocess.DEVNULL
+    with started_process(argv, ready=listening(port), stdout=silent, stderr=silent) as proc:
         yield proc.pid, port
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 @contextmanager
@@ -197,7 +183,7 @@ def main() -> None:
         print(f"  {name} {clients} clients rate {rate or 'max'} stuck {stuck} done", file=sys.stderr)
         return median(runs)
 
-    rows = []
+    rows: list[list[object]] = []
     for clients in FULL_SPEED:
         r = point("C relay", clients, 0)
         rows.append([clients, f"{r['deliveries_per_s'] / 1e6:.2f}M"])
@@ -208,14 +194,14 @@ def main() -> None:
     print("\n## full speed: deliveries/s (ratio to ngircd), server peak RSS\n")
     rows = []
     for name in names:
-        row = [name]
+        row: list[object] = [name]
         for clients in FULL_SPEED:
             r = full[(name, clients)]
             ratio = ""
             if "ngircd" in names:
                 ratio = f" ({r['deliveries_per_s'] / full[('ngircd', clients)]['deliveries_per_s']:.2f}x)"
-            rate = f"{r['deliveries_per_s'] / 1e6:.2f}M{ratio}"
-            row.append(f"{rate}, {r['rss_mib']:.0f} MiB, dropped {r['dropped']}")
+            delivered = f"{r['deliveries_per_s'] / 1e6:.2f}M{ratio}"
+            row.append(f"{delivered}, {r['rss_mib']:.0f} MiB, dropped {r['dropped']}")
         rows.append(row)
     print(table(["server"] + [f"{c} clients" for c in FULL_SPEED], rows))
 

@@ -22,13 +22,22 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _harness import LOAD_CPU, SERVER_CPU, free_port, listening, machine, peak_rss_mib, pinned, table
+from _harness import (
+    LOAD_CPU,
+    SERVER_CPU,
+    free_port,
+    listening,
+    machine,
+    peak_rss_mib,
+    pinned,
+    started_process,
+    table,
+)
 
 TOKEN = "b" * 64
 PIN = False
@@ -44,25 +53,9 @@ def timed(argv: list[str], **kwargs: object) -> float:
     return time.perf_counter() - started
 
 
-@contextmanager
-def process(
-    argv: list[str], *, ready: Callable[[], bool] | None = None, **kwargs: object
-) -> Iterator[subprocess.Popen[bytes]]:
-    proc = subprocess.Popen(maybe_pinned(SERVER_CPU, argv), **kwargs)  # type: ignore[call-overload]
-    try:
-        deadline = time.monotonic() + 20
-        while ready is not None and not ready():
-            if time.monotonic() > deadline or proc.poll() is not None:
-                raise RuntimeError(f"{argv[0]} did not start")
-            time.sleep(0.05)
-        yield proc
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+def process(argv: list[str], **kwargs: Any) -> Any:
+    """``started_process`` on the server's core when ``--pin``, else anywhere."""
+    return started_process(argv, cpu=SERVER_CPU if PIN else None, **kwargs)
 
 
 def bench_socketkit(work: Path, source: Path) -> tuple[float, float, float]:
