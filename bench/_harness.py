@@ -27,7 +27,8 @@ LOAD_CPU = "1"
 def build_tool(name: str) -> Path:
     """Compile bench/NAME.c once (gcc -O2); return the binary's path."""
     source, binary = HERE / f"{name}.c", BUILD / name
-    if binary.exists() and binary.stat().st_mtime >= source.stat().st_mtime:
+    newest = max(source.stat().st_mtime, (HERE / "bench_common.h").stat().st_mtime)
+    if binary.exists() and binary.stat().st_mtime >= newest:
         return binary
     BUILD.mkdir(exist_ok=True)
     compiler = shutil.which("gcc") or shutil.which("cc")
