@@ -270,11 +270,6 @@ class AsyncServer:
         for signum in signals:
             loop.add_signal_handler(signum, self.handle_signal, signum)
 
-    @property
-    def is_closing(self) -> bool:
-        """Whether ``aclose()`` has begun (by a call or a signal)."""
-        return self._closing
-
     def handle_signal(self, signum: int, *, log: bool = True) -> None:
         """What SIGINT/SIGTERM do (for processes that run several servers under one
         handler, which then logs once itself: ``log=False``): the first closes

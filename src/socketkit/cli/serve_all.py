@@ -9,13 +9,16 @@ the single service; they share one event loop and one state directory.
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 from socketkit.cli._args import port_arg
 from socketkit.cli._serving import Service
+from socketkit.cli.chat import CHAT_PORT
+from socketkit.cli.files import FILES_PORT
+from socketkit.cli.rexec import EXEC_PORT
+from socketkit.cli.serve import ECHO_PORT
 
 if TYPE_CHECKING:
     from socketkit.aio.listeners import Listener
@@ -24,11 +27,15 @@ if TYPE_CHECKING:
 
 __all__ = ["add_serve_parser", "serve_all"]
 
-logger = logging.getLogger(__name__)
-
-DEFAULT_PORTS = {"echo": 7007, "chat": 6667, "files": 7021, "exec": 7022, "admin": 7080}
+ADMIN_PORT = 7080
+DEFAULT_PORTS = {
+    "echo": ECHO_PORT,
+    "chat": CHAT_PORT,
+    "files": FILES_PORT,
+    "exec": EXEC_PORT,
+    "admin": ADMIN_PORT,
+}
 SERVICE_NAMES = ("echo", "chat", "files", "exec")
-SIGNAL_DEDUP_S = 0.2  # as AsyncServer: signals this close together are one keypress
 
 
 def add_serve_parser(services: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -164,22 +171,11 @@ async def _serve_all(services: Sequence[Service], admin: Listener | None) -> Non
             servers.append(admin_server)
             announcements.append(("admin", bound))
 
-        last_signal = [-1.0]
-
         def on_signal(signum: int) -> None:
-            # One handler for every server: each closes gracefully (a second signal aborts).
-            now = loop.time()
-            if now - last_signal[0] < SIGNAL_DEDUP_S:  # one Ctrl-C reaching us twice
-                return
-            last_signal[0] = now
-            stopping = any(server.is_closing for server in servers)
-            name = signal.Signals(signum).name
-            if stopping:
-                logger.warning("second %s: aborting every connection of every service", name)
-            else:
-                logger.info("%s: stopping %d services", name, len(servers))
-            for server in servers:
-                server.handle_signal(signum, log=False)
+            # One handler for every server; the first logs for all (and ignores the same
+            # keypress arriving twice, so the others see it once too).
+            for index, server in enumerate(servers):
+                server.handle_signal(signum, log=index == 0)
 
         for service, server, _ in running:
             if service.on_started is not None:

@@ -15,10 +15,11 @@ from typing import Any
 
 from socketkit.address import Address
 from socketkit.cli._args import address_arg
+from socketkit.cli.serve_all import ADMIN_PORT
 
 __all__ = ["add_parsers", "fetch_status"]
 
-ADMIN_ADDRESS = "127.0.0.1:7080"  # socketkit.services.admin.server.ADMIN_PORT
+ADMIN_ADDRESS = f"127.0.0.1:{ADMIN_PORT}"
 MAX_STATUS_BYTES = 1 << 20  # a status document is a few KiB; more is not our endpoint
 TIMEOUT_S = 5.0
 
@@ -108,11 +109,14 @@ def status(args: argparse.Namespace) -> int:
 
 
 def _size(n: int) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if n < 1024 or unit == "GiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024  # type: ignore[assignment]
-    return str(n)
+    if n < 1024:
+        return f"{n} B"
+    size = float(n)
+    for unit in ("KiB", "MiB", "GiB"):
+        size /= 1024
+        if size < 1024 or unit == "GiB":
+            break
+    return f"{size:.1f} {unit}"
 
 
 def _duration(seconds: float) -> str:

@@ -22,11 +22,9 @@ from socketkit.services.admin.protocol import (
     route,
 )
 
-__all__ = ["ADMIN_PORT", "AdminSession", "make_admin_server"]
+__all__ = ["AdminSession", "make_admin_server"]
 
 logger = logging.getLogger(__name__)
-
-ADMIN_PORT = 7080
 
 
 class AdminSession(Session[bytes]):
