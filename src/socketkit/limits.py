@@ -38,6 +38,11 @@ DEFAULT_MAX_CONTROL_SIZE: Final = 64 * 1024
 MAX_WIRE_FRAME_SIZE: Final = (1 << 32) - 1
 """The wire-v1 length prefix is an unsigned 32-bit integer."""
 
+MAX_JSON_DEPTH: Final = 16
+"""Deepest nesting of objects and arrays in a JSON header. Our headers are at most three
+deep (a listing: object, list of entries, entry); 16 leaves room for user protocols while
+a peer's 30,000 nested brackets are refused long before Python's recursion limit."""
+
 DEFAULT_RECV_SIZE: Final = 256 * 1024
 """Bytes asked of the kernel per read: large reads cut syscalls on bulk transfers (the
 default loopback socket buffer is 128 KiB-4 MiB), and decoders bound what is retained."""
@@ -96,6 +101,36 @@ stdlib never times out: StreamRequestHandler.timeout is None)."""
 
 DEFAULT_HANDSHAKE_TIMEOUT_S: Final = 10.0
 """Time from accept to the first complete protocol message (slowloris bound)."""
+
+DEFAULT_AUTH_TIMEOUT_S: Final = 5.0
+"""Authenticated wire-v1 services (exec, files): the hello and the whole authentication
+must be done this long after the connection opens (plus any throttle delay announced to
+the client). Three round trips take well under a second even across the world; a peer
+that says hello and then nothing is cut off here, whatever the idle timeout of an
+authenticated session is (exec has none)."""
+
+DEFAULT_MAX_UNAUTHENTICATED_PER_ADDRESS: Final = 8
+"""Connections from one address that have not authenticated yet: a real client needs one
+at a time (a few for parallel transfers); 256 silent ones must not lock out the others."""
+
+DEFAULT_CLIENT_HANDSHAKE_TIMEOUT_S: Final = 5.0
+"""Clients: how long the server may take to answer the hello and the authentication
+before the client says the address does not speak the protocol (an echo or HTTP port)."""
+
+AUTH_FREE_FAILURES: Final = 5
+"""Failed authentications from one address allowed within AUTH_FAILURE_WINDOW_S before
+its attempts are delayed: enough for a few typos, far too few for guessing."""
+
+AUTH_FAILURE_WINDOW_S: Final = 60.0
+"""The window over which failures count (a minute, as fail2ban's default findtime is ten)."""
+
+AUTH_MAX_DELAY_S: Final = 300.0
+"""The longest delay imposed on an address (1 s after the free failures, doubling): five
+minutes makes guessing a 256-bit token pointless while a real user is back soon."""
+
+AUTH_MAX_ADDRESSES: Final = 10_000
+"""Addresses the throttle remembers (the oldest is forgotten first): a bounded table, so
+an attacker rotating addresses cannot exhaust memory (about 1 MB at the cap)."""
 
 DEFAULT_WRITE_TIMEOUT_S: Final = 30.0
 """A peer that reads nothing for this long while we have data queued is disconnected."""

@@ -9,10 +9,13 @@ from typing import Any
 from socketkit.address import Address
 from socketkit.aio.client import open_connection
 from socketkit.aio.connection import Connection
-from socketkit.aio.wire import exchange_hello
 from socketkit.auth.session import authenticate_client
 from socketkit.codec.wire import WireDecoder, WireEvent
-from socketkit.limits import DEFAULT_CONNECT_TIMEOUT_S, DEFAULT_MAX_FRAME_SIZE
+from socketkit.limits import (
+    DEFAULT_CLIENT_HANDSHAKE_TIMEOUT_S,
+    DEFAULT_CONNECT_TIMEOUT_S,
+    DEFAULT_MAX_FRAME_SIZE,
+)
 from socketkit.tls import check_fingerprint
 
 __all__ = ["ServiceTarget", "connect_authenticated"]
@@ -28,19 +31,23 @@ class ServiceTarget:
     fingerprint: str | None = None
     server_hostname: str | None = None
     connect_timeout: float = DEFAULT_CONNECT_TIMEOUT_S
+    handshake_timeout: float = DEFAULT_CLIENT_HANDSHAKE_TIMEOUT_S
 
 
 async def connect_authenticated(
     target: ServiceTarget,
     *,
+    service: str = "",
     max_frame_size: int = DEFAULT_MAX_FRAME_SIZE,
     pipelined: dict[str, Any] | None = None,
 ) -> Connection[WireEvent]:
-    """Open a connection and authenticate; ``pipelined`` is a first request sent right
-    behind our auth response (one round trip saved).
+    """Open a connection to the ``service`` server and authenticate; ``pipelined`` is a
+    first request sent right behind our auth response (one round trip saved).
 
     Raises:
         OSError, TimeoutError: unreachable, refused, or too slow to connect.
+        HandshakeError: the address does not speak the service's protocol (it answered
+            something else, or nothing within ``target.handshake_timeout``).
         PermissionDenied: certificate pin mismatch, no token, or an impostor server.
         ServiceError: the server refused us (wrong token, throttled...).
         ProtocolError: not a socketkit server.
@@ -58,8 +65,9 @@ async def connect_authenticated(
             check_fingerprint(
                 transport.get_extra_info("ssl_object") if transport else None, target.fingerprint
             )
-        await exchange_hello(conn)
-        await authenticate_client(conn, target.token, pipelined=pipelined)
+        await authenticate_client(
+            conn, target.token, service=service, pipelined=pipelined, timeout=target.handshake_timeout
+        )
     except BaseException:
         conn.abort()
         raise

@@ -2,7 +2,8 @@
 
 After the hello exchange::
 
-    server -> client  {"auth": "challenge", "nonce": Ns}            (or {"auth": "none"})
+    server -> client  {"auth": "challenge", "nonce": Ns, "service": S, "delay": D}
+                                                                     (or {"auth": "none", "service": S})
     client -> server  {"auth": "response", "nonce": Nc, "mac": Mc}
     server -> client  {"auth": "ok", "mac": Ms}                      (or ERROR auth-failed)
 
@@ -18,6 +19,12 @@ reflected as the other's. MACs are compared with ``hmac.compare_digest``.
 The client may send its request right behind its response without waiting for "ok"
 (one round trip saved); the server acts on it only after verifying the response, and
 the client trusts nothing it receives until it has checked Ms.
+
+``service`` names the service ("exec", "files"), so a client pointed at the wrong port
+says so instead of failing later. ``delay`` (seconds, present only when non-zero) says
+that the server will give its verdict no sooner: failed attempts from the client's
+address are being throttled (``socketkit.auth.throttle``); the client waits that much
+longer before it gives up.
 """
 
 from __future__ import annotations
@@ -28,7 +35,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
-from socketkit.errors import PermissionDenied, RemoteProtocolError
+from socketkit.errors import HandshakeError, PermissionDenied, RemoteProtocolError
 
 __all__ = [
     "NONCE_SIZE",
@@ -77,16 +84,26 @@ class ServerAuth:
         token: the shared secret (``None``: authentication is off, loopback only).
         nonce: ``NONCE_SIZE`` fresh random bytes (from ``secrets``; injected, so this
             module stays pure and testable).
+        service: the service's name, announced in the challenge.
     """
 
     token: str | None
     nonce: bytes
+    service: str = ""
 
-    def challenge(self) -> dict[str, Any]:
-        """The first control message to send."""
+    def challenge(self, delay: float = 0.0) -> dict[str, Any]:
+        """The first control message to send (``delay``: seconds before the verdict)."""
         if self.token is None:
-            return {"auth": "none"}
-        return {"auth": "challenge", "nonce": self.nonce.hex(), "methods": ["hmac-sha256"]}
+            return {"auth": "none", "service": self.service}
+        message: dict[str, Any] = {
+            "auth": "challenge",
+            "nonce": self.nonce.hex(),
+            "methods": ["hmac-sha256"],
+            "service": self.service,
+        }
+        if delay > 0:
+            message["delay"] = round(delay, 3)
+        return message
 
     def verify(self, header: Mapping[str, Any]) -> dict[str, Any]:
         """Check the client's response; return the "ok" message to send.
@@ -113,10 +130,12 @@ class ClientAuth:
     Args:
         token: the shared secret (``None``: we have none; only an auth-less server works).
         nonce: ``NONCE_SIZE`` fresh random bytes.
+        service: the service we expect (``""``: any).
     """
 
     token: str | None
     nonce: bytes
+    service: str = ""
     _server_nonce: bytes | None = None
 
     def respond(self, challenge: Mapping[str, Any]) -> dict[str, Any] | None:
@@ -125,8 +144,15 @@ class ClientAuth:
         Raises:
             PermissionDenied: the server wants a token and we have none (code
                 ``no-token``).
+            HandshakeError: the server is another socketkit service (code
+                ``wrong-service``).
             RemoteProtocolError: not a challenge.
         """
+        offered = challenge.get("service")
+        if self.service and isinstance(offered, str) and offered and offered != self.service:
+            raise HandshakeError(
+                f"this is a socketkit {offered[:40]!r} server, not {self.service}", error_code="wrong-service"
+            )
         kind = challenge.get("auth")
         if kind == "none":
             return None
@@ -140,6 +166,14 @@ class ClientAuth:
         self._server_nonce = _hex_field(challenge, "nonce", NONCE_SIZE)
         mac = client_mac(self.token, self._server_nonce, self.nonce)
         return {"auth": "response", "nonce": self.nonce.hex(), "mac": mac.hex()}
+
+    @staticmethod
+    def announced_delay(challenge: Mapping[str, Any], limit: float) -> float:
+        """The verdict delay the server announced, in seconds (0 to ``limit``)."""
+        delay = challenge.get("delay")
+        if not isinstance(delay, (int, float)) or isinstance(delay, bool) or not delay > 0:
+            return 0.0
+        return min(float(delay), limit)
 
     def check_ok(self, header: Mapping[str, Any]) -> None:
         """Verify the server's proof.

@@ -1,25 +1,56 @@
-"""Authenticating a wire-v1 connection on the asyncio engine (server and client side).
+"""Opening an authenticated wire-v1 connection on the asyncio engine (server and client).
 
-The glue around ``socketkit.auth.handshake``: fresh nonces from ``secrets``, the
-throttle consulted with the loop's clock, every attempt logged (never the token).
+The glue around ``socketkit.auth.handshake``: fresh nonces from ``secrets``, the throttle
+consulted with the loop's clock, every attempt logged (never the token or a MAC).
+
+Servers open every connection through one ``WireGate`` per service, which owns the rules
+of the unauthenticated phase:
+
+- the hello and the whole authentication finish within ``timeout`` seconds of the
+  connection opening (plus the throttle delay announced to that client), whatever the
+  idle timeout of an authenticated session is;
+- at most ``max_unauthenticated`` connections per address are in that phase at once
+  (Unix-socket peers are told apart by their user id);
+- failed attempts delay the verdicts for that address (``AuthThrottle``): the server
+  still answers, later, so the holder of the token gets in after the delay.
 """
 
 from __future__ import annotations
 
 import asyncio
-import logging
+import contextlib
 import secrets
+import socket
+import struct
+from dataclasses import dataclass, field
 from typing import Any
 
+from socketkit._log import get_logger
 from socketkit.aio.connection import Connection
+from socketkit.aio.wire import exchange_hello
 from socketkit.auth.handshake import NONCE_SIZE, ClientAuth, ServerAuth
 from socketkit.auth.throttle import AuthThrottle
 from socketkit.codec.wire import Control, ErrorFrame, WireEvent, encode_control, encode_error
-from socketkit.errors import PermissionDenied, RemoteProtocolError, ServiceError
+from socketkit.errors import (
+    HandshakeError,
+    PermissionDenied,
+    ProtocolError,
+    RemoteProtocolError,
+    ResourceError,
+    ServiceError,
+)
+from socketkit.limits import (
+    AUTH_MAX_DELAY_S,
+    DEFAULT_AUTH_TIMEOUT_S,
+    DEFAULT_CLIENT_HANDSHAKE_TIMEOUT_S,
+    DEFAULT_MAX_UNAUTHENTICATED_PER_ADDRESS,
+)
 
-__all__ = ["authenticate_client", "authenticate_server", "receive_control"]
+__all__ = ["WireGate", "authenticate_client", "receive_control"]
 
-logger = logging.getLogger(__name__)
+logger = get_logger(__name__)
+
+_PEERCRED = struct.Struct("3i")  # struct ucred: pid, uid, gid
 
 
 async def receive_control(conn: Connection[WireEvent]) -> Control:
@@ -38,70 +69,176 @@ async def receive_control(conn: Connection[WireEvent]) -> Control:
     return event
 
 
-async def authenticate_server(
-    conn: Connection[WireEvent], token: str | None, throttle: AuthThrottle, service: str
-) -> bool:
-    """Run the server side; return whether the client may go on.
+def peer_key(conn: Connection[Any]) -> str:
+    """Who the peer is for per-address rules: its IP, or ``uid:N`` on a Unix socket."""
+    if conn.host is not None:
+        return conn.host
+    sock = conn.transport.get_extra_info("socket") if conn.transport is not None else None
+    peercred = getattr(socket, "SO_PEERCRED", None)
+    if sock is not None and peercred is not None:
+        with contextlib.suppress(OSError):
+            _, uid, _ = _PEERCRED.unpack(sock.getsockopt(socket.SOL_SOCKET, peercred, _PEERCRED.size))
+            return f"uid:{uid}"
+    return "unix"
 
-    On failure an ERROR frame (``auth-failed``, ``auth-throttled`` or ``bad-auth``) has
-    been sent and the connection closed.
+
+@dataclass(slots=True)
+class WireGate:
+    """The unauthenticated phase of one service's connections (see the module docstring).
+
+    Args:
+        service: the service's name (logs, and the challenge, so clients can tell).
+        token: the shared secret, or ``None`` for an auth-less (loopback-only) server.
+        throttle: the failure bookkeeping (shared by every connection of the service).
+        timeout: seconds for the hello and the authentication.
+        max_unauthenticated: connections per address in that phase at once.
     """
-    host = conn.host or conn.peer
-    now = asyncio.get_running_loop().time()
-    wait = throttle.wait_time(host, now)
-    if token is not None and wait > 0:
-        logger.warning("%s: refused %s: too many failed attempts (retry in %.0f s)", service, conn.peer, wait)
-        conn.send(encode_error("auth-throttled", f"too many failed attempts: retry in {wait:.0f} s"))
-        conn.close()
-        return False
-    auth = ServerAuth(token, secrets.token_bytes(NONCE_SIZE))
-    conn.send(encode_control(auth.challenge()))
-    if token is None:
-        return True
-    try:
+
+    service: str
+    token: str | None
+    throttle: AuthThrottle = field(default_factory=AuthThrottle)
+    timeout: float = DEFAULT_AUTH_TIMEOUT_S
+    max_unauthenticated: int = DEFAULT_MAX_UNAUTHENTICATED_PER_ADDRESS
+    _pending: dict[str, int] = field(default_factory=dict)
+
+    def unauthenticated(self) -> int:
+        """Connections in the unauthenticated phase now (for status pages)."""
+        return sum(self._pending.values())
+
+    async def open(self, conn: Connection[WireEvent]) -> bool:
+        """Hello and authentication; return whether the client may go on.
+
+        On ``False`` the connection has been closed, after an ERROR frame where the peer
+        can read one, and one line has been logged.
+        """
+        key = peer_key(conn)
+        if self._pending.get(key, 0) >= self.max_unauthenticated:
+            logger.warning(
+                "%s: refused %s: %d connections from it are not authenticated yet",
+                self.service,
+                conn.peer,
+                self.max_unauthenticated,
+            )
+            self._refuse(conn, "busy", "too many unauthenticated connections from your address; try again")
+            return False
+        self._pending[key] = self._pending.get(key, 0) + 1
+        loop = asyncio.get_running_loop()
+        delay = self.throttle.wait_time(key, loop.time()) if self.token is not None else 0.0
+        try:
+            async with asyncio.timeout(self.timeout + delay):
+                await exchange_hello(conn)
+                return await self._authenticate(conn, key, delay)
+        except TimeoutError:
+            logger.info(
+                "%s: closing %s: no authentication within %g s", self.service, conn.peer, self.timeout
+            )
+            self._refuse(
+                conn, "handshake-timeout", f"authentication did not finish within {self.timeout:g} s"
+            )
+            return False
+        except (ProtocolError, ServiceError) as exc:
+            code = exc.error_code if isinstance(exc, ProtocolError) else exc.code
+            if not isinstance(exc, HandshakeError):  # exchange_hello reported those itself
+                self._refuse(conn, code, str(exc))
+            logger.info("%s: bad opening from %s: %s", self.service, conn.peer, exc)
+            conn.close()
+            return False
+        except (EOFError, ResourceError) as exc:
+            logger.info("%s: %s left before authenticating (%s)", self.service, conn.peer, exc)
+            conn.close()
+            return False
+        finally:
+            left = self._pending.get(key, 1) - 1
+            if left > 0:
+                self._pending[key] = left
+            else:
+                self._pending.pop(key, None)
+
+    async def _authenticate(self, conn: Connection[WireEvent], key: str, delay: float) -> bool:
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        auth = ServerAuth(self.token, secrets.token_bytes(NONCE_SIZE), self.service)
+        conn.send(encode_control(auth.challenge(delay)))
+        if self.token is None:
+            return True
         response = await receive_control(conn)
-        ok = auth.verify(response.header)
-    except PermissionDenied as exc:
-        blocked = throttle.failure(host, asyncio.get_running_loop().time())
-        logger.warning(
-            "%s: authentication failed from %s%s",
-            service,
-            conn.peer,
-            f"; blocked for {blocked:.0f} s" if blocked else "",
-        )
-        conn.send(encode_error(exc.code, str(exc)))
+        hold = started + delay - loop.time()
+        if hold > 0:  # the verdict waits out the delay announced for this address
+            await asyncio.sleep(hold)
+        try:
+            ok = auth.verify(response.header)
+        except PermissionDenied as exc:
+            blocked = self.throttle.failure(key, loop.time())
+            logger.warning(
+                "%s: authentication failed from %s%s",
+                self.service,
+                conn.peer,
+                f"; its next verdicts wait {blocked:.0f} s" if blocked else "",
+            )
+            self._refuse(conn, exc.code, str(exc))
+            return False
+        self.throttle.success(key)
+        conn.send(encode_control(ok))
+        logger.info("%s: %s authenticated", self.service, conn.peer)
+        return True
+
+    @staticmethod
+    def _refuse(conn: Connection[WireEvent], code: str, message: str) -> None:
+        with contextlib.suppress(ResourceError, OSError):
+            if not conn.is_closing:
+                conn.send(encode_error(code, message))
         conn.close()
-        return False
-    except RemoteProtocolError as exc:
-        logger.warning("%s: bad authentication exchange from %s: %s", service, conn.peer, exc)
-        conn.send(encode_error(exc.error_code, str(exc)))
-        conn.close()
-        return False
-    throttle.success(host)
-    conn.send(encode_control(ok))
-    logger.info("%s: %s authenticated", service, conn.peer)
-    return True
 
 
 async def authenticate_client(
-    conn: Connection[WireEvent], token: str | None, *, pipelined: dict[str, Any] | None = None
+    conn: Connection[WireEvent],
+    token: str | None,
+    *,
+    service: str = "",
+    pipelined: dict[str, Any] | None = None,
+    timeout: float = DEFAULT_CLIENT_HANDSHAKE_TIMEOUT_S,
 ) -> None:
-    """Run the client side; ``pipelined`` (a request header) is sent right behind our
-    response, saving a round trip. Returns once the server has proven itself.
+    """Run the client side, hello included; ``pipelined`` (a request header) is sent right
+    behind our response, saving a round trip. Returns once the server has proven itself.
 
     Raises:
+        HandshakeError: the peer does not speak the protocol of ``service`` (it answered
+            with something else, or nothing within ``timeout`` seconds plus any delay
+            the server announced).
         PermissionDenied: we have no token for a server that wants one, or the server
             could not prove it knows the token.
-        ServiceError: the server refused us (``auth-failed``, ``auth-throttled``...).
+        ServiceError: the server refused us (``auth-failed``, ``busy``...).
         RemoteProtocolError, EOFError, ResourceError: the exchange broke.
     """
-    auth = ClientAuth(token, secrets.token_bytes(NONCE_SIZE))
-    challenge = await receive_control(conn)
-    response = auth.respond(challenge.header)
-    if response is not None:
-        conn.send(encode_control(response))
-    if pipelined is not None:
-        conn.send(encode_control(pipelined))
-    if response is not None:
-        ok = await receive_control(conn)
-        auth.check_ok(ok.header)
+    what = f"the socketkit {service} protocol" if service else "socketkit wire v1"
+    loop = asyncio.get_running_loop()
+    try:
+        async with asyncio.timeout(timeout) as deadline:
+            await exchange_hello(conn)
+            auth = ClientAuth(token, secrets.token_bytes(NONCE_SIZE), service)
+            challenge = await receive_control(conn)
+            delay = ClientAuth.announced_delay(challenge.header, AUTH_MAX_DELAY_S)
+            if delay:
+                logger.warning(
+                    "%s delays authentication by %.0f s (failed attempts from this address)", conn.peer, delay
+                )
+                deadline.reschedule(loop.time() + timeout + delay)
+            response = auth.respond(challenge.header)
+            if response is not None:
+                conn.send(encode_control(response))
+            if pipelined is not None:
+                conn.send(encode_control(pipelined))
+            if response is not None:
+                ok = await receive_control(conn)
+                auth.check_ok(ok.header)
+    except TimeoutError:
+        raise HandshakeError(
+            f"{conn.peer} does not speak {what}: no answer within {timeout:g} s",
+            error_code="handshake-timeout",
+        ) from None
+    except HandshakeError as exc:
+        if exc.error_code == "wrong-service":
+            raise
+        raise HandshakeError(
+            f"{conn.peer} does not speak {what} ({exc})", error_code=exc.error_code
+        ) from None

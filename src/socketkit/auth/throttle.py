@@ -1,15 +1,22 @@
 """Failed authentication attempts slow down per address (pure; time comes in as ``now``).
 
-After ``free_failures`` failures in ``window_s``, an address must wait before its next
-attempt: 1 s, then doubling up to ``max_delay_s``. A success clears its record. The
-table holds at most ``max_addresses`` entries (the oldest is forgotten first), so an
-attacker rotating addresses cannot exhaust memory.
+Only failures count. After ``free_failures`` failures in ``window_s``, the address is
+delayed: 1 s, then doubling with each further failure up to ``max_delay_s``. A delay
+never refuses anyone: the server still takes the next attempt, and gives its verdict
+only once the delay is over, so a client with the right token gets in after the wait
+even while someone at the same address (every local user shares 127.0.0.1) keeps
+guessing; a guesser gets one verdict per delay and connection, with the connections
+per address bounded. A success clears the record. The table holds at most
+``max_addresses`` entries (the oldest is forgotten first), so an attacker rotating
+addresses cannot exhaust memory.
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict
 from dataclasses import dataclass, field
+
+from socketkit.limits import AUTH_FAILURE_WINDOW_S, AUTH_FREE_FAILURES, AUTH_MAX_ADDRESSES, AUTH_MAX_DELAY_S
 
 __all__ = ["AuthThrottle"]
 
@@ -25,14 +32,14 @@ class _Record:
 class AuthThrottle:
     """Per-address failure bookkeeping."""
 
-    free_failures: int = 5
-    window_s: float = 60.0
-    max_delay_s: float = 300.0
-    max_addresses: int = 10_000
+    free_failures: int = AUTH_FREE_FAILURES
+    window_s: float = AUTH_FAILURE_WINDOW_S
+    max_delay_s: float = AUTH_MAX_DELAY_S
+    max_addresses: int = AUTH_MAX_ADDRESSES
     _records: OrderedDict[str, _Record] = field(default_factory=OrderedDict)
 
     def wait_time(self, address: str, now: float) -> float:
-        """Seconds ``address`` must still wait before trying (0: go ahead)."""
+        """Seconds until ``address`` may have a verdict (0: at once)."""
         record = self._records.get(address)
         if record is None:
             return 0.0
@@ -47,7 +54,8 @@ class AuthThrottle:
         record.failures += 1
         excess = record.failures - self.free_failures
         if excess > 0:
-            delay = min(self.max_delay_s, 2.0 ** (excess - 1))
+            # The exponent is capped: an address failing for days must not overflow a float.
+            delay = min(self.max_delay_s, 2.0 ** min(excess - 1, 62))
             record.blocked_until = now + delay
         self._records[address] = record  # most recent last
         while len(self._records) > self.max_addresses:

@@ -25,6 +25,7 @@ from typing import Any, Final
 
 from socketkit.codec._buffer import ReceiveBuffer
 from socketkit.codec.base import END_OF_STREAM, NEED_DATA, EndOfStream, NeedData
+from socketkit.codec.jsonvalue import loads_object
 from socketkit.errors import (
     FrameTooLarge,
     HandshakeError,
@@ -227,8 +228,12 @@ def encode_error(code: str, message: str, *, max_size: int = DEFAULT_MAX_CONTROL
     budget = max_size - len(code.encode()) - 64
     if budget <= 0:
         raise LocalProtocolError("error code too long for an ERROR frame")
-    if len(message.encode()) > budget:
-        message = message.encode()[:budget].decode(errors="ignore") + "..."
+    # A message may quote the peer's own input: one that cannot be encoded (a lone
+    # surrogate) is shown escaped rather than turning the error report into a crash.
+    raw = message.encode("utf-8", errors="backslashreplace")
+    if len(raw) > budget:
+        raw = raw[:budget] + b"..."
+    message = raw.decode("utf-8", errors="ignore")
     payload = _json_bytes({"code": code, "message": message}, max_size)
     return _HEADER.pack(len(payload), FrameType.ERROR, 0) + payload
 
@@ -261,16 +266,6 @@ def encode(event: Control | Data | ErrorFrame | BodyStart) -> bytes:
     if isinstance(event, BodyStart):
         return encode_body_header(event.size, event.channel)
     raise TypeError(f"cannot encode {type(event).__name__} as a frame")
-
-
-def _parse_json_object(payload: bytes, what: str) -> dict[str, Any]:
-    try:
-        obj = json.loads(payload.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise RemoteProtocolError(f"{what} payload is not UTF-8 JSON: {exc}", error_code="bad-json") from exc
-    if not isinstance(obj, dict):
-        raise RemoteProtocolError(f"{what} payload must be a JSON object", error_code="bad-json")
-    return obj
 
 
 class WireDecoder:
@@ -351,9 +346,9 @@ class WireDecoder:
         if frame_type == FrameType.DATA:
             return Data(payload, channel)
         if frame_type == FrameType.CONTROL:
-            return Control(_parse_json_object(payload, "CONTROL"), channel)
+            return Control(loads_object(payload, "CONTROL"), channel)
         if frame_type == FrameType.ERROR:
-            obj = _parse_json_object(payload, "ERROR")
+            obj = loads_object(payload, "ERROR")
             code, message = obj.get("code"), obj.get("message")
             if not isinstance(code, str) or not isinstance(message, str):
                 raise RemoteProtocolError(

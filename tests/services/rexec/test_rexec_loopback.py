@@ -233,12 +233,10 @@ def test_ctrl_c_is_forwarded_as_sigint(server: Address) -> None:
     async def go() -> int:
         pids: list[int] = []
         from socketkit.aio.client import open_connection
-        from socketkit.aio.wire import exchange_hello
         from socketkit.auth.session import authenticate_client
 
         conn: Any = await open_connection(server, WireDecoder())
         try:
-            await exchange_hello(conn)
             await authenticate_client(
                 conn, TOKEN, pipelined=ExecRequest(("sleep", "100"), stdin=False).to_header()
             )

@@ -90,7 +90,7 @@ class FileClient:
             OSError, TimeoutError, PermissionDenied, ServiceError, ProtocolError: see
             ``connect_authenticated``.
         """
-        return cls(await connect_authenticated(target))
+        return cls(await connect_authenticated(target, service="files"))
 
     async def aclose(self) -> None:
         """Close the connection."""

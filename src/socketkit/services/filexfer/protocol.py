@@ -34,7 +34,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
+from socketkit.codec.fields import Fields
 from socketkit.errors import RemoteProtocolError
+from socketkit.paths import MAX_PATH_LENGTH
 
 __all__ = [
     "ENTRIES_PER_FRAME",
@@ -64,32 +66,22 @@ def _bad(message: str) -> RemoteProtocolError:
     return RemoteProtocolError(message, error_code="bad-request")
 
 
-def _path(header: Mapping[str, Any], name: str = "path") -> str:
-    value = header.get(name, "")
-    if not isinstance(value, str):
-        raise _bad(f"{name} must be a string")
-    return value
+def _path(fields: Fields) -> str:
+    # The code paths.py gives a bad path too: the client reports both the same way.
+    return Fields(fields.header, code="bad-path").text("path", default="", max_bytes=MAX_PATH_LENGTH)
 
 
-def _flag(header: Mapping[str, Any], name: str) -> bool:
-    value = header.get(name, False)
-    if not isinstance(value, bool):
-        raise _bad(f"{name} must be true or false")
-    return value
+def _size(fields: Fields, name: str, *, default: int | None = None) -> int:
+    if default is None:
+        return fields.integer(name, minimum=0, maximum=_MAX_SIZE)
+    return fields.integer(name, minimum=0, maximum=_MAX_SIZE, default=default)
 
 
-def _size(header: Mapping[str, Any], name: str, *, default: int | None = None) -> int:
-    value = header.get(name, default)
-    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= _MAX_SIZE:
-        raise _bad(f"{name} must be a byte count")
-    return value
-
-
-def _digest(header: Mapping[str, Any], name: str, *, required: bool) -> str | None:
-    value = header.get(name)
+def _digest(fields: Fields, name: str, *, required: bool) -> str | None:
+    value = fields.optional_text(name, max_bytes=64)
     if value is None and not required:
         return None
-    if not isinstance(value, str) or not _SHA256.match(value):
+    if value is None or not _SHA256.match(value):
         raise _bad(f"{name} must be 64 lower-case hex digits")
     return value
 
@@ -165,27 +157,28 @@ def parse_request(header: Mapping[str, Any]) -> Request:
     Raises:
         RemoteProtocolError: unknown operation or malformed fields (code ``bad-request``).
     """
-    op = header.get("op")
+    fields = Fields(header)
+    op = fields.text("op", max_bytes=40, allow_control=False)
     if op == "put":
         return PutRequest(
-            _path(header),
-            _size(header, "size"),
-            _digest(header, "sha256", required=False),
-            _flag(header, "force"),
-            _flag(header, "resume"),
+            _path(fields),
+            _size(fields, "size"),
+            _digest(fields, "sha256", required=False),
+            fields.flag("force"),
+            fields.flag("resume"),
         )
     if op == "get":
-        offset = _size(header, "offset", default=0)
-        prefix = _digest(header, "prefix_sha256", required=offset > 0)
-        return GetRequest(_path(header), offset, prefix)
+        offset = _size(fields, "offset", default=0)
+        prefix = _digest(fields, "prefix_sha256", required=offset > 0)
+        return GetRequest(_path(fields), offset, prefix)
     if op == "list":
-        return ListRequest(_path(header), _flag(header, "hash"), _flag(header, "recursive"))
+        return ListRequest(_path(fields), fields.flag("hash"), fields.flag("recursive"))
     if op == "stat":
-        return PathRequest("stat", _path(header), _flag(header, "hash"))
+        return PathRequest("stat", _path(fields), fields.flag("hash"))
     if op == "delete":
-        return PathRequest("delete", _path(header), _flag(header, "recursive"))
+        return PathRequest("delete", _path(fields), fields.flag("recursive"))
     if op == "mkdir":
-        return PathRequest("mkdir", _path(header), bool(header.get("parents", True)))
+        return PathRequest("mkdir", _path(fields), fields.flag("parents", default=True))
     raise _bad(f"unknown operation {op!r} (expected one of {', '.join(sorted(OPERATIONS))})")
 
 
@@ -213,9 +206,10 @@ def parse_commit(header: Mapping[str, Any]) -> str:
     Raises:
         RemoteProtocolError: not a commit, or a malformed hash.
     """
+    fields = Fields(header)
     if header.get("op") != "commit":
         raise _bad("expected the upload's commit with its sha256")
-    return str(_digest(header, "sha256", required=True))
+    return str(_digest(fields, "sha256", required=True))
 
 
 def parse_entry(obj: Any) -> Entry:

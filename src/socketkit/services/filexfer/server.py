@@ -10,19 +10,20 @@ over TLS, where the kernel cannot encrypt. Every operation is in the audit log.
 from __future__ import annotations
 
 import asyncio
-import logging
 import os
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from socketkit._log import get_logger
+from socketkit._oserrors import service_error_from_os
 from socketkit.aio.connection import Connection, ConnectionLimits
 from socketkit.aio.sendfile import send_file_range
 from socketkit.aio.server import AsyncServer
 from socketkit.aio.threads import to_thread_shielded
-from socketkit.aio.wire import exchange_hello, send_error
+from socketkit.aio.wire import send_error
 from socketkit.aio.writer import BatchWriter, abort_all, close_all
-from socketkit.auth.session import authenticate_server, receive_control
+from socketkit.auth.session import WireGate, receive_control
 from socketkit.auth.throttle import AuthThrottle
 from socketkit.codec.wire import (
     BodyChunk,
@@ -50,7 +51,7 @@ from socketkit.services.filexfer.store import FileStore, Upload
 
 __all__ = ["DEFAULT_MAX_TRANSFERS", "FileServer", "FileSettings"]
 
-logger = logging.getLogger(__name__)
+logger = get_logger(__name__)
 
 DEFAULT_MAX_TRANSFERS = 64
 """Uploads and downloads running at once; more get a "busy" error."""
@@ -74,6 +75,7 @@ class FileServer:
     def __init__(self, settings: FileSettings) -> None:
         self.settings = settings
         self.transfers = 0
+        self.gate = WireGate("files", settings.token, settings.throttle)
 
     def make_server(self, *, idle_timeout: float = DEFAULT_IDLE_TIMEOUT_S, **options: Any) -> AsyncServer:
         """The ``AsyncServer`` running this service (a stalled transfer or a silent
@@ -95,8 +97,7 @@ class FileServer:
     async def handle(self, conn: Connection[WireEvent]) -> None:
         """One connection: hello, auth, then operations until the client closes."""
         try:
-            await exchange_hello(conn)
-            if not await authenticate_server(conn, self.settings.token, self.settings.throttle, "files"):
+            if not await self.gate.open(conn):
                 return
             while True:
                 try:
@@ -111,7 +112,14 @@ class FileServer:
             logger.info("files: %s is gone (%s)", conn.peer, exc)
 
     async def _operation(self, conn: Connection[WireEvent], header: dict[str, Any] | Any) -> None:
-        request = parse_request(header)
+        try:
+            request = parse_request(header)
+        except RemoteProtocolError as exc:
+            # A malformed request is refused on its own: the framing is intact, so the
+            # connection goes on (a recursive upload is not lost to one odd name).
+            logger.info("files: %s sent a bad request: %s", conn.peer, exc)
+            conn.send(encode_error(exc.error_code, str(exc)))
+            return
         started = time.monotonic()
         store = self.settings.store
         try:
@@ -123,15 +131,16 @@ class FileServer:
                 await self._list(conn, request)
             else:
                 await self._path_op(conn, request)
-        except ServiceError as exc:
-            logger.info("files: %s %s %s refused: %s", conn.peer, header.get("op"), header.get("path"), exc)
-            conn.send(encode_error(exc.code, exc.message))
+        except (ServiceError, OSError) as exc:
+            error = exc if isinstance(exc, ServiceError) else service_error_from_os(exc, request.path or ".")
+            logger.info("files: %s %s %s refused: %s", conn.peer, header.get("op"), request.path, error)
+            conn.send(encode_error(error.code, error.message))
             await to_thread_shielded(
                 store.audit,
                 conn.peer,
                 str(header.get("op")),
-                str(header.get("path")),
-                exc.code,
+                request.path,
+                error.code,
                 duration_ms=(time.monotonic() - started) * 1000,
             )
 

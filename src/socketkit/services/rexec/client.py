@@ -32,6 +32,7 @@ from socketkit.codec.wire import (
 from socketkit.errors import ResourceError, ServiceError
 from socketkit.limits import DEFAULT_TERMINATE_GRACE_S
 from socketkit.services.rexec.protocol import (
+    EXEC_FRAME_SIZE,
     STDERR,
     STDIN,
     STDOUT,
@@ -113,7 +114,9 @@ async def run_remote(
         TimeoutError: no connection in time, or the command outlived ``timeout``.
         ServiceError, PermissionDenied, ProtocolError: refused or broken exchange.
     """
-    conn = await connect_authenticated(target, max_frame_size=1 << 20, pipelined=request.to_header())
+    conn = await connect_authenticated(
+        target, service="exec", max_frame_size=EXEC_FRAME_SIZE, pipelined=request.to_header()
+    )
     stop = threading.Event()
     loop = asyncio.get_running_loop()
     interrupts = 0

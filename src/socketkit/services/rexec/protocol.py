@@ -23,10 +23,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
+from socketkit.codec.fields import Fields
 from socketkit.errors import RemoteProtocolError
+from socketkit.paths import MAX_PATH_LENGTH
 
 __all__ = [
+    "EXEC_FRAME_SIZE",
     "MAX_ARGS",
+    "MAX_TIMEOUT_S",
+    "MIN_TIMEOUT_S",
     "MAX_ARGV_BYTES",
     "SIGNALS",
     "STDERR",
@@ -50,6 +55,17 @@ MAX_ARGS: Final = 4096
 
 MAX_ARGV_BYTES: Final = 128 * 1024
 """Total bytes of argv + env: Linux's per-argument limit (MAX_ARG_STRLEN) is 128 KiB."""
+
+EXEC_FRAME_SIZE: Final = 1 << 20
+"""Largest DATA frame either way (stdin, stdout, stderr): 1 MiB, so a fast stream costs
+a header per MiB; pipe reads are smaller anyway."""
+
+MIN_TIMEOUT_S: Final = 0.001
+"""The shortest timeout a client may ask for (a millisecond; zero would mean "now")."""
+
+MAX_TIMEOUT_S: Final = 366 * 24 * 3600.0
+"""The longest timeout a client may name (a year): the server's own limit caps it anyway;
+this only keeps the value a sane, finite number."""
 
 SIGNALS: Final = frozenset({"INT", "TERM", "HUP", "QUIT", "KILL", "USR1", "USR2"})
 """Signals a client may forward to its command (by name: numbers differ across systems)."""
@@ -88,56 +104,38 @@ class ExecRequest:
         return text if len(text) <= 200 else text[:197] + "..."
 
 
-def _check_text(value: object, what: str) -> str:
-    if not isinstance(value, str):
-        raise _bad(f"{what} must be a string")
-    if "\0" in value:
-        raise _bad(f"NUL byte in {what}")
-    return value
-
-
 def parse_exec_request(header: Mapping[str, Any]) -> ExecRequest:
-    """Validate an ``{"op": "exec"}`` header.
+    """Validate an ``{"op": "exec"}`` header (``socketkit.codec.fields``: types, sizes,
+    finite ranges, valid Unicode).
 
     Raises:
         RemoteProtocolError: a malformed request (code ``bad-request``).
     """
+    fields = Fields(header)
     if header.get("op") != "exec":
         raise _bad("expected an exec request")
-    shell = header.get("shell")
-    raw_argv = header.get("argv") or []
-    if not isinstance(raw_argv, list):
-        raise _bad("argv must be a list of strings")
-    if shell is None and not raw_argv:
+    shell = fields.optional_text("shell", max_bytes=MAX_ARGV_BYTES)
+    argv = fields.text_list("argv", max_items=MAX_ARGS, max_item_bytes=MAX_ARGV_BYTES, default=())
+    if shell is None and not argv:
         raise _bad("argv is empty: name a program")
-    if shell is not None:
-        shell = _check_text(shell, "shell command")
-        if raw_argv:
-            raise _bad("give argv or shell, not both")
-    if len(raw_argv) > MAX_ARGS:
-        raise _bad(f"more than {MAX_ARGS} arguments")
-    argv = tuple(_check_text(a, "argv") for a in raw_argv)
-    raw_env = header.get("env") or {}
-    if not isinstance(raw_env, dict):
-        raise _bad("env must be an object of strings")
-    env = {_check_text(k, "env name"): _check_text(v, "env value") for k, v in raw_env.items()}
+    if shell is not None and argv:
+        raise _bad("give argv or shell, not both")
+    if argv and not argv[0]:
+        raise _bad("the program name is empty")
+    env = fields.text_map("env", max_items=MAX_ARGS, max_item_bytes=MAX_ARGV_BYTES, default={})
     for name in env:
-        if not name or "=" in name:
+        if "=" in name:
             raise _bad(f"bad environment variable name {name!r}")
-    size = sum(len(a.encode()) + 1 for a in argv) + sum(len(k) + len(v) + 2 for k, v in env.items())
+    size = sum(len(a.encode()) + 1 for a in argv) + sum(
+        len(k.encode()) + len(v.encode()) + 2 for k, v in env.items()
+    )
     size += len((shell or "").encode())
     if size > MAX_ARGV_BYTES:
         raise _bad(f"argv and env total {size} bytes, over {MAX_ARGV_BYTES}")
-    cwd = _check_text(header.get("cwd") or "", "cwd")
-    timeout = header.get("timeout")
-    if timeout is not None and (
-        not isinstance(timeout, (int, float)) or isinstance(timeout, bool) or timeout <= 0
-    ):
-        raise _bad("timeout must be a positive number of seconds")
-    stdin = header.get("stdin", True)
-    if not isinstance(stdin, bool):
-        raise _bad("stdin must be true or false")
-    return ExecRequest(argv, env, cwd, shell, stdin, None if timeout is None else float(timeout))
+    cwd = fields.text("cwd", default="", max_bytes=MAX_PATH_LENGTH)
+    timeout = fields.optional_number("timeout", minimum=MIN_TIMEOUT_S, maximum=MAX_TIMEOUT_S)
+    stdin = fields.flag("stdin", default=True)
+    return ExecRequest(argv, env, cwd, shell, stdin, timeout)
 
 
 def parse_signal_request(header: Mapping[str, Any]) -> str:
@@ -146,12 +144,14 @@ def parse_signal_request(header: Mapping[str, Any]) -> str:
     Raises:
         RemoteProtocolError: not a signal request, or a signal not in ``SIGNALS``.
     """
-    if header.get("op") != "signal":
-        raise _bad(f"unexpected control message {header.get('op')!r}")
-    name = header.get("signal")
-    if not isinstance(name, str) or name.upper().removeprefix("SIG") not in SIGNALS:
+    fields = Fields(header)
+    op = fields.text("op", max_bytes=40, allow_control=False)
+    if op != "signal":
+        raise _bad(f"unexpected control message {op!r}")
+    name = fields.text("signal", max_bytes=40, allow_control=False).upper().removeprefix("SIG")
+    if name not in SIGNALS:
         raise _bad(f"cannot forward signal {name!r} (allowed: {', '.join(sorted(SIGNALS))})")
-    return name.upper().removeprefix("SIG")
+    return name
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,18 +180,16 @@ def parse_exit(header: Mapping[str, Any]) -> ExecExit:
     Raises:
         RemoteProtocolError: malformed.
     """
-    status, sig = header.get("status"), header.get("signal")
-    if status is not None and not isinstance(status, int):
-        raise RemoteProtocolError("exit status must be an integer")
-    if sig is not None and not isinstance(sig, int):
-        raise RemoteProtocolError("exit signal must be an integer")
-    reason = header.get("reason")
-    return ExecExit(
-        status,
-        sig,
-        reason if isinstance(reason, str) else None,
-        float(header.get("duration_ms") or 0),
+    fields = Fields(header, code="bad-reply")
+    status = (
+        None
+        if header.get("status") is None
+        else fields.integer("status", minimum=-(1 << 31), maximum=1 << 31)
     )
+    sig = None if header.get("signal") is None else fields.integer("signal", minimum=1, maximum=255)
+    reason = fields.optional_text("reason", max_bytes=200, allow_control=False)
+    duration = fields.number("duration_ms", minimum=0.0, maximum=1e15, default=0.0)
+    return ExecExit(status, sig, reason, duration)
 
 
 EXIT_TIMEOUT: Final = 124

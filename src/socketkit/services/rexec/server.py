@@ -11,17 +11,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import os
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from socketkit._log import get_logger
+from socketkit._oserrors import service_error_from_os
 from socketkit.aio.connection import Connection, ConnectionLimits
 from socketkit.aio.server import AsyncServer
 from socketkit.aio.threads import to_thread_shielded
-from socketkit.aio.wire import exchange_hello, send_error
-from socketkit.auth.session import authenticate_server, receive_control
+from socketkit.aio.wire import send_error
+from socketkit.auth.session import WireGate, receive_control
 from socketkit.auth.throttle import AuthThrottle
 from socketkit.codec.wire import Control, Data, WireDecoder, WireEvent, encode_control
 from socketkit.errors import ProtocolError, ResourceError, ServiceError
@@ -29,6 +30,7 @@ from socketkit.limits import DEFAULT_HANDSHAKE_TIMEOUT_S
 from socketkit.paths import resolve_under
 from socketkit.services.rexec.policy import ExecPolicy
 from socketkit.services.rexec.protocol import (
+    EXEC_FRAME_SIZE,
     STDIN,
     ExecExit,
     ExecRequest,
@@ -40,7 +42,7 @@ from socketkit.state import StateDB, to_json
 
 __all__ = ["DEFAULT_MAX_OUTPUT", "DEFAULT_MAX_PROCS", "ExecServer", "ExecSettings"]
 
-logger = logging.getLogger(__name__)
+logger = get_logger(__name__)
 
 DEFAULT_MAX_OUTPUT = 1 << 40
 """Bytes of stdout+stderr per command before it is stopped: 1 TiB (the stream is never
@@ -49,7 +51,6 @@ buffered, so the cap is about runaway commands and disk-filling clients, not mem
 DEFAULT_MAX_PROCS = 32
 """Commands running at once: each is a process tree; more queue up as "busy" errors."""
 
-EXEC_FRAME_SIZE = 1 << 20  # DATA frames up to 1 MiB each way (pipe reads are smaller)
 
 _SCHEMA = [
     """CREATE TABLE exec_audit (
@@ -91,6 +92,7 @@ class ExecServer:
     def __init__(self, settings: ExecSettings) -> None:
         self.settings = settings
         self.running = 0
+        self.gate = WireGate("exec", settings.token, settings.throttle)
         if settings.db is not None:
             settings.db.ensure_schema("exec", 1, _SCHEMA)
 
@@ -112,14 +114,17 @@ class ExecServer:
     async def handle(self, conn: Connection[WireEvent]) -> None:
         """One connection: hello, auth, one command."""
         try:
-            await exchange_hello(conn)
-            if not await authenticate_server(conn, self.settings.token, self.settings.throttle, "exec"):
+            if not await self.gate.open(conn):
                 return
             request = parse_exec_request((await receive_control(conn)).header)
             await self._serve(conn, request)
         except (ProtocolError, ServiceError) as exc:
             logger.info("exec: refused %s: %s", conn.peer, exc)
             send_error(conn, exc)
+        except OSError as exc:  # the working directory or the program, before anything ran
+            error = service_error_from_os(exc, "cannot run the command")
+            logger.info("exec: refused %s: %s", conn.peer, error)
+            send_error(conn, error)
         except (EOFError, ResourceError) as exc:
             logger.info("exec: %s left before running anything (%s)", conn.peer, exc)
 
