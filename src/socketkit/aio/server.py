@@ -119,6 +119,8 @@ class AsyncServer:
         shutdown_grace: seconds connections get to finish in ``aclose()``.
         tls_handshake_timeout: deadline of each TLS handshake.
         sweep_interval: how often timeouts are checked.
+        check_listener: called with each listener before it is bound; raises to refuse
+            it (a service's exposure rule: ``socketkit.auth.exposure``).
 
     Raises:
         ValueError: neither or both of ``session_factory`` and ``handler`` were given
@@ -140,6 +142,7 @@ class AsyncServer:
         shutdown_grace: float = DEFAULT_SHUTDOWN_GRACE_S,
         tls_handshake_timeout: float = DEFAULT_TLS_HANDSHAKE_TIMEOUT_S,
         sweep_interval: float = DEFAULT_SWEEP_INTERVAL_S,
+        check_listener: Callable[[Listener], None] | None = None,
     ) -> None:
         if session_factory is not None and handler is not None:
             raise ValueError("give session_factory or handler, not both")
@@ -157,6 +160,7 @@ class AsyncServer:
         self.shutdown_grace = shutdown_grace
         self._tls_handshake_timeout = tls_handshake_timeout
         self._sweep_interval = sweep_interval
+        self._check_listener = check_listener
         self._bound: list[_Bound] = []
         self._connections: dict[int, Connection[Any]] = {}
         self._per_address: dict[str, int] = {}
@@ -202,12 +206,16 @@ class AsyncServer:
 
         Raises:
             OSError: a listener could not be bound (those already bound are closed).
+            PermissionDenied: the service's listener check refused one (nothing is bound).
             ValueError: a stream listener without session_factory/handler, or a UDP
                 listener without datagram_handler.
             RuntimeError: the server is not entered (``async with``) or is closing.
         """
         if self._task_group is None or self._closing:
             raise RuntimeError("use `async with AsyncServer(...)` before start()")
+        if self._check_listener is not None:
+            for listener in listeners:
+                self._check_listener(listener)
         loop = asyncio.get_running_loop()
         new: list[_Bound] = []
         try:

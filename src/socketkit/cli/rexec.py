@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import ipaddress
 import os
 import sys
 from typing import Any
@@ -146,38 +145,22 @@ def add_client_auth_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--connect-timeout", type=positive_float, default=10.0, help=argparse.SUPPRESS)
 
 
-def is_loopback(host: str) -> bool:
-    """Whether ``host`` is a loopback address or ``localhost`` (Unix sockets count too)."""
-    if host in ("localhost", ""):
-        return host == "localhost"
-    try:
-        return ipaddress.ip_address(host.split("%", 1)[0]).is_loopback
-    except ValueError:
-        return False
-
-
 def check_exposure(service: str, args: argparse.Namespace, *, needs_tls: bool) -> None:
-    """Refuse to expose an unauthenticated (or, for exec, unencrypted) service.
+    """The library's exposure rule applied to the options, before anything is built (the
+    servers apply it again to every listener they bind).
 
     Raises:
-        PermissionDenied: the listener is not loopback and the safety is missing.
+        PermissionDenied: a listener is not loopback and the safety is missing.
     """
-    from socketkit.errors import PermissionDenied  # noqa: PLC0415
+    from socketkit.auth.exposure import check_exposure as check  # noqa: PLC0415
 
-    if getattr(args, "unix", None) and not args.tcp and not getattr(args, "udp", False):
-        exposed = False
-    else:
-        exposed = not is_loopback(args.host)
-    if not exposed:
-        return
-    if args.no_auth:
-        raise PermissionDenied(
-            f"{service} refuses --no-auth on {args.host}: authentication is required off loopback"
-        )
-    if needs_tls and not args.tls_cert:
-        raise PermissionDenied(
-            f"{service} refuses to listen on {args.host} without TLS: pass --tls-cert and --tls-key "
-            "(`socketkit cert` makes a pair)"
+    for listener in listeners_from_args(args):
+        check(
+            service,
+            listener.address,
+            has_token=not args.no_auth,
+            has_tls=listener.ssl is not None,
+            needs_tls=needs_tls,
         )
 
 

@@ -18,11 +18,13 @@ from typing import Any
 from socketkit._log import get_logger
 from socketkit._oserrors import service_error_from_os
 from socketkit.aio.connection import Connection, ConnectionLimits
+from socketkit.aio.listeners import Listener
 from socketkit.aio.sendfile import send_file_range
 from socketkit.aio.server import AsyncServer
 from socketkit.aio.threads import to_thread_shielded
 from socketkit.aio.wire import send_error
 from socketkit.aio.writer import BatchWriter, abort_all, close_all
+from socketkit.auth.exposure import check_exposure
 from socketkit.auth.session import WireGate, receive_control
 from socketkit.auth.throttle import AuthThrottle
 from socketkit.codec.wire import (
@@ -91,7 +93,21 @@ class FileServer:
                 # bound an upload's memory to a few MiB, whatever the file size.
                 max_pending_messages=16,
             ),
+            check_listener=self.check_listener,
             **options,
+        )
+
+    def check_listener(self, listener: Listener) -> None:
+        """The exposure rule: off loopback, files needs its token.
+
+        Raises:
+            PermissionDenied: the listener would expose the files without it.
+        """
+        check_exposure(
+            "files",
+            listener.address,
+            has_token=self.settings.token is not None,
+            has_tls=listener.ssl is not None,
         )
 
     async def handle(self, conn: Connection[WireEvent]) -> None:

@@ -19,9 +19,11 @@ from typing import Any
 from socketkit._log import get_logger
 from socketkit._oserrors import service_error_from_os
 from socketkit.aio.connection import Connection, ConnectionLimits
+from socketkit.aio.listeners import Listener
 from socketkit.aio.server import AsyncServer
 from socketkit.aio.threads import to_thread_shielded
 from socketkit.aio.wire import send_error
+from socketkit.auth.exposure import check_exposure
 from socketkit.auth.session import WireGate, receive_control
 from socketkit.auth.throttle import AuthThrottle
 from socketkit.codec.wire import Control, Data, WireDecoder, WireEvent, encode_control
@@ -108,7 +110,22 @@ class ExecServer:
                 handshake_timeout=DEFAULT_HANDSHAKE_TIMEOUT_S,
                 message_timeout=60.0,
             ),
+            check_listener=self.check_listener,
             **options,
+        )
+
+    def check_listener(self, listener: Listener) -> None:
+        """The exposure rule: off loopback, exec needs its token and TLS.
+
+        Raises:
+            PermissionDenied: the listener would expose commands without them.
+        """
+        check_exposure(
+            "exec",
+            listener.address,
+            has_token=self.settings.token is not None,
+            has_tls=listener.ssl is not None,
+            needs_tls=True,
         )
 
     async def handle(self, conn: Connection[WireEvent]) -> None:
