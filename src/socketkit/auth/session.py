@@ -30,7 +30,7 @@ from socketkit.aio.connection import Connection
 from socketkit.aio.wire import exchange_hello
 from socketkit.auth.handshake import NONCE_SIZE, ClientAuth, ServerAuth
 from socketkit.auth.throttle import AuthThrottle
-from socketkit.codec.wire import Control, ErrorFrame, WireEvent, encode_control, encode_error
+from socketkit.codec.wire import Control, ErrorFrame, WireEvent, encode_control, encode_error, encode_hello
 from socketkit.errors import (
     HandshakeError,
     PermissionDenied,
@@ -119,6 +119,8 @@ class WireGate:
                 conn.peer,
                 self.max_unauthenticated,
             )
+            # Our hello first, so the client reads the refusal as ours, not as garbage.
+            conn.send(encode_hello())
             self._refuse(conn, "busy", "too many unauthenticated connections from your address; try again")
             return False
         self._pending[key] = self._pending.get(key, 0) + 1

@@ -1,0 +1,317 @@
+"""The unauthenticated phase of wire-v1 services (WireGate) and the client's opening, over
+loopback: deadlines, the per-address cap, the throttle's delayed verdicts with the
+documented defaults, service names, and logs that never hold a secret."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from socketkit.address import Address
+from socketkit.aio.client import open_connection
+from socketkit.aio.connection import Connection, ConnectionLimits
+from socketkit.aio.listeners import Listener
+from socketkit.aio.server import AsyncServer
+from socketkit.auth.handshake import client_mac
+from socketkit.auth.session import WireGate, authenticate_client, receive_control
+from socketkit.auth.throttle import AuthThrottle
+from socketkit.codec.wire import (
+    Control,
+    ErrorFrame,
+    Hello,
+    WireDecoder,
+    WireEvent,
+    encode_control,
+    encode_hello,
+)
+from socketkit.errors import HandshakeError, PermissionDenied, ServiceError
+from socketkit.limits import (
+    AUTH_FAILURE_WINDOW_S,
+    AUTH_FREE_FAILURES,
+    AUTH_MAX_ADDRESSES,
+    AUTH_MAX_DELAY_S,
+    DEFAULT_MAX_UNAUTHENTICATED_PER_ADDRESS,
+)
+from socketkit.services.echo.server import make_echo_server
+from socketkit.testing import aio_serving
+
+TOKEN = "5ec7e7" * 11
+LOCAL = Address("127.0.0.1", 0)
+
+
+def gated_server(gate: WireGate) -> AsyncServer:
+    """A minimal authenticated service: after the gate, one "hi" and close."""
+
+    async def handler(conn: Connection[WireEvent]) -> None:
+        if await gate.open(conn):
+            await conn.send_all(encode_control({"event": "hi"}))
+
+    return AsyncServer(
+        handler=handler,
+        decoder_factory=WireDecoder,
+        limits=ConnectionLimits(handshake_timeout=None, idle_timeout=None),
+    )
+
+
+async def raw(address: Address) -> Connection[WireEvent]:
+    return await open_connection(address, WireDecoder())
+
+
+async def from_other_address(address: Address) -> Connection[WireEvent]:
+    """A connection to ``address`` from 127.0.0.2: another peer for per-address rules."""
+    conn: Connection[WireEvent] = Connection(
+        decoder=WireDecoder(), limits=ConnectionLimits(None, None, None, None)
+    )
+    await asyncio.get_running_loop().create_connection(
+        lambda: conn, address.host, address.port, local_addr=("127.0.0.2", 0)
+    )
+    return conn
+
+
+async def events_until_closed(conn: Connection[WireEvent]) -> list[Any]:
+    events: list[Any] = []
+    try:
+        async with asyncio.timeout(10):
+            async for event in conn:
+                events.append(event)
+    except Exception as exc:  # a reset after the error frame counts as closed
+        events.append(exc)
+    return events
+
+
+def test_hello_then_silence_is_cut_at_the_deadline() -> None:
+    async def main() -> None:
+        gate = WireGate("test", TOKEN, timeout=0.3)
+        async with aio_serving(gated_server(gate)) as (address,):
+            conn = await raw(address)
+            conn.send(encode_hello())  # and then nothing, ever
+            events = await events_until_closed(conn)
+            conn.abort()
+            assert isinstance(events[0], Hello)
+            assert isinstance(events[1], Control)  # the challenge
+            assert events[2] == ErrorFrame("handshake-timeout", "authentication did not finish within 0.3 s")
+            # No hello at all: the same deadline.
+            silent = await raw(address)
+            events = await events_until_closed(silent)
+            silent.abort()
+            assert any(isinstance(e, ErrorFrame) and e.code == "handshake-timeout" for e in events)
+            assert gate.unauthenticated() == 0
+
+    asyncio.run(main())
+
+
+def test_unauthenticated_connections_are_capped_per_address() -> None:
+    async def main() -> None:
+        cap = DEFAULT_MAX_UNAUTHENTICATED_PER_ADDRESS
+        gate = WireGate("test", TOKEN, timeout=30)
+        async with aio_serving(gated_server(gate)) as (address,):
+            silent = []
+            for _ in range(cap):
+                conn = await raw(address)
+                conn.send(encode_hello())
+                assert isinstance(await conn.receive(), Hello)
+                assert isinstance(await conn.receive(), Control)  # challenged: it is in the phase
+                silent.append(conn)
+            assert gate.unauthenticated() == cap
+            extra = await raw(address)
+            events = await events_until_closed(extra)
+            extra.abort()
+            assert ErrorFrame in {type(e) for e in events}
+            refusal = next(e for e in events if isinstance(e, ErrorFrame))
+            assert refusal.code == "busy"
+            # Another address is not affected, and one slot freed lets this one in again.
+            other = await from_other_address(address)
+            await authenticate_client(other, TOKEN, service="test")
+            assert (await receive_control(other)).header == {"event": "hi"}
+            other.abort()
+            silent.pop().abort()
+            for _ in range(100):
+                if gate.unauthenticated() < cap:
+                    break
+                await asyncio.sleep(0.01)
+            again = await raw(address)
+            await authenticate_client(again, TOKEN, service="test")
+            assert (await receive_control(again)).header == {"event": "hi"}
+            again.abort()
+            for conn in silent:
+                conn.abort()
+
+    asyncio.run(main())
+
+
+SENT_MACS: list[str] = []  # every client MAC the tests sent (none may reach a log)
+
+
+async def attempt(address: Address, token: str) -> tuple[dict[str, Any], float, Any]:
+    """One login by hand: the challenge, and the verdict with the loop time it took."""
+    loop = asyncio.get_running_loop()
+    conn = await raw(address)
+    try:
+        conn.send(encode_hello())
+        assert isinstance(await conn.receive(), Hello)
+        challenge = dict((await receive_control(conn)).header)
+        nonce = os.urandom(32)
+        mac = client_mac(token, bytes.fromhex(challenge["nonce"]), nonce)
+        SENT_MACS.append(mac.hex())
+        sent = loop.time()
+        conn.send(encode_control({"auth": "response", "nonce": nonce.hex(), "mac": mac.hex()}))
+        try:
+            verdict: Any = (await receive_control(conn)).header
+        except ServiceError as exc:
+            verdict = exc
+        return challenge, loop.time() - sent, verdict
+    finally:
+        conn.abort()
+
+
+def test_throttle_over_the_wire_delays_verdicts_and_lets_the_token_through() -> None:
+    # The documented defaults: 5 free failures a minute, then 1 s, 2 s, 4 s... up to 5 min.
+    assert (AUTH_FREE_FAILURES, AUTH_FAILURE_WINDOW_S, AUTH_MAX_DELAY_S, AUTH_MAX_ADDRESSES) == (
+        5,
+        60.0,
+        300.0,
+        10_000,
+    )
+
+    async def main() -> None:
+        gate = WireGate("test", TOKEN, AuthThrottle())
+        async with aio_serving(gated_server(gate)) as (address,):
+            wrong = "0" * 64
+            for _ in range(AUTH_FREE_FAILURES):
+                challenge, _, verdict = await attempt(address, wrong)
+                assert "delay" not in challenge
+                assert isinstance(verdict, ServiceError)
+                assert verdict.code == "auth-failed"
+            # The sixth failure: the address is delayed 1 s from now on.
+            challenge, _, verdict = await attempt(address, wrong)
+            assert "delay" not in challenge
+            assert verdict.code == "auth-failed"
+            # The next attempt is announced as delayed, and the right token gets in after it.
+            challenge, took, verdict = await attempt(address, TOKEN)
+            assert 0 < challenge["delay"] <= 1.0
+            assert took >= challenge["delay"] - 0.05  # the verdict waited out the delay
+            assert verdict["auth"] == "ok"
+            # The success cleared the record: the next attempt is answered at once.
+            challenge, _, verdict = await attempt(address, TOKEN)
+            assert "delay" not in challenge
+            assert verdict["auth"] == "ok"
+
+    asyncio.run(main())
+
+
+def test_a_delayed_client_waits_instead_of_giving_up() -> None:
+    async def main() -> None:
+        throttle = AuthThrottle(free_failures=0)
+        gate = WireGate("test", TOKEN, throttle)
+        async with aio_serving(gated_server(gate)) as (address,):
+            throttle.failure("127.0.0.1", asyncio.get_running_loop().time())  # delayed 1 s
+            conn = await raw(address)
+            # Its own handshake timeout is shorter than the delay: the announced delay
+            # extends it, so the real client still gets in.
+            await authenticate_client(conn, TOKEN, service="test", timeout=0.5)
+            assert (await receive_control(conn)).header == {"event": "hi"}
+            conn.abort()
+
+    asyncio.run(main())
+
+
+def test_the_client_says_when_an_address_does_not_speak_the_protocol() -> None:
+    async def main() -> None:
+        # An echo port sends our hello back and then nothing that answers it.
+        async with aio_serving(make_echo_server()) as (address,):
+            conn = await raw(address)
+            with pytest.raises(HandshakeError, match="does not speak the socketkit files protocol"):
+                await authenticate_client(conn, TOKEN, service="files", timeout=0.3)
+            conn.abort()
+
+    asyncio.run(main())
+
+
+def test_the_client_names_the_service_it_reached() -> None:
+    async def main() -> None:
+        async with aio_serving(gated_server(WireGate("files", TOKEN))) as (address,):
+            conn = await raw(address)
+            with pytest.raises(HandshakeError, match="socketkit 'files' server, not exec") as info:
+                await authenticate_client(conn, TOKEN, service="exec")
+            assert info.value.error_code == "wrong-service"
+            conn.abort()
+
+    asyncio.run(main())
+
+
+def test_a_client_without_a_token_is_told_so() -> None:
+    async def main() -> None:
+        async with aio_serving(gated_server(WireGate("files", TOKEN))) as (address,):
+            conn = await raw(address)
+            with pytest.raises(PermissionDenied, match="requires a token"):
+                await authenticate_client(conn, None, service="files")
+            conn.abort()
+
+    asyncio.run(main())
+
+
+def test_unix_socket_peers_are_told_apart_by_user(tmp_path: Path) -> None:
+    async def main() -> None:
+        throttle = AuthThrottle(free_failures=0)
+        gate = WireGate("test", TOKEN, throttle)
+        path = str(tmp_path / "gate.sock")
+        async with aio_serving(gated_server(gate), [Listener(Address(path=path))]) as (address,):
+            _, _, verdict = await attempt(address, "1" * 64)
+            assert isinstance(verdict, ServiceError)
+            assert throttle.wait_time(f"uid:{os.geteuid()}", asyncio.get_running_loop().time()) > 0
+
+    asyncio.run(main())
+
+
+def test_no_token_or_mac_is_ever_logged(caplog: pytest.LogCaptureFixture) -> None:
+    macs: list[str] = []
+
+    async def main() -> None:
+        gate = WireGate("test", TOKEN, AuthThrottle(free_failures=1))
+        async with aio_serving(gated_server(gate)) as (address,):
+            for token in (TOKEN, "2" * 64, "3" * 64, TOKEN):
+                challenge, _, verdict = await attempt(address, token)
+                macs.append(verdict["mac"] if isinstance(verdict, dict) else "")
+                macs.append(challenge["nonce"])
+            conn = await raw(address)
+            await authenticate_client(conn, TOKEN, service="test")
+            conn.abort()
+
+    with caplog.at_level(logging.DEBUG):
+        asyncio.run(main())
+    text = "\n".join(record.getMessage() for record in caplog.records)
+    assert "authentication failed" in text
+    assert "authenticated" in text
+    for secret in [TOKEN, "2" * 64, "3" * 64, *filter(None, macs), *SENT_MACS]:
+        assert secret not in text
+
+
+@pytest.mark.parametrize("service", ["exec", "files"])
+def test_both_services_open_through_the_gate(service: str, tmp_path: Path) -> None:
+    from socketkit.services.filexfer.server import FileServer, FileSettings
+    from socketkit.services.filexfer.store import FileStore
+    from socketkit.services.rexec.policy import ExecPolicy
+    from socketkit.services.rexec.server import ExecServer, ExecSettings
+
+    server: Any
+    if service == "exec":
+        server = ExecServer(ExecSettings(root=str(tmp_path), policy=ExecPolicy(), token=TOKEN))
+    else:
+        server = FileServer(FileSettings(store=FileStore(str(tmp_path), None), token=TOKEN))
+    server.gate.timeout = 0.3
+
+    async def main() -> None:
+        async with aio_serving(server.make_server()) as (address,):
+            conn = await raw(address)
+            conn.send(encode_hello())  # then silence: exec has no idle timeout at all
+            events = await events_until_closed(conn)
+            conn.abort()
+            assert events[1].header["service"] == service
+            assert any(isinstance(e, ErrorFrame) and e.code == "handshake-timeout" for e in events)
+
+    asyncio.run(main())
