@@ -1,10 +1,14 @@
-"""The embedded state: one SQLite database in the state directory.
+"""The embedded state: one SQLite database in the state directory, private to its user.
 
 Nothing needs an external server: audit logs (exec, files) and chat state live in
 ``STATE_DIR/socketkit.db`` (WAL mode, so readers never block the writer). Each service
 declares its own tables with ``ensure_schema(name, version, statements)``; statements
 run once per version. Calls are serialised by a lock, so threads (and
 ``asyncio.to_thread``) may share one ``StateDB``.
+
+The state holds chat history, the exec audit log (every argv) and the token: its
+directory and the database are private (``socketkit._private``; SQLite gives its
+``-wal`` and ``-shm`` files the mode of the database).
 """
 
 from __future__ import annotations
@@ -15,30 +19,38 @@ import os
 import sqlite3
 import threading
 from collections.abc import Iterable, Iterator, Sequence
-from pathlib import Path
 from typing import Any
 
-__all__ = ["DEFAULT_STATE_DIR", "StateDB"]
+from socketkit._private import private_dir, private_file
+
+__all__ = ["DEFAULT_STATE_DIR", "StateDB", "private_dir", "private_file"]
 
 DEFAULT_STATE_DIR = ".socketkit"
+"""Where every service keeps its state unless told otherwise (``--state-dir``)."""
+
 DB_FILE = "socketkit.db"
+_DB_COMPANIONS = ("-wal", "-shm", "-journal")
 
 
 class StateDB:
     """A thread-safe handle on the state database.
 
     Args:
-        state_dir: the directory (created with mode 0700 if missing).
+        state_dir: the directory (``private_dir``).
 
     Raises:
+        PermissionDenied: the directory is not private (see ``private_dir``).
         OSError: the directory cannot be created.
         sqlite3.Error: the database cannot be opened.
     """
 
     def __init__(self, state_dir: str | os.PathLike[str]) -> None:
-        directory = Path(state_dir)
-        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-        self.path = directory / DB_FILE
+        directory = private_dir(state_dir)
+        self.path = private_file(directory / DB_FILE)
+        for suffix in _DB_COMPANIONS:  # left by an older version with the umask's mode
+            companion = directory / (DB_FILE + suffix)
+            if companion.exists():
+                private_file(companion)
         self._lock = threading.RLock()  # re-entrant: statements inside transaction()
         self._conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=30)
         self._conn.execute("PRAGMA journal_mode=WAL")

@@ -15,6 +15,7 @@ import stat
 from dataclasses import dataclass
 from pathlib import Path
 
+from socketkit._private import private_dir
 from socketkit.errors import PermissionDenied
 
 __all__ = ["TOKEN_ENV", "ServerToken", "load_client_token", "load_or_create_token"]
@@ -32,9 +33,26 @@ class ServerToken:
     created: bool
 
 
+MAX_TOKEN_FILE_SIZE = 4096
+"""Bytes read from a token file at most: a token is 64 characters; a file (or device, or
+pipe) that holds more is refused instead of being read to its end (``/dev/zero``)."""
+
+
 def _read_token(path: Path) -> str:
-    value = path.read_text(encoding="utf-8").strip()
-    if len(value) < 32:
+    # Pipes and devices are allowed (``--token-file <(pass show sk)``); their size is not
+    # known in advance, so read one byte past the limit to tell.
+    with open(path, "rb") as f:
+        data = f.read(MAX_TOKEN_FILE_SIZE + 1)
+    if len(data) > MAX_TOKEN_FILE_SIZE:
+        raise PermissionDenied(
+            f"{path} is larger than a token file can be ({MAX_TOKEN_FILE_SIZE} bytes at most)",
+            code="no-token",
+        )
+    try:
+        value = data.decode("utf-8").strip()
+    except UnicodeDecodeError:
+        raise PermissionDenied(f"{path} does not hold a token (not text)", code="no-token") from None
+    if len(value) < 32 or any(c.isspace() or not c.isprintable() for c in value):
         raise PermissionDenied(f"{path} holds no usable token (32 characters at least)", code="no-token")
     return value
 
@@ -44,10 +62,10 @@ def load_or_create_token(state_dir: str | os.PathLike[str]) -> ServerToken:
 
     Raises:
         OSError: the state directory cannot be created or the file cannot be read.
-        PermissionDenied: the file exists but is readable by others, or is empty.
+        PermissionDenied: the file exists but is readable by others, or is empty; the
+            state directory is not private (``socketkit.state.private_dir``).
     """
-    directory = Path(state_dir)
-    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    directory = private_dir(state_dir)
     path = directory / TOKEN_FILE
     created = False
     if not path.exists():

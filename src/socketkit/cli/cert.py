@@ -36,15 +36,18 @@ def make_cert(args: argparse.Namespace) -> int:
     from socketkit.certs import make_self_signed  # noqa: PLC0415 (cryptography is heavy)
 
     hosts = args.host or ["localhost", "127.0.0.1", "::1"]
-    out = Path(args.out_dir)
-    out.mkdir(mode=0o700, parents=True, exist_ok=True)
+    from socketkit._private import private_dir  # noqa: PLC0415
+
+    # A directory of the user's own choosing keeps its mode (the key file is 0600).
+    out = Path(args.out_dir) if Path(args.out_dir).is_dir() else private_dir(args.out_dir)
     cert_path, key_path = out / f"{args.name}.crt", out / f"{args.name}.key"
     if not args.force:
         for path in (cert_path, key_path):
             if path.exists():
                 raise FileExistsError(f"{path} exists (use --force to replace it)")
     pair = make_self_signed(hosts[0], hosts, args.days)
-    fd = os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    fd = os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+    os.fchmod(fd, 0o600)  # a replaced (--force) key file keeps no looser mode it had
     with os.fdopen(fd, "wb") as f:
         f.write(pair.key_pem)
     cert_path.write_bytes(pair.cert_pem)

@@ -107,9 +107,14 @@ def serve_all(args: argparse.Namespace) -> int:
         "files": files_service,
         "exec": exec_service,
     }
+    from socketkit._private import private_dir  # noqa: PLC0415
+
+    # The state directory first, itself private (makedirs would have left it at 0755
+    # as the parent of the files directory).
+    private_dir(args.state_dir)
     root = args.root or os.path.join(args.state_dir, "files")
     if args.root is None:
-        os.makedirs(root, mode=0o700, exist_ok=True)
+        private_dir(root)
     parser = build_parser()
     services: list[Service] = []
     connections = ADMIN_MAX_CONNECTIONS
