@@ -1,12 +1,49 @@
-"""argparse types for ports and addresses, with the parser's own clear error messages."""
+"""argparse types for ports, addresses, durations and counts, with the parser's own clear
+error messages: a bad value is a usage error (exit status 2), never a traceback later."""
 
 from __future__ import annotations
 
 import argparse
+import math
 
 from socketkit.address import Address, parse_address, parse_port
 
-__all__ = ["address_arg", "port_arg"]
+__all__ = ["MAX_SECONDS", "address_arg", "port_arg", "positive_float", "positive_int", "positive_number"]
+
+MAX_SECONDS = 366 * 24 * 3600.0
+"""The longest duration any option takes (a year): ``inf`` and ``1e300`` are refused
+here, where they would overflow the kernel's timeval (``settimeout``) or never end."""
+
+
+def positive_float(text: str) -> float:
+    """argparse type: a finite number of seconds, more than 0 and at most a year."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, not {text!r}") from None
+    if not math.isfinite(value) or not 0 < value <= MAX_SECONDS:
+        raise argparse.ArgumentTypeError(
+            f"expected a number of seconds more than 0 and at most a year ({MAX_SECONDS:.0f}), not {text}"
+        )
+    return value
+
+
+def positive_number(text: str) -> float:
+    """argparse type: a finite number more than 0 (a rate)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, not {text!r}") from None
+    if not math.isfinite(value) or not value > 0 or value > 1e9:
+        raise argparse.ArgumentTypeError(f"expected a number more than 0 and at most 1e9, not {text}")
+    return value
+
+
+def positive_int(text: str) -> int:
+    """argparse type: a whole number >= 1."""
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, not {text!r}")
+    return int(text)
 
 
 def port_arg(text: str) -> int:

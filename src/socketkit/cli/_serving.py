@@ -13,7 +13,7 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from socketkit.address import Address
-from socketkit.cli._args import port_arg
+from socketkit.cli._args import port_arg, positive_float, positive_int
 from socketkit.limits import (
     DEFAULT_IDLE_TIMEOUT_S,
     DEFAULT_MAX_CONNECTIONS,
@@ -27,6 +27,8 @@ if TYPE_CHECKING:
 
 __all__ = [
     "Service",
+    "positive_float",
+    "positive_int",
     "add_server_options",
     "listeners_from_args",
     "run_server",
@@ -52,24 +54,6 @@ class Service:
         """Run the cleanups (close stores and databases), last added first."""
         for cleanup in reversed(self.cleanups):
             cleanup()
-
-
-def positive_float(text: str) -> float:
-    """argparse type: a number of seconds > 0."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number of seconds, not {text!r}") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be more than 0, not {text}")
-    return value
-
-
-def positive_int(text: str) -> int:
-    """argparse type: a whole number >= 1."""
-    if not text.isdigit() or int(text) < 1:
-        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, not {text!r}")
-    return int(text)
 
 
 def add_server_options(

@@ -6,6 +6,8 @@ import argparse
 import os
 from pathlib import Path
 
+from socketkit.cli._args import positive_int
+
 __all__ = ["add_parsers", "make_cert"]
 
 
@@ -26,7 +28,7 @@ def add_parsers(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
         metavar="HOST",
         help="a host name or address the certificate is for; repeat (default: localhost, 127.0.0.1, ::1)",
     )
-    parser.add_argument("--days", type=int, default=825, help="validity in days (default: 825)")
+    parser.add_argument("--days", type=positive_int, default=825, help="validity in days (default: 825)")
     parser.add_argument("--force", action="store_true", help="replace existing files")
     parser.set_defaults(func=make_cert)
 

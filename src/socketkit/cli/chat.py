@@ -8,7 +8,7 @@ import socket
 import sys
 from typing import Any
 
-from socketkit.cli._args import address_arg, port_arg
+from socketkit.cli._args import address_arg, port_arg, positive_number
 from socketkit.cli._serving import Service, add_server_options, listeners_from_args, positive_int, run_service
 
 __all__ = ["CHAT_PORT", "add_parsers", "add_serve_parser"]
@@ -55,7 +55,9 @@ def add_serve_parser(services: argparse._SubParsersAction[argparse.ArgumentParse
     parser.add_argument(
         "--flood-burst", type=positive_int, default=20, help="lines a client may send at once"
     )
-    parser.add_argument("--flood-rate", type=float, default=5.0, help="then lines per second (default: 5)")
+    parser.add_argument(
+        "--flood-rate", type=positive_number, default=5.0, help="then lines per second (default: 5)"
+    )
     parser.add_argument("--no-flood-limit", action="store_true", help="no flood control (benchmarks, bots)")
     parser.set_defaults(func=serve_chat)
 

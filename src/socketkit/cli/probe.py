@@ -21,6 +21,7 @@ import time
 from dataclasses import asdict, dataclass
 
 from socketkit.address import MAX_PORTS, parse_ports
+from socketkit.cli._args import positive_float
 
 __all__ = ["ProbeResult", "add_parsers", "probe", "probe_ports"]
 
@@ -50,6 +51,13 @@ def _ports_arg(text: str) -> list[int]:
     return ports
 
 
+def _concurrency_arg(text: str) -> int:
+    """argparse type: probes at once, 1..MAX_CONCURRENCY."""
+    if not text.isdigit() or not 1 <= int(text) <= MAX_CONCURRENCY:
+        raise argparse.ArgumentTypeError(f"expected a whole number from 1 to {MAX_CONCURRENCY}, not {text!r}")
+    return int(text)
+
+
 def add_parsers(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add ``probe``."""
     parser = commands.add_parser(
@@ -61,13 +69,13 @@ def add_parsers(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
     parser.add_argument("ports", type=_ports_arg, metavar="PORTS", help="ports, as in 22,80,8000-8100")
     parser.add_argument(
         "--timeout",
-        type=float,
+        type=positive_float,
         default=DEFAULT_TIMEOUT_S,
         help=f"seconds per port (default: {DEFAULT_TIMEOUT_S:g})",
     )
     parser.add_argument(
         "--concurrency",
-        type=int,
+        type=_concurrency_arg,
         default=DEFAULT_CONCURRENCY,
         help=f"ports probed at once (default: {DEFAULT_CONCURRENCY}, max {MAX_CONCURRENCY})",
     )

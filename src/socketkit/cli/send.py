@@ -18,7 +18,7 @@ import sys
 from typing import BinaryIO
 
 from socketkit.address import Address
-from socketkit.cli._args import address_arg
+from socketkit.cli._args import address_arg, positive_float
 from socketkit.limits import DEFAULT_RECV_SIZE, MAX_UDP_PAYLOAD_IPV4
 
 __all__ = ["add_parsers", "send"]
@@ -40,7 +40,7 @@ def add_parsers(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
     send_parser.add_argument("--udp", action="store_true", help="send one UDP datagram")
     send_parser.add_argument(
         "--timeout",
-        type=float,
+        type=positive_float,
         default=DEFAULT_TIMEOUT_S,
         help=f"seconds to connect, and to wait for each part of the reply (default: {DEFAULT_TIMEOUT_S:g})",
     )

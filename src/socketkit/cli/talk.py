@@ -13,7 +13,7 @@ import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from socketkit.cli._args import address_arg
+from socketkit.cli._args import address_arg, positive_float
 from socketkit.cli._serving import run_server
 
 if TYPE_CHECKING:
@@ -34,7 +34,7 @@ def add_parsers(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
         description="Connect to `socketkit serve talk`; type lines to send them, `exit` to leave.",
     )
     talk.add_argument("address", type=address_arg, metavar="ADDR", help="HOST:PORT, [v6]:PORT or unix:PATH")
-    talk.add_argument("--timeout", type=float, default=10.0, help="seconds to connect (default: 10)")
+    talk.add_argument("--timeout", type=positive_float, default=10.0, help="seconds to connect (default: 10)")
     talk.set_defaults(func=talk_client)
 
 
