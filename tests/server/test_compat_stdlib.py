@@ -111,25 +111,54 @@ def test_stream_handler_rfile_wfile(ss: Any) -> None:
             assert recv_line(sock) == b"TWO\n"
 
 
-def udp_upper(ss: Any) -> type:
-    class Upper(ss.DatagramRequestHandler):  # type: ignore[misc, name-defined]
+def udp_pid(ss: Any) -> type:
+    """Replies with the datagram upper-cased and the pid of the process that handled it."""
+
+    class Pid(ss.DatagramRequestHandler):  # type: ignore[misc, name-defined]
         def handle(self) -> None:
-            self.wfile.write(self.rfile.read().upper())
+            self.wfile.write(b"%s %d" % (self.rfile.read().upper(), os.getpid()))
 
-    return Upper
+    return Pid
 
 
-@pytest.mark.parametrize("threaded", [False, True])
-def test_udp_datagram_handler(ss: Any, threaded: bool) -> None:
-    cls = ss.ThreadingUDPServer if threaded else ss.UDPServer
-    server = cls(("127.0.0.1", 0), udp_upper(ss))
+# Every way to run a datagram server. "Forking" handles each datagram in a child, which
+# replies through the server's socket (so the child must keep that socket open).
+DATAGRAM_KINDS = [
+    "",
+    "Threading",
+    pytest.param("Forking", marks=pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")),
+]
+
+
+def datagram_server(ss: Any, kind: str, base: str) -> Any:
+    """``ss.{kind}{base}``; Python 3.11's stdlib lacks the Forking Unix servers (3.12 has
+    them), so compose them from the mix-in as 3.11 programs do."""
+    name = f"{kind}{base}"
+    if hasattr(ss, name):
+        return getattr(ss, name)
+    return type(name, (getattr(ss, f"{kind}MixIn"), getattr(ss, base)), {})
+
+
+def datagram_exchange(sock: socket.socket, address: Any, *, in_children: bool) -> None:
+    """Two datagrams, two replies; handled in other processes exactly when forking."""
+    handlers = set()
+    for message in (b"ping", b"pong"):
+        sock.sendto(message, address)
+        reply, pid = sock.recv(100).rsplit(b" ", 1)
+        assert reply == message.upper()
+        handlers.add(int(pid))
+    assert (os.getpid() not in handlers) is in_children
+
+
+@pytest.mark.parametrize("kind", DATAGRAM_KINDS)
+def test_udp_datagram_handler(ss: Any, kind: str) -> None:
+    server = datagram_server(ss, kind, "UDPServer")(("127.0.0.1", 0), udp_pid(ss))
     with (
         serving(server, poll_interval=POLL),
         socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock,
     ):
         sock.settimeout(TIMEOUT)
-        sock.sendto(b"ping", server.server_address)
-        assert sock.recvfrom(100)[0] == b"PING"
+        datagram_exchange(sock, server.server_address, in_children=kind == "Forking")
 
 
 def test_unix_stream_server(ss: Any, tmp_path: Path) -> None:
@@ -142,17 +171,17 @@ def test_unix_stream_server(ss: Any, tmp_path: Path) -> None:
             assert recv_exactly(sock, 4) == b"unix"
 
 
-def test_unix_datagram_server(ss: Any, tmp_path: Path) -> None:
+@pytest.mark.parametrize("kind", DATAGRAM_KINDS)
+def test_unix_datagram_server(ss: Any, tmp_path: Path, kind: str) -> None:
     path = str(tmp_path / "d.sock")
-    server = ss.UnixDatagramServer(path, udp_upper(ss))
+    server = datagram_server(ss, kind, "UnixDatagramServer")(path, udp_pid(ss))
     with (
         serving(server, poll_interval=POLL),
         socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock,
     ):
         sock.bind(str(tmp_path / "c.sock"))
         sock.settimeout(TIMEOUT)
-        sock.sendto(b"dgram", path)
-        assert sock.recv(100) == b"DGRAM"
+        datagram_exchange(sock, path, in_children=kind == "Forking")
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")

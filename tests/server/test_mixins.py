@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 from typing import Any
 
@@ -9,7 +10,7 @@ import pytest
 
 import socketkit.server as ss
 from socketkit.testing import serving
-from tests.helpers import TIMEOUT, connect, recv_exactly, recv_until_closed
+from tests.helpers import TIMEOUT, connect, recv_exactly, recv_line, recv_until_closed
 
 
 class Gate:
@@ -129,3 +130,23 @@ def test_many_short_connections_leave_nothing_behind(workers: int | None) -> Non
                 sock.sendall(b"%d" % i)
                 assert sock.recv(100) == b"%d" % i
     assert not server._live
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_forking_stream_child_closes_its_copy_of_the_listener() -> None:
+    """A child serving a connection does not hold the listening socket (which would keep
+    the port bound after the parent closes it); a datagram child keeps it to reply
+    (tests/server/test_compat_stdlib.py::test_udp_datagram_handler)."""
+
+    class Report(ss.StreamRequestHandler):
+        def handle(self) -> None:
+            closed = self.server.socket.fileno() == -1
+            self.wfile.write(b"%d %d\n" % (os.getpid(), closed))
+
+    server = ss.ForkingTCPServer(("127.0.0.1", 0), Report)
+    with serving(server):
+        sock = connect(server.server_address)
+        with sock:
+            pid, closed = recv_line(sock).split()
+    assert int(pid) != os.getpid()
+    assert closed == b"1"

@@ -243,6 +243,13 @@ def _join_all(threads: list[threading.Thread], deadline: float | None) -> bool:
     return True
 
 
+def _refers_to(request: Any, sock: socket.socket) -> bool:
+    """Whether ``request`` is ``sock`` or a tuple holding it (a datagram request)."""
+    if request is sock:
+        return True
+    return isinstance(request, tuple) and any(part is sock for part in request)
+
+
 class ForkingMixIn:
     """Handle each request in a child process, reaping every child."""
 
@@ -300,8 +307,7 @@ class ForkingMixIn:
         # Child: never return into the serve loop, whatever happens.
         status = 1
         try:
-            with contextlib.suppress(OSError):
-                self.socket.close()  # the listener belongs to the parent
+            self._close_listener_in_child(request)
             self.finish_request(request, client_address)
             status = 0
         except Exception:  # noqa: BLE001 (a request's failure never stops the server)
@@ -311,6 +317,21 @@ class ForkingMixIn:
                 self.shutdown_request(request)
             finally:
                 os._exit(status)
+
+    def _close_listener_in_child(self, request: Any) -> None:
+        """Close the child's copy of the listening socket, unless the request uses it.
+
+        A stream child holding the listener would keep the port bound after the parent
+        closes it, and let connections queue where no one accepts them. A datagram
+        request is ``(data, server_socket)``: the handler replies through the server's
+        socket, so closing it would make every reply fail (EBADF). Whatever the server
+        class, a socket the request refers to stays open.
+        """
+        listener = getattr(self, "socket", None)
+        if listener is None or _refers_to(request, listener):
+            return
+        with contextlib.suppress(OSError):
+            listener.close()
 
     def server_close(self) -> None:
         """Stop accepting, then wait for children (bounded): SIGTERM, then SIGKILL."""
