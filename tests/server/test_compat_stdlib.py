@@ -308,3 +308,58 @@ def test_server_attributes(ss: Any) -> None:
         assert server.daemon_threads is False
         assert server.block_on_close is True
         assert server.timeout is None
+
+
+def test_threads_lists_the_running_handler_threads(ss: Any) -> None:
+    """``server._threads`` is a list of handler threads, as code written for the stdlib
+    (its own tests among it) reads it; empty once the server has closed."""
+    release = threading.Event()
+    entered = threading.Semaphore(0)
+
+    class Held(ss.BaseRequestHandler):  # type: ignore[misc, name-defined]
+        def handle(self) -> None:
+            entered.release()
+            release.wait(TIMEOUT)
+
+    server = ss.ThreadingTCPServer(("127.0.0.1", 0), Held)
+    clients = []
+    try:
+        for _ in range(3):
+            clients.append(connect(server.server_address))
+            server.handle_request()
+        for _ in range(3):
+            assert entered.acquire(timeout=TIMEOUT)
+        assert len(server._threads) == 3
+        assert all(isinstance(t, threading.Thread) and t.is_alive() for t in server._threads)
+        assert threading.current_thread() not in server._threads
+    finally:
+        release.set()
+        for sock in clients:
+            sock.close()
+        server.server_close()
+    assert len(server._threads) == 0
+
+
+def test_a_handler_stops_the_loop_through_the_private_flag(ss: Any) -> None:
+    """``shutdown()`` from a handler of a non-threaded server would wait for itself;
+    programs set the stdlib's private flag instead, and wait on its private event."""
+
+    class Stop(ss.BaseRequestHandler):  # type: ignore[misc, name-defined]
+        def handle(self) -> None:
+            self.request.sendall(b"bye")
+            self.server._BaseServer__shutdown_request = True
+
+    with ss.TCPServer(("127.0.0.1", 0), Stop) as server:
+        thread = threading.Thread(target=server.serve_forever, args=(POLL,))
+        thread.start()
+        try:
+            sock = connect(server.server_address)
+            with sock:
+                assert recv_exactly(sock, 3) == b"bye"
+            stopped = server._BaseServer__is_shut_down.wait(TIMEOUT)
+        finally:
+            if thread.is_alive() and not server._BaseServer__is_shut_down.is_set():
+                server.shutdown()  # the flag did not stop it: stop it to fail cleanly
+            thread.join(TIMEOUT)
+        assert stopped
+        assert server._BaseServer__shutdown_request is False  # reset for the next serve_forever()

@@ -150,3 +150,71 @@ def test_forking_stream_child_closes_its_copy_of_the_listener() -> None:
             pid, closed = recv_line(sock).split()
     assert int(pid) != os.getpid()
     assert closed == b"1"
+
+
+def test_threads_lists_pool_workers_until_they_exit() -> None:
+    gate = Gate()
+    server = ss.ThreadingTCPServer(("127.0.0.1", 0), gate.handler())
+    server.max_workers = 2
+    with serving(server):
+        clients = [connect(server.server_address) for _ in range(2)]
+        try:
+            for _ in clients:
+                assert gate.entered.acquire(timeout=TIMEOUT)
+            workers = list(server._threads)
+            assert sorted(t.name for t in workers) == ["socketkit-worker-1", "socketkit-worker-2"]
+            gate.release.set()
+            for sock in clients:
+                assert recv_exactly(sock, 4) == b"done"
+            assert list(server._threads) == workers  # idle workers stay until close
+        finally:
+            for sock in clients:
+                sock.close()
+    assert len(server._threads) == 0
+
+
+def test_threads_forgets_a_handler_thread_as_it_ends() -> None:
+    """The stdlib keeps a finished thread listed until it adds the next one; ours is exact."""
+    gate = Gate()
+    server = ss.ThreadingTCPServer(("127.0.0.1", 0), gate.handler())
+    sock = connect(server.server_address)
+    try:
+        server.handle_request()
+        assert gate.entered.acquire(timeout=TIMEOUT)
+        (thread,) = server._threads
+        gate.release.set()
+        assert recv_exactly(sock, 4) == b"done"
+        thread.join(TIMEOUT)
+        assert not thread.is_alive()
+        assert len(server._threads) == 0
+    finally:
+        sock.close()
+        server.server_close()
+
+
+def test_a_thread_appended_to_threads_is_joined_at_close() -> None:
+    """Code copied from the stdlib's process_request() registers its own threads with
+    ``self._threads.append(t)``; server_close() joins them (daemon threads are skipped)."""
+    joined: list[threading.Thread] = []
+
+    class Recorded(threading.Thread):
+        def join(self, timeout: float | None = None) -> None:
+            joined.append(self)
+            super().join(timeout)
+
+    gate = threading.Event()
+    server = ss.ThreadingTCPServer(("127.0.0.1", 0), ss.BaseRequestHandler)
+    mine = Recorded(target=gate.wait, args=(TIMEOUT,))
+    background = threading.Thread(target=gate.wait, args=(TIMEOUT,), daemon=True)
+    try:
+        for thread in (mine, background):  # as the stdlib does: append, then start
+            server._threads.append(thread)
+            thread.start()
+        assert list(server._threads) == [mine]
+    finally:
+        gate.set()
+        server.server_close()
+        background.join(TIMEOUT)
+    assert joined == [mine]
+    assert not mine.is_alive()
+    assert len(server._threads) == 0

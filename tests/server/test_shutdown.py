@@ -41,7 +41,32 @@ def test_shutdown_does_not_wait_for_the_poll_interval() -> None:
 
 def test_shutdown_without_serve_forever_returns() -> None:
     with ss.TCPServer(("127.0.0.1", 0), Echo) as server:
+        assert server._BaseServer__is_shut_down.is_set()  # type: ignore[attr-defined]
         server.shutdown()  # the stdlib deadlocks here
+
+
+def test_the_private_stop_flag_set_from_a_handler_thread_wakes_the_loop() -> None:
+    """With no poll interval the stdlib's loop would sleep in select() until the next
+    request; setting ``_BaseServer__shutdown_request`` from a handler thread wakes ours."""
+
+    class Stop(ss.BaseRequestHandler):
+        def handle(self) -> None:
+            self.server._BaseServer__shutdown_request = True
+            self.request.sendall(b"bye")
+
+    with ss.ThreadingTCPServer(("127.0.0.1", 0), Stop) as server:
+        thread = threading.Thread(target=server.serve_forever, args=(None,))
+        thread.start()
+        try:
+            sock = connect(server.server_address)
+            with sock:
+                assert recv_exactly(sock, 3) == b"bye"
+            stopped = server._BaseServer__is_shut_down.wait(TIMEOUT)  # type: ignore[attr-defined]
+        finally:
+            if not stopped:
+                server.shutdown()
+            thread.join(TIMEOUT)
+    assert stopped
 
 
 def test_serve_forever_can_run_again_after_shutdown() -> None:

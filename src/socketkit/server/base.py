@@ -13,7 +13,9 @@ is inside:
   backlog is skipped, anything else (a closed listener) propagates instead of spinning;
 - ``handle_error()`` logs with the client address instead of printing a traceback, and
   logs a vanished peer as one line, not as a crash;
-- a mix-in can pause accepting (``_accepting()``) and wake the loop when it may resume.
+- a mix-in can pause accepting (``_accepting()``) and wake the loop when it may resume;
+- the stdlib's private ``_BaseServer__shutdown_request`` and ``_BaseServer__is_shut_down``
+  are kept, because programs read and set them.
 """
 
 from __future__ import annotations
@@ -27,7 +29,6 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from socketkit.errors import ResourceError
@@ -89,8 +90,11 @@ class BaseServer:
         self.server_address = server_address
         self.RequestHandlerClass = RequestHandlerClass
         self._stop_requested = threading.Event()
-        self._is_shut_down = threading.Event()
-        self._is_shut_down.set()
+        # The stdlib's private names, kept because code reads them (this class is also
+        # called BaseServer, so they mangle alike: _BaseServer__is_shut_down). Set while
+        # nothing serves, so shutdown() without serve_forever() returns.
+        self.__is_shut_down = threading.Event()
+        self.__is_shut_down.set()
         self._wakeup_lock = threading.Lock()
         self._wakeup_send: socket.socket | None = None
         self._accept_paused_until = 0.0
@@ -112,7 +116,7 @@ class BaseServer:
             poll_interval: how often ``service_actions()`` runs while idle (``None``:
                 only after requests); shutdown does not wait for it.
         """
-        self._is_shut_down.clear()
+        self.__is_shut_down.clear()
         receive, send = socket.socketpair()
         receive.setblocking(False)
         with self._wakeup_lock:
@@ -156,7 +160,7 @@ class BaseServer:
             send.close()
             receive.close()
             self._stop_requested.clear()
-            self._is_shut_down.set()
+            self.__is_shut_down.set()
 
     def shutdown(self) -> None:
         """Make ``serve_forever()`` return, and wait until it has.
@@ -166,7 +170,22 @@ class BaseServer:
         """
         self._stop_requested.set()
         self._wake()
-        self._is_shut_down.wait()
+        self.__is_shut_down.wait()
+
+    @property
+    def __shutdown_request(self) -> bool:
+        """``_BaseServer__shutdown_request``: the stdlib's stop flag. Code sets it to stop
+        ``serve_forever()`` from inside a handler, where ``shutdown()`` would deadlock;
+        here setting it also wakes the loop, so it stops at once."""
+        return self._stop_requested.is_set()
+
+    @__shutdown_request.setter
+    def __shutdown_request(self, value: bool) -> None:
+        if value:
+            self._stop_requested.set()
+            self._wake()
+        else:
+            self._stop_requested.clear()
 
     def _wake(self) -> None:
         """Interrupt the selector wait of ``serve_forever()`` (from any thread)."""
@@ -303,12 +322,7 @@ class BaseServer:
     def __enter__(self) -> BaseServer:
         return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *args: object) -> None:
         self.server_close()
 
 

@@ -1,8 +1,8 @@
 """ThreadingMixIn and ForkingMixIn: concurrency with caps and a graceful, bounded stop.
 
-Both keep the standard library's names and defaults (``daemon_threads``,
-``block_on_close``, ``max_children``, ``process_request_thread``, ``collect_children``)
-and add:
+Both keep the standard library's names, defaults and attribute shapes
+(``daemon_threads``, ``block_on_close``, ``_threads`` as a list, ``max_children``,
+``active_children``, ``process_request_thread``, ``collect_children``) and add:
 
 ThreadingMixIn
     ``max_workers``: at most this many handler threads (a pool, started on demand);
@@ -43,6 +43,7 @@ from socketkit.limits import (
     DEFAULT_MAX_CHILDREN,
 )
 from socketkit.server import _eofguard
+from socketkit.server._threadlist import ThreadsAttribute
 from socketkit.server.base import _format_address
 
 __all__ = ["ForkingMixIn", "ThreadingMixIn"]
@@ -65,6 +66,8 @@ class ThreadingMixIn:
 
     daemon_threads: bool = False
     block_on_close: bool = True
+    # The non-daemon handler threads, as the stdlib's list (see _threadlist).
+    _threads = ThreadsAttribute()
     _watch_eof: bool = True  # handlers run off the serve loop, which can watch for EOF
     max_workers: int | None = None
     max_connections: int | None = None
@@ -132,6 +135,7 @@ class ThreadingMixIn:
             )
             with self._lock:
                 self._live[thread] = request
+                self._threads.add(thread)
             thread.start()
             return
         self._queue.put((request, client_address))
@@ -144,6 +148,7 @@ class ThreadingMixIn:
                     name=f"socketkit-worker-{len(self._workers) + 1}",
                 )
                 self._workers.append(worker)
+                self._threads.add(worker)
         if start:
             worker.start()
 
@@ -166,6 +171,8 @@ class ThreadingMixIn:
     def _request_done(self, thread: threading.Thread) -> None:
         with self._lock:
             self._live.pop(thread, None)
+            if thread not in self._workers:  # a pool worker stays listed until it exits
+                self._threads.discard(thread)
             was_full = self.max_connections is not None and self._held >= self.max_connections
             self._held -= 1
         if was_full and self.connection_overflow == "backlog":
@@ -179,6 +186,8 @@ class ThreadingMixIn:
             with self._lock:
                 self._idle_workers -= 1
             if item is None:
+                with self._lock:
+                    self._threads.discard(threading.current_thread())
                 return
             self.process_request_thread(*item)
 
@@ -200,9 +209,10 @@ class ThreadingMixIn:
             return
         self._drain()
 
-    def _threads(self) -> list[threading.Thread]:
+    def _handler_threads(self) -> list[threading.Thread]:
+        """Every thread to join at close: ours, and any registered in ``_threads``."""
         with self._lock:
-            return [*self._live, *self._workers]
+            return list(dict.fromkeys([*self._live, *self._workers, *self._threads]))
 
     def _drain(self) -> None:
         deadline = None if self.drain_timeout is None else time.monotonic() + self.drain_timeout
@@ -215,7 +225,7 @@ class ThreadingMixIn:
             for request in live:
                 if isinstance(request, socket.socket):
                     _eofguard.guard(request, limit)
-        if not _join_all(self._threads(), deadline):
+        if not _join_all(self._handler_threads(), deadline):
             with self._lock:
                 stuck = dict(self._live)
             logger.warning(
@@ -225,11 +235,12 @@ class ThreadingMixIn:
             )
             for request in stuck.values():
                 _close_under_handler(request)
-            if not _join_all(self._threads(), time.monotonic() + self.force_close_timeout):
-                names = ", ".join(t.name for t in self._threads() if t.is_alive())
+            if not _join_all(self._handler_threads(), time.monotonic() + self.force_close_timeout):
+                names = ", ".join(t.name for t in self._handler_threads() if t.is_alive())
                 logger.error("handler threads still running after their connections were closed: %s", names)
         with self._lock:
             self._workers = [t for t in self._workers if t.is_alive()]
+            self._threads.reap()
 
 
 def _join_all(threads: list[threading.Thread], deadline: float | None) -> bool:
