@@ -6,6 +6,7 @@ in socketkit is unbounded. Units are in the names (``_S`` seconds, sizes in byte
 
 from __future__ import annotations
 
+import os
 from typing import Final
 
 # --- codecs -----------------------------------------------------------------------
@@ -84,6 +85,31 @@ Correct code reads at EOF once or twice."""
 
 DEFAULT_MAX_CHILDREN: Final = 40
 """ForkingMixIn children at once: the stdlib's value, kept for compatibility."""
+
+# --- processes (--workers) ------------------------------------------------------------
+
+
+def _usable_cpus() -> int:
+    """CPUs this process may run on (its affinity mask: taskset, cpusets), else all."""
+    try:
+        return len(os.sched_getaffinity(0)) or 1
+    except (AttributeError, OSError):  # no sched_getaffinity (macOS, Windows)
+        return os.cpu_count() or 1
+
+
+MAX_WORKERS_PER_CPU: Final = 4
+"""--workers per usable CPU. Each worker is an event loop that can keep one core busy, so
+more workers than cores only add memory, fds and scheduling; four per core leaves room
+for workers waiting on the disk or on TLS handshakes, and for a host shared with others."""
+
+MAX_WORKERS_CEILING: Final = 256
+"""--workers on any machine, however many cores: each worker costs tens of MB and its
+own max_connections budget, and forking that many at once is already a burst the kernel
+and the user notice (a typo such as 100000 must not become a fork bomb)."""
+
+MAX_WORKERS: Final = min(MAX_WORKERS_PER_CPU * _usable_cpus(), MAX_WORKERS_CEILING)
+"""The most --workers accepted here: MAX_WORKERS_PER_CPU per usable CPU, at most
+MAX_WORKERS_CEILING. More is refused as a usage error before anything forks."""
 
 # --- connections and timeouts (both engines and services) -----------------------------
 

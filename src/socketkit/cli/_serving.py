@@ -19,6 +19,9 @@ from socketkit.limits import (
     DEFAULT_MAX_CONNECTIONS,
     DEFAULT_MAX_CONNECTIONS_PER_ADDRESS,
     DEFAULT_SHUTDOWN_GRACE_S,
+    MAX_WORKERS,
+    MAX_WORKERS_CEILING,
+    MAX_WORKERS_PER_CPU,
 )
 
 if TYPE_CHECKING:
@@ -54,6 +57,17 @@ class Service:
         """Run the cleanups (close stores and databases), last added first."""
         for cleanup in reversed(self.cleanups):
             cleanup()
+
+
+def workers_count(text: str) -> int:
+    """argparse type: a number of worker processes, 1 to ``MAX_WORKERS``."""
+    count = positive_int(text)
+    if count > MAX_WORKERS:
+        raise argparse.ArgumentTypeError(
+            f"at most {MAX_WORKERS} here ({MAX_WORKERS_PER_CPU} per CPU, never more than "
+            f"{MAX_WORKERS_CEILING}), not {count}"
+        )
+    return count
 
 
 def add_server_options(
@@ -119,9 +133,9 @@ def add_server_options(
     )
     caps.add_argument(
         "--workers",
-        type=positive_int,
+        type=workers_count,
         default=1,
-        help="processes sharing the port (SO_REUSEPORT; default: 1)",
+        help=f"processes sharing the port (SO_REUSEPORT; default: 1, at most {MAX_WORKERS} here)",
     )
 
 
