@@ -101,8 +101,14 @@ def test_one_address_cannot_take_every_slot() -> None:
         assert "echo" in document["services"]
 
 
-def test_the_deadline_is_a_few_seconds_and_must_be_positive() -> None:
-    assert 1.0 <= ADMIN_HEADER_TIMEOUT_S <= 10.0
+def test_the_defaults_are_the_named_limits() -> None:
+    server = make_admin_server(services)
+    assert server.max_connections == ADMIN_MAX_CONNECTIONS
+    assert server.max_connections_per_address == ADMIN_MAX_CONNECTIONS_PER_ADDRESS
+    assert 1.0 <= ADMIN_HEADER_TIMEOUT_S <= 10.0  # "a few seconds" (docs/tools.md: 5 s)
+
+
+def test_the_deadline_must_be_positive() -> None:
     for bad in (0.0, -1.0):
         with pytest.raises(ValueError, match="header_timeout"):
             make_admin_server(services, header_timeout=bad)

@@ -11,18 +11,25 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import logging
 import socket
 import struct
 from typing import Any
 
+import pytest
+
 from socketkit.address import Address
 from socketkit.aio.datagram import DatagramEndpoint
 from socketkit.aio.listeners import Listener
+from socketkit.cli.main import build_parser
+from socketkit.cli.serve import echo_service
 from socketkit.services.echo.policy import (
     DROP_OWN_PORT,
     DROP_PRIVILEGED_PORT,
     DROP_RATE_LIMITED,
     FIRST_UNPRIVILEGED_PORT,
+    UDP_REPLY_BURST,
+    UDP_REPLY_RATE,
     EchoPolicy,
 )
 from socketkit.services.echo.server import EchoDatagrams, EchoServer, make_echo_server
@@ -109,7 +116,7 @@ def test_no_echo_from_any_of_the_servers_own_ports(run: Runner[None]) -> None:
     run(main())
 
 
-def test_one_source_gets_the_burst_then_nothing(run: Runner[None]) -> None:
+def test_one_source_gets_the_burst_then_nothing(run: Runner[None], caplog: pytest.LogCaptureFixture) -> None:
     async def main() -> None:
         burst = 5
         handler = EchoDatagrams(EchoPolicy(burst=burst), clock=frozen_clock)
@@ -127,7 +134,34 @@ def test_one_source_gets_the_burst_then_nothing(run: Runner[None]) -> None:
                 assert queued(same_host) == []
                 assert server.stats().datagrams_dropped == {DROP_RATE_LIMITED: 2 * burst + 1}
 
-    run(main())
+    with caplog.at_level(logging.WARNING, logger="socketkit.services.echo.server"):
+        run(main())
+    # 11 drops, logged the 1st, 2nd, 4th and 8th time: visible, never a flood.
+    counts = [r.getMessage().rsplit("(", 1)[1] for r in caplog.records if "no answer to" in r.getMessage()]
+    assert counts == ["1 so far)", "2 so far)", "4 so far)", "8 so far)"]
+
+
+def test_serve_echo_flags_set_the_policy() -> None:
+    parser = build_parser()
+    default = echo_service(parser.parse_args(["serve", "echo", "--udp", "--port", "0"])).make_server()
+    assert isinstance(default, EchoServer)
+    assert (default.echo_policy.rate, default.echo_policy.burst) == (UDP_REPLY_RATE, UDP_REPLY_BURST)
+    args = parser.parse_args(
+        ["serve", "echo", "--udp", "--port", "0", "--udp-rate", "2.5", "--udp-burst", "3"]
+    )
+    server = echo_service(args).make_server()
+    assert isinstance(server, EchoServer)
+    assert (server.echo_policy.rate, server.echo_policy.burst) == (2.5, 3)
+
+
+@pytest.mark.parametrize("flag", [["--udp-rate", "0"], ["--udp-rate", "x"], ["--udp-burst", "0"]])
+def test_serve_echo_refuses_a_limit_that_is_not_positive(
+    flag: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as caught:
+        build_parser().parse_args(["serve", "echo", "--udp", *flag])
+    assert caught.value.code == 2
+    assert flag[0] in capsys.readouterr().err
 
 
 def _checksum(data: bytes) -> int:
