@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import errno
 import socket
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -115,5 +116,29 @@ def test_drops_are_counted_by_reason_and_kept_out_of_the_flat_counters(run: Runn
             assert stats.datagrams_dropped == {"a": 2, "b": 1}
             assert "datagrams_dropped" not in stats.as_dict()
             assert stats.as_dict()["datagrams_in"] == 4
+
+    run(main())
+
+
+def test_unix_datagrams_are_echoed_whole_and_one_too_large_is_dropped_whole(
+    run: Runner[None], tmp_path: Path
+) -> None:
+    async def main() -> None:
+        server = make_echo_server()
+        listener = Listener(Address(path=str(tmp_path / "e.sock")), "udp")
+        async with aio_serving(server, [listener]) as (address,):
+            loop = asyncio.get_running_loop()
+            with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+                sock.bind(str(tmp_path / "c.sock"))
+                sock.setblocking(False)
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 1 << 20)
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+                big = bytes(range(256)) * 400  # 102,400 bytes: more than any UDP payload
+                sock.sendto(b"x" * 300_000, address.path)  # more than the 256 KiB buffer
+                sock.sendto(big, address.path)
+                assert await asyncio.wait_for(loop.sock_recv(sock, 1 << 20), TIMEOUT) == big
+            stats = server.stats()
+            assert stats.datagrams_dropped == {"truncated": 1}
+            assert (stats.datagrams_in, stats.datagrams_out) == (2, 1)
 
     run(main())

@@ -19,8 +19,8 @@ loops' datagram transports change what a UDP service must guarantee:
   is dropped and counted.
 
 Datagrams are read in batches of ``_READ_BATCH`` per readiness event into one buffer
-that holds any IPv4 or IPv6 UDP payload; a larger (Unix) datagram is detected
-(MSG_TRUNC), counted and dropped, never delivered cut short.
+that holds any IPv4 or IPv6 UDP payload (256 KiB for Unix datagrams); a larger Unix
+datagram is detected (MSG_TRUNC), counted and dropped, never delivered cut short.
 
 A datagram that gets no answer is counted by reason in the server's stats
 (``ServerStats.datagrams_dropped``): the engine's reasons are ``truncated``,
@@ -47,7 +47,12 @@ __all__ = ["DatagramEndpoint", "DatagramHandler"]
 logger = logging.getLogger(__name__)
 
 _RECV_BUFFER: Final = 65_536
-"""Bytes read per datagram: every UDP payload fits (65,507 on IPv4, 65,527 on IPv6)."""
+"""Bytes read per UDP datagram: every UDP payload fits (65,507 on IPv4, 65,527 on IPv6)."""
+
+_RECV_BUFFER_UNIX: Final = 262_144
+"""Bytes read per Unix datagram, which has no IP limit: what asyncio's transports read
+(256 KiB), above Linux's default socket buffer (208 KiB) that bounds what a sender can
+send unless it raises its SO_SNDBUF."""
 
 _READ_BATCH: Final = 64
 """Datagrams read per readiness event: drains a burst in one callback without keeping
@@ -87,7 +92,8 @@ class DatagramEndpoint:
         self._sock = sock
         self._handler = handler
         self._stats = stats
-        self._buffer = bytearray(_RECV_BUFFER)
+        unix = sock.family == getattr(socket, "AF_UNIX", None)
+        self._buffer = bytearray(_RECV_BUFFER_UNIX if unix else _RECV_BUFFER)
         self._view = memoryview(self._buffer)
         self._closed = False
         self._loop = asyncio.get_running_loop()
@@ -109,14 +115,14 @@ class DatagramEndpoint:
                 return
             stats.datagrams_in += 1
             stats.bytes_in += size
-            if size > _RECV_BUFFER:
+            if size > len(view):
                 count = self.drop(DROP_TRUNCATED)
                 if count & (count - 1) == 0:  # 1st, 2nd, 4th...: visible, never a flood
                     logger.warning(
                         "dropped a %d-byte datagram from %s: larger than %d bytes (%d so far)",
                         size,
                         format_peer(addr),
-                        _RECV_BUFFER,
+                        len(view),
                         count,
                     )
                 continue
