@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from socketkit.cli._serving import Service, add_server_options, listeners_from_args, positive_int, run_service
+from socketkit.cli._args import positive_int, positive_number
+from socketkit.cli._serving import Service, add_server_options, listeners_from_args, run_service
 
 __all__ = ["add_parsers"]
 
@@ -28,7 +29,7 @@ def add_parsers(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
     udp = echo.add_argument_group("UDP against forged sources (no answer to ports below 1024 or our own)")
     udp.add_argument(
         "--udp-rate",
-        type=_rate,
+        type=positive_number,
         metavar="N",
         default=UDP_REPLY_RATE,
         help=f"replies per second to one source address (default: {UDP_REPLY_RATE:g})",
@@ -65,17 +66,6 @@ def add_parsers(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
     add_files(services)
     add_chat(services)
     add_all(services)
-
-
-def _rate(text: str) -> float:
-    """argparse type: a number of replies per second > 0."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number per second, not {text!r}") from None
-    if not 0 < value < float("inf"):
-        raise argparse.ArgumentTypeError(f"must be more than 0, not {text}")
-    return value
 
 
 def serve_echo(args: argparse.Namespace) -> int:
