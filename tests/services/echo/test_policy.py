@@ -136,3 +136,10 @@ def test_limits_are_named_and_positive() -> None:
     for bad in ({"rate": 0}, {"rate": -1.0}, {"burst": 0}, {"max_sources": 0}):
         with pytest.raises(ValueError, match="positive"):
             EchoPolicy(**bad)  # type: ignore[arg-type]
+
+
+def test_the_default_table_holds_udp_max_sources_addresses() -> None:
+    policy = EchoPolicy()
+    for i in range(UDP_MAX_SOURCES + 1000):
+        policy.check(f"10.{i >> 16}.{(i >> 8) & 255}.{i & 255}", CLIENT_PORT, 0.0)
+    assert policy.sources() == UDP_MAX_SOURCES
