@@ -163,7 +163,9 @@ def socketkit_aio(kind: str) -> None:
         "20000",
     ]
     if kind == "udp":
-        args.append("--udp")
+        # Every flow comes from 127.0.0.1: lift the per-source reply rate (its cost per
+        # datagram is still paid), as --max-per-address lifts the per-address cap.
+        args += ["--udp", "--udp-rate", "1e9", "--udp-burst", "1000000000"]
     raise SystemExit(cli(args))
 
 

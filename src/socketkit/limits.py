@@ -206,3 +206,15 @@ ADMIN_MAX_HEADERS: Final = 64
 ADMIN_MAX_CONNECTIONS: Final = 64
 """Admin endpoint: open connections at once (a dashboard and a scraper need a few; one
 answer per connection, so they do not stay)."""
+
+ADMIN_MAX_CONNECTIONS_PER_ADDRESS: Final = 8
+"""Admin endpoint: open connections from one IP address, so one peer cannot hold every
+slot (a dashboard, a scraper and a person with curl need one or two each; 8 addresses
+are needed to fill the 64 slots, and each slow one is cut by the header deadline)."""
+
+ADMIN_HEADER_TIMEOUT_S: Final = 5.0
+"""Admin endpoint: the whole request head must arrive within this time of connecting,
+or the peer gets 408 and is closed. A client sends its few header lines at once (curl,
+a scraper: well under a millisecond on loopback); a slowloris that sends them a byte at
+a time is never idle, so only a deadline on the whole head bounds it (Apache's
+mod_reqtimeout: header=20-40; nginx client_header_timeout 60 s, for the internet)."""

@@ -132,3 +132,37 @@ def test_status_without_an_endpoint_is_a_one_line_error() -> None:
     assert result.returncode == 1
     assert result.stderr.startswith("ConnectionRefusedError: ")
     assert len(result.stderr.splitlines()) == 1
+
+
+def test_serve_all_host_moves_the_services_but_not_the_admin_endpoint(tmp_path: Path) -> None:
+    # README: the admin endpoint "stays on 127.0.0.1 unless --admin-host moves it".
+    argv = ["serve", "all", "--any-port", "--host", "127.0.0.2", "--state-dir", str(tmp_path)]
+    with Proc(*argv, stdin=False) as proc:
+        echo = _port(proc, r"^echo listening on 127\.0\.0\.2:(\d+) \(udp\)")
+        proc.expect(r"^chat listening on 127\.0\.0\.2:\d+ \(tcp\)")
+        admin = _port(proc, r"^admin listening on 127\.0\.0\.1:(\d+) \(tcp\)")
+        assert _port(proc, r"^status at http://127\.0\.0\.1:(\d+)/status") == admin
+        with pytest.raises(ConnectionRefusedError):
+            socket.create_connection(("127.0.0.2", admin), timeout=TIMEOUT).close()
+
+        # A datagram "from" echo's own port (another echo server on it) gets no echo,
+        # and the admin endpoint reports the drop.
+        with (
+            socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as twin,
+            socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as client,
+        ):
+            twin.bind(("127.0.0.1", echo))
+            twin.sendto(b"loop?", ("127.0.0.2", echo))
+            client.settimeout(TIMEOUT)
+            client.sendto(b"marker", ("127.0.0.2", echo))  # handled after the first
+            assert client.recvfrom(100)[0] == b"marker"
+        with urllib.request.urlopen(f"http://127.0.0.1:{admin}/status", timeout=TIMEOUT) as response:
+            assert json.load(response)["services"]["echo"]["datagrams_dropped"] == {"own_port": 1}
+        with urllib.request.urlopen(f"http://127.0.0.1:{admin}/metrics", timeout=TIMEOUT) as response:
+            metrics = response.read().decode()
+        assert 'socketkit_datagrams_dropped_total{service="echo",reason="own_port"} 1' in metrics
+        shown = _cli("status", f"127.0.0.1:{admin}")
+        assert shown.returncode == 0, shown.stderr
+        assert "dropped (own_port) 1" in shown.stdout
+        proc.signal(signal.SIGTERM)
+        assert proc.wait() == 0

@@ -63,8 +63,17 @@ def resolve_bind(address: Address, sock_type: int) -> tuple[int, Any]:
     return family, sockaddr
 
 
+# SO_REUSEADDR means different things per socket type. On a TCP listener it only lets a
+# restarted server bind while connections of the old one sit in TIME_WAIT (every server
+# sets it: nginx, Go's net, trio, asyncio). On a UDP socket there is no TIME_WAIT, and it
+# lets any other socket that sets it too (on Linux, of any user) bind the same address
+# and port: datagrams are then delivered to the newest, so a local user steals them.
+# UDP sockets get neither option, except SO_REUSEPORT inside a --workers group, which
+# Linux restricts to sockets of the same effective user. (uvloop's libuv would set
+# SO_REUSEADDR again on a socket handed to it: the engine reads its datagram sockets
+# itself, see aio/datagram.py.)
 def _prepare(sock: socket.socket, family: int, sockaddr: Any, reuse_port: bool) -> None:
-    if family != getattr(socket, "AF_UNIX", None):
+    if family != getattr(socket, "AF_UNIX", None) and sock.type == socket.SOCK_STREAM:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     if reuse_port:
         if not hasattr(socket, "SO_REUSEPORT"):

@@ -87,10 +87,15 @@ class ServerStats:
     timeouts: int = 0
     tls_failures: int = 0
     per_address: dict[str, int] = field(default_factory=dict)
+    datagrams_dropped: dict[str, int] = field(default_factory=dict)  # by reason (DatagramEndpoint.drop)
 
     def as_dict(self) -> dict[str, int]:
-        """The counters as a flat dict (JSON-friendly), without the per-address table."""
-        return {name: getattr(self, name) for name in self.__slots__ if name != "per_address"}
+        """The counters as a flat dict (JSON-friendly), without the tables (per address, drops)."""
+        return {
+            name: getattr(self, name)
+            for name in self.__slots__
+            if name not in ("per_address", "datagrams_dropped")
+        }
 
 
 @dataclass(slots=True)
@@ -239,13 +244,10 @@ class AsyncServer:
             sock = bind_datagram(listener.address, reuse_port=listener.reuse_port)
             bound = _Bound(listener, sock, bound_address(sock))
             try:
-                _, endpoint = await loop.create_datagram_endpoint(
-                    lambda: DatagramEndpoint(handler, self._stats), sock=sock
-                )
+                bound.endpoint = DatagramEndpoint(sock, handler, self._stats)  # reads the socket itself
             except BaseException:
                 sock.close()
                 raise
-            bound.endpoint = endpoint
         else:
             if (self._session_factory is None) == (self._handler is None):
                 raise ValueError("a stream listener needs session_factory or handler")
@@ -581,6 +583,7 @@ class AsyncServer:
             timeouts=s.timeouts,
             tls_failures=s.tls_failures,
             per_address=dict(self._per_address),
+            datagrams_dropped=dict(s.datagrams_dropped),
         )
 
     def connections(self) -> list[Connection[Any]]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from socketkit.cli._args import positive_int, positive_number
 from socketkit.cli._serving import Service, add_server_options, listeners_from_args, run_service
 
 __all__ = ["add_parsers"]
@@ -23,6 +24,23 @@ def add_parsers(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
         description="Echo every byte (TCP, Unix) or datagram (UDP) back to its sender (RFC 862).",
     )
     add_server_options(echo, default_port=ECHO_PORT, udp=True)
+    from socketkit.services.echo.policy import UDP_REPLY_BURST, UDP_REPLY_RATE  # noqa: PLC0415 (pure, small)
+
+    udp = echo.add_argument_group("UDP against forged sources (no answer to ports below 1024 or our own)")
+    udp.add_argument(
+        "--udp-rate",
+        type=positive_number,
+        metavar="N",
+        default=UDP_REPLY_RATE,
+        help=f"replies per second to one source address (default: {UDP_REPLY_RATE:g})",
+    )
+    udp.add_argument(
+        "--udp-burst",
+        type=positive_int,
+        metavar="N",
+        default=UDP_REPLY_BURST,
+        help=f"replies one source address may get at once (default: {UDP_REPLY_BURST})",
+    )
     echo.set_defaults(func=serve_echo)
 
     talk = services.add_parser(
@@ -58,10 +76,12 @@ def serve_echo(args: argparse.Namespace) -> int:
 def echo_service(args: argparse.Namespace) -> Service:
     """The echo server: the asyncio engine, with the caps and timeouts from the options."""
     from socketkit.aio.connection import ConnectionLimits  # noqa: PLC0415 (lazy imports: fast CLI)
+    from socketkit.services.echo.policy import EchoPolicy  # noqa: PLC0415
     from socketkit.services.echo.server import make_echo_server  # noqa: PLC0415
 
     def make() -> Any:
         return make_echo_server(
+            policy=EchoPolicy(rate=args.udp_rate, burst=args.udp_burst),
             limits=ConnectionLimits(
                 idle_timeout=args.idle_timeout, handshake_timeout=None, message_timeout=None
             ),

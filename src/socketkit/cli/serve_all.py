@@ -150,15 +150,14 @@ async def _serve_all(services: Sequence[Service], admin: Listener | None) -> Non
     def snapshot() -> list[ServiceStatus]:
         from socketkit.services.admin.protocol import ServiceStatus  # noqa: PLC0415
 
-        return [
-            ServiceStatus(
-                service.name,
-                addresses,
-                server.stats().as_dict(),
-                service.gauges() if service.gauges is not None else {},
+        statuses = []
+        for service, server, addresses in running:
+            stats = server.stats()
+            gauges = service.gauges() if service.gauges is not None else {}
+            statuses.append(
+                ServiceStatus(service.name, addresses, stats.as_dict(), gauges, stats.datagrams_dropped)
             )
-            for service, server, addresses in running
-        ]
+        return statuses
 
     loop = asyncio.get_running_loop()
     async with contextlib.AsyncExitStack() as stack:

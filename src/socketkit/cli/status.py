@@ -88,9 +88,13 @@ def status(args: argparse.Namespace) -> int:
     for column in ("service", "listening on", "open", "accepted", "in", "out", "refused", "timeouts", "more"):
         table.add_column(column, justify="left" if column in ("service", "listening on", "more") else "right")
     counters = {"addresses", "open", "accepted", "refused", "closed", "bytes_in", "bytes_out", "messages_in",
-                "datagrams_in", "datagrams_out", "timeouts", "tls_failures"}  # fmt: skip
+                "datagrams_in", "datagrams_out", "timeouts", "tls_failures", "datagrams_dropped"}  # fmt: skip
     for name, service in document["services"].items():
-        gauges = ", ".join(f"{k} {v:g}" for k, v in service.items() if k not in counters)
+        more = [f"{k} {v:g}" for k, v in service.items() if k not in counters and isinstance(v, (int, float))]
+        dropped = service.get("datagrams_dropped")
+        if isinstance(dropped, dict):
+            more += [f"dropped ({reason}) {count}" for reason, count in dropped.items()]
+        gauges = ", ".join(more)
         table.add_row(
             name,
             " ".join(sorted(set(map(str, service.get("addresses", []))))),

@@ -4,7 +4,8 @@ socketserver-compatible (class attributes set the policy, as in the standard lib
 with safer defaults and the fixes the stdlib lacks:
 
 - ``request_queue_size`` 128 instead of 5; ``allow_reuse_address`` on POSIX, so a
-  restarted server does not fail on TIME_WAIT;
+  restarted server does not fail on TIME_WAIT (off for UDP, as in the stdlib: there it
+  would let another local socket bind the same port and take the datagrams);
 - IPv6 literals pick ``AF_INET6`` by themselves; ``"::"`` serves IPv4 and IPv6 at once
   (``dualstack_ipv6``);
 - TLS: ``ssl_context=`` wraps each stream request; the handshake runs in

@@ -16,7 +16,12 @@ from socketkit.services.admin.protocol import (
 )
 
 SERVICES = [
-    ServiceStatus("echo", ["127.0.0.1:7007"], {"open": 2, "accepted": 5, "datagrams_in": 9}),
+    ServiceStatus(
+        "echo",
+        ["127.0.0.1:7007"],
+        {"open": 2, "accepted": 5, "datagrams_in": 9},
+        datagrams_dropped={"rate_limited": 4, "own_port": 1},
+    ),
     ServiceStatus("chat", ["127.0.0.1:6667"], {"open": 1, "accepted": 1}, {"clients": 1, "channels": 3}),
 ]
 
@@ -83,9 +88,11 @@ def test_status_is_json_with_every_service() -> None:
         "addresses": ["127.0.0.1:6667"],
         "open": 1,
         "accepted": 1,
+        "datagrams_dropped": {},
         "clients": 1,
         "channels": 3,
     }
+    assert document["services"]["echo"]["datagrams_dropped"] == {"own_port": 1, "rate_limited": 4}
 
 
 def test_metrics_are_in_the_prometheus_text_format() -> None:
@@ -98,6 +105,11 @@ def test_metrics_are_in_the_prometheus_text_format() -> None:
     assert 'socketkit_datagrams_received_total{service="chat"} 0' in text
     assert "socketkit_chat_channels 3" in text
     assert "# TYPE socketkit_connections_accepted_total counter" in text
+    # Drops by reason: one labelled series per (service, reason) that happened.
+    assert "# TYPE socketkit_datagrams_dropped_total counter" in text
+    assert 'socketkit_datagrams_dropped_total{service="echo",reason="rate_limited"} 4' in text
+    assert 'socketkit_datagrams_dropped_total{service="echo",reason="own_port"} 1' in text
+    assert 'socketkit_datagrams_dropped_total{service="chat"' not in text
     for line in text.splitlines():  # every sample line is NAME{labels} VALUE or NAME VALUE
         if not line.startswith("#"):
             float(line.rsplit(" ", 1)[1])

@@ -3,7 +3,8 @@ the status (JSON) and metrics (Prometheus text format 0.0.4) of the running serv
 
 Only what a status endpoint needs: GET and HEAD of ``/``, ``/status`` and ``/metrics``,
 one request per connection (``Connection: close``). Everything else gets a status line
-that says why (400, 404, 405, 431, 505).
+that says why (400, 404, 405, 431, 505; the server adds 408 for a head that arrives too
+slowly and 503 for a peer over its connection cap).
 """
 
 from __future__ import annotations
@@ -31,7 +32,9 @@ _REASONS = {
     400: "Bad Request",
     404: "Not Found",
     405: "Method Not Allowed",
+    408: "Request Timeout",
     431: "Request Header Fields Too Large",
+    503: "Service Unavailable",
     505: "HTTP Version Not Supported",
 }
 
@@ -102,6 +105,7 @@ class ServiceStatus:
     addresses: Sequence[str]
     counters: Mapping[str, int]  # ServerStats.as_dict()
     gauges: Mapping[str, float] = field(default_factory=dict)  # service specific
+    datagrams_dropped: Mapping[str, int] = field(default_factory=dict)  # by reason
 
 
 def respond(status: int, body: bytes, content_type: str, *, head_only: bool = False) -> bytes:
@@ -124,12 +128,19 @@ def error_response(exc: AdminRequestError) -> bytes:
 
 
 def render_status(services: Sequence[ServiceStatus], *, uptime_s: float, version: str) -> bytes:
-    """``/status``: every service with its addresses, counters and gauges, as JSON."""
+    """``/status``: every service with its addresses, counters, datagrams dropped by
+    reason (``datagrams_dropped``: an object) and gauges, as JSON."""
     document = {
         "version": version,
         "uptime_s": round(uptime_s, 3),
         "services": {
-            s.name: {"addresses": list(s.addresses), **dict(s.counters), **dict(s.gauges)} for s in services
+            s.name: {
+                "addresses": list(s.addresses),
+                **dict(s.counters),
+                "datagrams_dropped": dict(sorted(s.datagrams_dropped.items())),
+                **dict(s.gauges),
+            }
+            for s in services
         },
     }
     return (json.dumps(document, indent=2, sort_keys=False) + "\n").encode()
@@ -150,6 +161,8 @@ _METRICS = {
     "tls_failures": ("socketkit_tls_failures_total", "counter", "failed TLS handshakes"),
 }
 
+_DROPPED = "socketkit_datagrams_dropped_total"  # ServerStats.datagrams_dropped, labelled by reason
+
 
 def render_metrics(services: Sequence[ServiceStatus], *, uptime_s: float) -> bytes:
     """``/metrics``: the counters in the Prometheus text format, one series per service."""
@@ -162,6 +175,13 @@ def render_metrics(services: Sequence[ServiceStatus], *, uptime_s: float) -> byt
         lines.append(f"# HELP {metric} {text}")
         lines.append(f"# TYPE {metric} {kind}")
         lines.extend(f'{metric}{{service="{s.name}"}} {s.counters.get(key, 0)}' for s in services)
+    lines.append(f"# HELP {_DROPPED} datagrams a service did not answer, by reason")
+    lines.append(f"# TYPE {_DROPPED} counter")
+    lines.extend(
+        f'{_DROPPED}{{service="{s.name}",reason="{reason}"}} {count}'
+        for s in services
+        for reason, count in sorted(s.datagrams_dropped.items())
+    )
     gauges = sorted({(s.name, g) for s in services for g in s.gauges})
     for service, gauge in gauges:
         value = next(s.gauges[gauge] for s in services if s.name == service)

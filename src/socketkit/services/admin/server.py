@@ -1,8 +1,15 @@
 """The admin endpoint's glue: an HTTP session on the asyncio engine that answers one
-request with the status of the running services, then closes."""
+request with the status of the running services, then closes.
+
+Slow peers: the whole request head must arrive within ``header_timeout`` of connecting
+(408, then close), whatever the pace of its bytes, and one IP address may hold at most
+``max_connections_per_address`` of the endpoint's connections (503 to the next one), so
+a slowloris neither keeps a slot for long nor takes every slot.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -13,7 +20,12 @@ from socketkit.aio.connection import Connection, ConnectionLimits, Session
 from socketkit.aio.server import AsyncServer
 from socketkit.codec.lines import LineDecoder
 from socketkit.errors import FrameTooLarge, RemoteProtocolError
-from socketkit.limits import ADMIN_MAX_CONNECTIONS, ADMIN_MAX_LINE
+from socketkit.limits import (
+    ADMIN_HEADER_TIMEOUT_S,
+    ADMIN_MAX_CONNECTIONS,
+    ADMIN_MAX_CONNECTIONS_PER_ADDRESS,
+    ADMIN_MAX_LINE,
+)
 from socketkit.services.admin.protocol import (
     AdminRequestError,
     RequestHead,
@@ -28,17 +40,33 @@ logger = logging.getLogger(__name__)
 
 
 class AdminSession(Session[bytes]):
-    """One HTTP request, one response, then close."""
+    """One HTTP request, one response, then close; 408 if the head takes too long."""
 
-    __slots__ = ("_head", "_services", "_started")
+    __slots__ = ("_deadline", "_head", "_header_timeout", "_services", "_started")
 
     def __init__(
-        self, conn: Connection[bytes], services: Callable[[], Sequence[ServiceStatus]], started: float
+        self,
+        conn: Connection[bytes],
+        services: Callable[[], Sequence[ServiceStatus]],
+        started: float,
+        header_timeout: float = ADMIN_HEADER_TIMEOUT_S,
     ) -> None:
         super().__init__(conn)
         self._head = RequestHead()
         self._services = services
         self._started = started
+        self._header_timeout = header_timeout
+        self._deadline: asyncio.TimerHandle | None = None
+
+    def connection_made(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._deadline = loop.call_later(self._header_timeout, self._head_too_slow)
+
+    def _head_too_slow(self) -> None:
+        self._deadline = None
+        logger.info("admin: %s: no whole request head within %g s", self.conn.peer, self._header_timeout)
+        message = f"the request head must arrive within {self._header_timeout:g} s"
+        self._finish(error_response(AdminRequestError(408, message)))
 
     def message_received(self, message: bytes) -> None:
         if self.conn.is_closing:
@@ -57,20 +85,59 @@ class AdminSession(Session[bytes]):
         status = 431 if isinstance(exc, FrameTooLarge) else 400
         self._finish(error_response(AdminRequestError(status, "request line or header too long")))
 
+    def connection_lost(self, exc: BaseException | None) -> None:
+        self._cancel_deadline()
+
+    def _cancel_deadline(self) -> None:
+        if self._deadline is not None:
+            self._deadline.cancel()
+            self._deadline = None
+
     def _finish(self, response: bytes) -> None:
+        self._cancel_deadline()
         if not self.conn.is_closing:
             self.conn.send(response)
             self.conn.close()
 
 
-def make_admin_server(services: Callable[[], Sequence[ServiceStatus]], **options: Any) -> AsyncServer:
-    """An ``AsyncServer`` for the admin endpoint; ``services`` is called per request."""
+def _refusal(reason: str) -> bytes:
+    """What a peer over a connection cap reads before the close."""
+    return error_response(AdminRequestError(503, reason))
+
+
+def make_admin_server(
+    services: Callable[[], Sequence[ServiceStatus]],
+    *,
+    header_timeout: float = ADMIN_HEADER_TIMEOUT_S,
+    max_connections: int = ADMIN_MAX_CONNECTIONS,
+    max_connections_per_address: int = ADMIN_MAX_CONNECTIONS_PER_ADDRESS,
+    **options: Any,
+) -> AsyncServer:
+    """An ``AsyncServer`` for the admin endpoint; ``services`` is called per request.
+
+    Args:
+        services: the status of every running service, fresh per request.
+        header_timeout: seconds from connecting to the end of the request head.
+        max_connections: open connections at once.
+        max_connections_per_address: open connections from one IP address.
+        options: other ``AsyncServer`` keyword arguments.
+
+    Raises:
+        ValueError: ``header_timeout`` is not positive (or a cap, from AsyncServer).
+    """
+    if not header_timeout > 0:
+        raise ValueError("header_timeout must be positive")
     started = time.monotonic()
-    options.setdefault("max_connections", ADMIN_MAX_CONNECTIONS)
-    options.setdefault("max_connections_per_address", ADMIN_MAX_CONNECTIONS)
+    # The deadline covers the only phase in which the endpoint reads, from the first
+    # byte to the last of the head: the engine's read timeouts would only repeat it.
+    # A peer that does not read the response is still cut by the write timeout.
+    limits = ConnectionLimits(idle_timeout=None, handshake_timeout=None, message_timeout=None)
     return AsyncServer(
-        session_factory=lambda conn: AdminSession(conn, services, started),
+        session_factory=lambda conn: AdminSession(conn, services, started, header_timeout),
         decoder_factory=lambda: LineDecoder(max_line_length=ADMIN_MAX_LINE),
-        limits=ConnectionLimits(idle_timeout=10.0, handshake_timeout=10.0, message_timeout=10.0),
+        limits=limits,
+        max_connections=max_connections,
+        max_connections_per_address=max_connections_per_address,
+        refusal=_refusal,
         **options,
     )
