@@ -9,11 +9,11 @@ the hard limit is below what the cap needs.
 
 from __future__ import annotations
 
-import logging
+from socketkit._log import get_logger
 
 __all__ = ["FD_HEADROOM", "raise_open_files_limit"]
 
-logger = logging.getLogger(__name__)
+logger = get_logger(__name__)
 
 FD_HEADROOM = 256
 """Descriptors beyond the connection caps: listeners, the event loop, log files, the

@@ -27,11 +27,11 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
 
+from socketkit._log import get_logger
 from socketkit.address import format_host_port
 from socketkit.codec.base import END_OF_STREAM, NEED_DATA, Decoder
 from socketkit.errors import BrokenResourceError, ClosedResourceError, RemoteProtocolError
@@ -59,7 +59,7 @@ _PAUSE_BITS = {
     "turn": _PAUSE_TURN,
 }
 
-logger = logging.getLogger(__name__)
+logger = get_logger(__name__)
 
 T = TypeVar("T")
 

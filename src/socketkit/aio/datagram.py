@@ -32,11 +32,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
-import logging
 import socket
 import sys
 from typing import TYPE_CHECKING, Any, Final, Protocol
 
+from socketkit._log import get_logger
 from socketkit.aio.connection import format_peer
 
 if TYPE_CHECKING:
@@ -44,7 +44,7 @@ if TYPE_CHECKING:
 
 __all__ = ["DatagramEndpoint", "DatagramHandler"]
 
-logger = logging.getLogger(__name__)
+logger = get_logger(__name__)
 
 _RECV_BUFFER: Final = 65_536
 """Bytes read per UDP datagram: every UDP payload fits (65,507 on IPv4, 65,527 on IPv6)."""

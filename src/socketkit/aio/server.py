@@ -26,7 +26,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
-import logging
 import os
 import signal
 import socket
@@ -35,6 +34,7 @@ from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, Protocol
 
+from socketkit._log import get_logger
 from socketkit.address import Address
 from socketkit.aio.connection import Connection, ConnectionLimits, Session, format_peer
 from socketkit.aio.datagram import DatagramEndpoint, DatagramHandler
@@ -58,7 +58,7 @@ from socketkit.limits import (
 
 __all__ = ["AsyncServer", "ServerStats"]
 
-logger = logging.getLogger(__name__)
+logger = get_logger(__name__)
 
 _CAPACITY_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
 _ACCEPT_BATCH = 64  # accepts per readiness event: drains bursts without starving the loop

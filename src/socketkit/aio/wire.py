@@ -7,16 +7,16 @@ read the peer's, agree on a version, or send an ERROR frame saying why not and c
 from __future__ import annotations
 
 import contextlib
-import logging
 from typing import Any
 
+from socketkit._log import get_logger
 from socketkit.aio.connection import Connection
 from socketkit.codec.wire import Hello, WireEvent, encode_error, encode_hello, negotiate_version
 from socketkit.errors import HandshakeError, ProtocolError, ResourceError, ServiceError
 
 __all__ = ["exchange_hello", "send_error"]
 
-logger = logging.getLogger(__name__)
+logger = get_logger(__name__)
 
 
 async def exchange_hello(conn: Connection[WireEvent]) -> int:

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import logging
 import selectors
 import socket
 import sys
@@ -31,6 +30,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from socketkit._log import get_logger
 from socketkit.errors import ResourceError
 
 if TYPE_CHECKING:
@@ -38,7 +38,7 @@ if TYPE_CHECKING:
 
 __all__ = ["BaseServer"]
 
-logger = logging.getLogger(__name__)
+logger = get_logger(__name__)
 
 # Errnos of get_request() that concern one connection or datagram, not the listener:
 # it died in the backlog, or (UDP) it was truncated or bounced. Skip it.

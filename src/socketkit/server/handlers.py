@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import contextlib
 import io
-import logging
 import socket
 from collections.abc import Iterator
 from typing import Any, Generic, TypeVar
 
+from socketkit._log import get_logger
 from socketkit._oserrors import translate_os_errors
 from socketkit.codec.base import END_OF_STREAM, NEED_DATA, Decoder
 from socketkit.errors import RemoteProtocolError, ResourceError
@@ -30,7 +30,7 @@ __all__ = [
     "StreamRequestHandler",
 ]
 
-logger = logging.getLogger(__name__)
+logger = get_logger(__name__)
 
 T = TypeVar("T")
 

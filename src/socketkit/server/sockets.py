@@ -23,12 +23,12 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import logging
 import os
 import socket
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from socketkit._log import get_logger
 from socketkit.limits import (
     DEFAULT_MAX_READS_AFTER_EOF,
     DEFAULT_REQUEST_QUEUE_SIZE,
@@ -46,7 +46,7 @@ if TYPE_CHECKING:
 
 __all__ = ["TCPServer", "UDPServer", "UnixDatagramServer", "UnixStreamServer"]
 
-logger = logging.getLogger(__name__)
+logger = get_logger(__name__)
 
 
 def _is_ipv6_literal(host: object) -> bool:

@@ -10,11 +10,11 @@ a slowloris neither keeps a slot for long nor takes every slot.
 from __future__ import annotations
 
 import asyncio
-import logging
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from socketkit._log import get_logger
 from socketkit._version import __version__
 from socketkit.aio.connection import Connection, ConnectionLimits, Session
 from socketkit.aio.server import AsyncServer
@@ -36,7 +36,7 @@ from socketkit.services.admin.protocol import (
 
 __all__ = ["AdminSession", "make_admin_server"]
 
-logger = logging.getLogger(__name__)
+logger = get_logger(__name__)
 
 
 class AdminSession(Session[bytes]):

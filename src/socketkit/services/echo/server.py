@@ -4,11 +4,11 @@ engine does the rest."""
 
 from __future__ import annotations
 
-import logging
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from socketkit._log import get_logger
 from socketkit.address import Address
 from socketkit.aio.connection import ConnectionLimits, Session, format_peer
 from socketkit.aio.datagram import DatagramEndpoint
@@ -20,7 +20,7 @@ from socketkit.services.echo.protocol import IDLE_TIMEOUT_S
 
 __all__ = ["EchoDatagrams", "EchoHandler", "EchoServer", "EchoSession", "make_echo_server"]
 
-logger = logging.getLogger(__name__)
+logger = get_logger(__name__)
 
 
 class EchoSession(Session[bytes]):

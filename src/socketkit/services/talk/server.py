@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from socketkit._log import get_logger
 from socketkit.aio.connection import Connection, ConnectionLimits
 from socketkit.aio.server import AsyncServer
 from socketkit.aio.wire import exchange_hello, send_error
@@ -42,7 +42,7 @@ from socketkit.services.talk.protocol import (
 
 __all__ = ["TalkServer"]
 
-logger = logging.getLogger(__name__)
+logger = get_logger(__name__)
 
 
 @dataclass(slots=True)
