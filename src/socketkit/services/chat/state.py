@@ -13,7 +13,12 @@ from dataclasses import dataclass, field
 from typing import Final
 
 from socketkit.codec.irc import casefold
-from socketkit.services.chat.session import TokenBucket
+from socketkit.services.chat.session import (
+    OPER_ATTEMPT_INTERVAL_S,
+    OPER_ATTEMPTS_BURST,
+    AttemptThrottle,
+    TokenBucket,
+)
 
 __all__ = [
     "CHANNEL_FLAG_MODES",
@@ -102,6 +107,11 @@ class ChatConfig:
     flood_queue: int = 50  # lines held back while a client is throttled, then "Excess Flood"
 
 
+def _oper_bucket() -> TokenBucket:
+    burst = float(OPER_ATTEMPTS_BURST)
+    return TokenBucket(burst, 1.0 / OPER_ATTEMPT_INTERVAL_S, burst)
+
+
 @dataclass(slots=True)
 class Client:
     """One connection."""
@@ -126,6 +136,9 @@ class Client:
     ping_sent_at: float = 0.0
     oper_name: str | None = None
     flood: TokenBucket = field(default_factory=TokenBucket)
+    oper_attempts: TokenBucket = field(default_factory=_oper_bucket)
+    auth_pending: str | None = None  # what a password check now running is for ("OPER", "PASS")
+    pass_attempt: str | None = field(default=None, repr=False)  # PASS, checked at registration
     tag_class: int = 0  # TAG_TIME | TAG_MESSAGE_TAGS: which variant of a message it gets
 
     def set_caps(self, caps: set[str]) -> None:
@@ -247,6 +260,7 @@ class ChatState:
         self.whowas: deque[WhowasEntry] = deque(maxlen=config.whowas_size)
         self.msgid_counter = 0
         self.operators: set[int] = set()  # ids of clients with user mode +o (LUSERS counts them)
+        self.password_attempts = AttemptThrottle()  # per address, for OPER and PASS
 
     def client_by_nick(self, nick: str) -> Client | None:
         """The registered client using ``nick``, if any."""
