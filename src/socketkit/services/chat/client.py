@@ -33,6 +33,7 @@ from socketkit.aio.client import open_connection
 from socketkit.codec.irc import IRCDecoder, IRCMessage, encode_message
 from socketkit.errors import LocalProtocolError, ProtocolError, ResourceError
 from socketkit.services.chat.conversation import Conversation, Line, nick_colour
+from socketkit.services.chat.numerics import ERR_PASSWDMISMATCH
 
 if TYPE_CHECKING:
     import ssl
@@ -349,7 +350,8 @@ class ChatClient:
                     self._info(f"bad line from the server: {exc}", "error")
                     continue
                 replies, lines = talk.receive(message, self.clock())
-                if message.verb == "464":
+                if message.verb == ERR_PASSWDMISMATCH and not talk.registered:
+                    # The connection password (an OPER refused later is no reason to stop).
                     self._fatal = "the server refused the password"
                 if message.verb == "001":
                     self.delays = backoff_delays()  # a good connection resets the back-off
