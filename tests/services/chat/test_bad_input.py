@@ -57,6 +57,18 @@ def test_every_reply_a_client_can_provoke_can_be_sent() -> None:
     assert unsendable == []
 
 
+def test_words_that_cannot_be_sent_back_are_echoed_as_a_star() -> None:
+    net = Net()
+    alice = net.register("alice")
+    for line in ("WHOIS :a b", "WHOIS :", "NICK ::x", "CAP :a b"):
+        net.send(alice, line)
+        replies = net.take(alice)
+        assert replies, line
+        for reply in replies:
+            assert reply.params[1] == "*", (line, reply)
+            encode_message(reply)
+
+
 def test_nul_and_bare_cr_are_refused_the_client_stays_and_history_stays_clean(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -110,21 +122,28 @@ def test_history_stored_before_the_fix_is_never_replayed(
             "('#room', 1.0, 'x1', 'eve!e@h', 'PRIVMSG', 'a' || char(0) || 'b'), "
             "('#room', 2.0, 'x2', 'eve!e@h', 'PRIVMSG', 'a' || char(13) || 'b')"
         )
-        db.execute("UPDATE chat_channels SET topic = 'bad' || char(0)")
+        db.execute(
+            "UPDATE chat_channels SET topic = 'bad' || char(0), chan_key = 'k' || char(13), "
+            'bans = \'[["bad\\u0000!*@*", "op", 1.0], ["good!*@*", "op", 1.0]]\''
+        )
     caplog.set_level(logging.INFO)
     with (
         chat_server(tmp_path) as (address,),
         Irc(address, "bob", caps="batch") as bob,
     ):
-        bob.send("JOIN #room")
+        bob.send("JOIN #room")  # no key needed: the poisoned key was cleared
         joined = bob.collect(n.RPL_ENDOFNAMES)
         assert n.RPL_TOPIC not in [m.command for m in joined]  # the poisoned topic was cleared
+        bob.send("MODE #room b")
+        bans = bob.collect(n.RPL_ENDOFBANLIST)
+        assert [m.params[2] for m in bans if m.command == n.RPL_BANLIST] == ["good!*@*"]
         bob.send("CHATHISTORY LATEST #room * 10")
         bob.collect("BATCH")
         batch = bob.collect("BATCH")
         assert [m.params[-1] for m in batch if m.command == "PRIVMSG"] == ["clean"]
     assert "2 history row(s) holding NUL, CR or LF deleted" in caplog.text
+    assert "#room had settings holding NUL, CR or LF; cleared" in caplog.text
     assert not any(r.exc_info for r in caplog.records)
     with sqlite3.connect(tmp_path / "socketkit.db") as db:
         assert [row[0] for row in db.execute("SELECT text FROM chat_history")] == ["clean"]
-        assert [row[0] for row in db.execute("SELECT topic FROM chat_channels")] == [""]
+        assert list(db.execute("SELECT topic, chan_key FROM chat_channels")) == [("", None)]

@@ -95,10 +95,10 @@ def test_a_line_that_cannot_be_sent_is_reported_and_the_rest_goes_on(
     room: tuple[Address, Irc], tmp_path: Path
 ) -> None:
     address, watcher = room
-    text = b"first\nnul\x00inside\nlast\n"
+    text = b"first\nnul\x00inside\ncr\rinside\nlast\n"
     result = _run_client(address, "filer", "file", text, tmp_path, "1")
     assert result.returncode == 0, result.stderr
-    assert b"that cannot be sent: IRC allows no NUL or CR in a line" in result.stdout
+    assert result.stdout.count(b"that cannot be sent: IRC allows no NUL or CR in a line") == 2
     said = [watcher.expect("PRIVMSG").params[-1] for _ in range(2)]
     assert said == ["first", "last"]
     assert watcher.expect("QUIT").params == ("Quit: Leaving",)

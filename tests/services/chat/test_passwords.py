@@ -11,6 +11,7 @@ from socketkit.services.chat.session import (
     OPER_ATTEMPTS_BURST,
     PASSWORD_ATTEMPT_INTERVAL_S,
     PASSWORD_ATTEMPTS_PER_ADDRESS,
+    PBKDF2_ROUNDS,
     UNKNOWN_NAME_HASH,
     AttemptThrottle,
     TokenBucket,
@@ -58,6 +59,7 @@ def test_an_unknown_name_costs_a_check_too_and_gets_the_same_answer() -> None:
     net.send(bob, "OPER nobody hunter2")
     (request,) = net.pending
     assert request.stored == UNKNOWN_NAME_HASH
+    assert UNKNOWN_NAME_HASH.split("$")[1] == str(PBKDF2_ROUNDS)  # as costly as a real hash
     assert not request.known
     assert not verify_password(UNKNOWN_NAME_HASH, "hunter2")
     net.finish_check(request, verify_password(request.stored, request.password))
@@ -163,6 +165,20 @@ def test_the_connection_password_is_checked_once_at_registration_with_the_last_p
     assert client.registered
     assert client.nick == "alicia"
     assert net.codes(client)[0] == n.RPL_WELCOME
+
+
+def test_the_connection_password_waits_for_the_end_of_capability_negotiation() -> None:
+    net = Net(defer_checks=True, password=STORED)
+    client = net.connect()
+    net.send(client, "CAP LS 302")
+    net.send(client, "PASS hunter2")
+    net.send(client, "NICK alice")
+    net.send(client, "USER a 0 * :A")
+    assert net.pending == []
+    net.send(client, "CAP END")
+    (request,) = net.pending
+    net.finish_check(request, True)
+    assert client.registered
 
 
 def test_a_wrong_missing_or_unchecked_connection_password_closes_the_connection() -> None:

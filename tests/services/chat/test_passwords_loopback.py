@@ -97,6 +97,7 @@ def failures(caplog: pytest.LogCaptureFixture) -> dict[str, str]:
     for record in caplog.records:
         match = FAILURE_LINE.match(record.getMessage())
         if match:
+            assert record.levelno == logging.WARNING
             assert match.group(1) not in found, f"two failure lines for {match.group(1)}"
             found[match.group(1)] = match.group(2)
     return found
