@@ -72,9 +72,52 @@ def normalize_mask(mask: str) -> str:
 
 
 def mask_matches(mask: str, hostmask: str) -> bool:
-    """Glob match (``*``, ``?``) of ``nick!user@host`` against a mask, case-insensitively."""
-    pattern = re.escape(casefold(mask)).replace(r"\*", ".*").replace(r"\?", ".")
-    return re.fullmatch(pattern, casefold(hostmask)) is not None
+    """Glob match (``*``, ``?``) of ``nick!user@host`` against a mask, case-insensitively.
+
+    Masks are anyone's input (WHO, a ban any channel operator sets), so the match must
+    not backtrack: a regex made of the mask (``*a*a*a...*b`` as ``.*a.*a.*a....*b``)
+    takes exponential time, and one ``WHO`` froze the server. Instead the mask is cut at
+    its stars: the first piece must match at the start, the last at the end, and each
+    piece between is found leftmost after the previous one (leftmost is always right
+    when the gaps can hold anything), each search a plain scan.
+    """
+    return _glob(casefold(mask), casefold(hostmask))
+
+
+def _glob(pattern: str, text: str) -> bool:
+    pieces = pattern.split("*")
+    if len(pieces) == 1:
+        return len(pattern) == len(text) and _piece_at(pattern, text, 0)
+    first, last = pieces[0], pieces[-1]
+    end = len(text) - len(last)  # where the last piece must start
+    if end < len(first) or not _piece_at(first, text, 0) or not _piece_at(last, text, end):
+        return False
+    at = len(first)
+    for piece in pieces[1:-1]:
+        if piece:
+            found = _find_piece(piece, text, at, end)
+            if found < 0:
+                return False
+            at = found + len(piece)
+    return True
+
+
+def _piece_at(piece: str, text: str, start: int) -> bool:
+    """Whether ``piece`` (``?`` for any one character) matches ``text`` at ``start``."""
+    if "?" not in piece:
+        return text.startswith(piece, start)
+    return all(c == "?" or c == text[start + i] for i, c in enumerate(piece))
+
+
+def _find_piece(piece: str, text: str, start: int, end: int) -> int:
+    """Where ``piece`` first matches within ``text[start:end]`` (-1: nowhere)."""
+    if "?" not in piece:
+        return text.find(piece, start, end)
+    # Literals and single-character dots only: no repetition, so no backtracking.
+    found = re.compile("".join("." if c == "?" else re.escape(c) for c in piece), re.DOTALL).search(
+        text, start, end
+    )
+    return -1 if found is None else found.start()
 
 
 @dataclass(slots=True)
