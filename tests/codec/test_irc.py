@@ -11,6 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from socketkit.codec.irc import (
+    FORBIDDEN_CHARACTER,
     IRCDecoder,
     IRCMessage,
     casefold,
@@ -18,7 +19,7 @@ from socketkit.codec.irc import (
     format_message,
     parse_message,
 )
-from socketkit.errors import FrameTooLarge, LocalProtocolError
+from socketkit.errors import FrameTooLarge, LocalProtocolError, RemoteProtocolError
 from socketkit.testing import check_decoder, decode_chunks
 
 DATA = Path(__file__).with_name("data")
@@ -149,3 +150,74 @@ def test_any_chunking(data: st.DataObject) -> None:
     got, ended = decode_chunks(IRCDecoder(), chunks)
     assert ended
     assert [m.verb for m in got] == ["NICK", "USER", "PRIVMSG"]
+
+
+# --- NUL and CR inside a line ----------------------------------------------------------
+
+FORBIDDEN_LINES = [
+    "PRIVMSG #c :a\0b",  # in the trailing parameter
+    "PRIVMSG #c\0 :ab",  # in a middle parameter
+    "PRIV\0MSG #c :ab",  # in the command
+    ":n\0ick!u@h PRIVMSG #c :ab",  # in the source
+    "@k=v\0 PRIVMSG #c :ab",  # in a tag value
+    "PRIVMSG #c :a\rb",  # a bare CR
+    "PRIVMSG #c :ab\r",  # a CR left over from CR CR LF
+    "\0",  # nothing but NUL
+]
+
+
+@pytest.mark.parametrize("line", FORBIDDEN_LINES, ids=repr)
+def test_nul_and_cr_are_refused_in_every_part_of_a_message(line: str) -> None:
+    for raw in (line, line.encode()):
+        with pytest.raises(RemoteProtocolError) as caught:
+            parse_message(raw)
+        assert caught.value.error_code == FORBIDDEN_CHARACTER
+    with pytest.raises(RemoteProtocolError):
+        parse_message(line.replace("\r", "\n").replace("\0", "\n"))  # LF in text handed over whole
+
+
+def test_escaped_cr_and_lf_in_a_tag_value_stay_allowed_and_are_sent_escaped() -> None:
+    message = parse_message(r"@+note=two\r\nlines PRIVMSG #c :ok")
+    assert message.tags["+note"] == "two\r\nlines"
+    assert format_message(message) == r"@+note=two\r\nlines PRIVMSG #c :ok"
+
+
+def _decode_with_errors(decoder: IRCDecoder, chunks: list[bytes]) -> list[object]:
+    """Messages (as verbs and last params) and refusals, in order, as the glue drains."""
+    got: list[object] = []
+    for chunk in [*chunks, b""]:
+        decoder.feed(chunk)
+        while True:
+            try:
+                event = decoder.next_event()
+            except RemoteProtocolError as exc:
+                assert exc.recoverable, "one bad line must not end the stream"
+                got.append(exc.error_code)
+                continue
+            if not isinstance(event, IRCMessage):
+                break
+            got.append((event.verb, event.params[-1]))
+    return got
+
+
+def test_refused_lines_at_every_split_point_leave_the_others_intact() -> None:
+    wire = (
+        b"PRIVMSG #c :one\r\n"
+        b"PRIVMSG #c :nul\x00inside\r\n"
+        b"PRIVMSG #c :two\n"
+        b"PRIVMSG #c :bare\rcr\r\n"
+        b"PRIVMSG #c :cr cr\r\r\n"
+        b"PRIVMSG #c :three\r\n"
+    )
+    expected = [
+        ("PRIVMSG", "one"),
+        FORBIDDEN_CHARACTER,
+        ("PRIVMSG", "two"),
+        FORBIDDEN_CHARACTER,
+        FORBIDDEN_CHARACTER,
+        ("PRIVMSG", "three"),
+    ]
+    assert _decode_with_errors(IRCDecoder(), [wire]) == expected
+    for cut in range(1, len(wire)):
+        assert _decode_with_errors(IRCDecoder(), [wire[:cut], wire[cut:]]) == expected, cut
+    assert _decode_with_errors(IRCDecoder(), [wire[i : i + 1] for i in range(len(wire))]) == expected

@@ -162,7 +162,7 @@ def chat_service(args: argparse.Namespace) -> Service:
         make,
         listeners,
         on_started=chat.start_ticker,
-        cleanups=[db.close, store.close],
+        cleanups=[db.close, store.close, chat.close],
         gauges=lambda: {"clients": len(chat.state.clients), "channels": len(chat.state.channels)},
     )
 

@@ -9,6 +9,11 @@ Limits: the message part (source, command, params) is at most 510 bytes before C
 (RFC 1459's 512 with the CRLF); tags may add 8191 bytes (IRCv3). The decoder accepts
 LF as well as CRLF, ignores empty lines, and after an over-long line (which raises
 ``FrameTooLarge``, for ERR_INPUTTOOLONG) carries on with the next one.
+
+NUL and CR (and LF, in text handed to ``parse_message``) are refused anywhere in a line
+(``RemoteProtocolError`` with error code ``FORBIDDEN_CHARACTER``; the decoder goes on
+with the next line): the grammar allows none of them in any part of a message, so a
+parsed message never holds what ``format_message`` refuses to send.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from socketkit.errors import FrameTooLarge, LocalProtocolError, RemoteProtocolEr
 from socketkit.limits import IRC_MAX_LINE_LENGTH, IRC_MAX_TAGS_LENGTH
 
 __all__ = [
+    "FORBIDDEN_CHARACTER",
     "MAX_BODY",
     "IRCDecoder",
     "IRCMessage",
@@ -34,6 +40,17 @@ __all__ = [
 
 MAX_BODY: Final = IRC_MAX_LINE_LENGTH - 2
 """Bytes of a message without its tags and CRLF (RFC 1459: 512 with the CRLF)."""
+
+FORBIDDEN_CHARACTER: Final = "forbidden-character"
+"""``RemoteProtocolError.error_code`` of a line holding NUL, CR or LF."""
+
+# modern.ircdocs.horse: no part of a message (tags, source, command, parameters) may hold
+# NUL, CR or LF; servers "MAY handle a single CR as if it was CRLF". We refuse the line
+# instead of splitting at a bare CR (``PRIVMSG #a :hi\rQUIT`` would smuggle a second
+# command past whatever checked the first, e.g. a bridge relaying text) and instead of
+# stripping (the sender would be told nothing and others would read text it never
+# wrote). An escaped ``\r``/``\n`` inside a tag value stays allowed: it is re-escaped on
+# the way out.
 
 _ESCAPES = {":": ";", "s": " ", "\\": "\\", "r": "\r", "n": "\n"}
 _UNESCAPES = str.maketrans({";": "\\:", " ": "\\s", "\\": "\\\\", "\r": "\\r", "\n": "\\n"})
@@ -82,6 +99,12 @@ def _unescape(value: str) -> str:
     return "".join(out)
 
 
+def _forbidden() -> RemoteProtocolError:
+    return RemoteProtocolError(
+        "IRC line refused: NUL, CR and LF are not allowed inside a message", error_code=FORBIDDEN_CHARACTER
+    )
+
+
 def parse_message(line: str | bytes, *, max_body: int | None = MAX_BODY) -> IRCMessage:
     """Parse one line (without its CRLF).
 
@@ -94,9 +117,17 @@ def parse_message(line: str | bytes, *, max_body: int | None = MAX_BODY) -> IRCM
 
     Raises:
         FrameTooLarge: the message part is over ``max_body`` bytes.
-        RemoteProtocolError: no command.
+        RemoteProtocolError: no command, or a NUL, CR or LF in the line (error code
+            ``FORBIDDEN_CHARACTER``).
     """
-    text = line.decode("utf-8", errors="surrogateescape") if isinstance(line, bytes) else line
+    if isinstance(line, bytes):
+        if b"\0" in line or b"\r" in line or b"\n" in line:  # three C scans: the hot path
+            raise _forbidden()
+        text = line.decode("utf-8", errors="surrogateescape")
+    else:
+        if "\0" in line or "\r" in line or "\n" in line:
+            raise _forbidden()
+        text = line
     tags: dict[str, str] = {}
     rest = text
     if rest.startswith("@"):
@@ -214,7 +245,8 @@ class IRCDecoder:
         Raises:
             FrameTooLarge: a line or its message part is too long (the decoder can go on).
             IncompleteFrame: the stream ended inside a line.
-            RemoteProtocolError: a line without a command.
+            RemoteProtocolError: a line without a command, or with NUL or a bare CR
+                (``FORBIDDEN_CHARACTER``); the decoder goes on with the next line.
         """
         while True:
             line = self._lines.next_event()

@@ -1,5 +1,9 @@
 """A chat "network" without sockets: the pure command layer driven with a fake clock,
-effects applied as the server glue applies them (so tests read what each client got)."""
+effects applied as the server glue applies them (so tests read what each client got).
+
+Password checks run at once (``verify_password``), or, with ``defer_checks``, wait in
+``pending`` until the test finishes them with ``finish_check``: what the glue's worker
+threads do, in an order the test decides."""
 
 from __future__ import annotations
 
@@ -8,14 +12,27 @@ from typing import Any
 
 from socketkit.codec.irc import IRCMessage, format_message, parse_message
 from socketkit.services.chat import commands
-from socketkit.services.chat.replies import Disconnect, DropChannel, Effect, Send, StoreChannel, StoreHistory
+from socketkit.services.chat.replies import (
+    AuthFailed,
+    CheckPassword,
+    Disconnect,
+    DropChannel,
+    Effect,
+    Send,
+    StoreChannel,
+    StoreHistory,
+)
+from socketkit.services.chat.session import verify_password
 from socketkit.services.chat.state import ChatConfig, ChatState, Client
 
 SERVER = "irc.test"
 
 
 class Net:
-    def __init__(self, **config: Any) -> None:
+    def __init__(self, *, defer_checks: bool = False, **config: Any) -> None:
+        self.defer_checks = defer_checks
+        self.pending: list[CheckPassword] = []
+        self.auth_failures: list[AuthFailed] = []
         self.now = 1_800_000_000.0
         self.state = ChatState(ChatConfig(server_name=SERVER, **config), self.now)
         self.inbox: dict[int, list[IRCMessage]] = defaultdict(list)
@@ -59,8 +76,21 @@ class Net:
                 client = self.state.clients.get(effect.id)
                 if client is not None:
                     self.apply(commands.disconnect(self.state, client, effect.reason, self.now))
+            elif isinstance(effect, CheckPassword):
+                if self.defer_checks:
+                    self.pending.append(effect)
+                else:
+                    self.finish_check(effect, verify_password(effect.stored, effect.password))
+            elif isinstance(effect, AuthFailed):
+                self.auth_failures.append(effect)
             elif isinstance(effect, StoreChannel | DropChannel | StoreHistory):
                 self.stored.append(effect)
+
+    def finish_check(self, request: CheckPassword, ok: bool | None) -> None:
+        """Hand the result of a password check back, as the glue does."""
+        if request in self.pending:
+            self.pending.remove(request)
+        self.apply(commands.password_checked(self.state, request, ok, self.now))
 
     def take(self, client: Client) -> list[IRCMessage]:
         messages, self.inbox[client.id] = self.inbox[client.id], []

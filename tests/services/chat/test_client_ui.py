@@ -94,3 +94,51 @@ def test_the_client_reconnects_and_rejoins_after_a_server_restart() -> None:
     texts = [line.text for line in shown]
     assert any(text.startswith("reconnecting in") for text in texts)
     assert sum(text.startswith("connected to") for text in texts) == 2
+
+
+def test_a_refused_oper_is_not_mistaken_for_a_refused_connection_password() -> None:
+    shown: list[Line] = []
+    state: dict[str, Any] = {}
+    started = threading.Event()
+
+    class FakeUI:
+        def show(self, lines: Any, current: str | None) -> None:
+            shown.extend(lines)
+
+        async def read_line(self, prompt: str) -> str | None:
+            return await state["typed"].get()
+
+    def type_line(text: str) -> None:
+        state["loop"].call_soon_threadsafe(state["typed"].put_nowait, text)
+
+    def client_thread(address: Address) -> None:
+        async def main() -> int:
+            state["loop"], state["typed"] = asyncio.get_running_loop(), asyncio.Queue()
+            talk = Conversation("ours", channels=["#r"], current="#r")
+            client = ChatClient(address, talk, FakeUI(), delays=itertools.repeat(0.05))
+            started.set()
+            return await client.run()
+
+        state["exit"] = asyncio.run(main())
+
+    with (
+        chat_server(opers={"root": "secret"}) as (address,),
+        Irc(address, "watcher") as watcher,
+    ):
+        watcher.send("JOIN #r", "OPER root secret")
+        watcher.expect("381")
+        thread = threading.Thread(target=client_thread, args=(address,))
+        thread.start()
+        started.wait(TIMEOUT)
+        watcher.expect("JOIN", lambda m: (m.source or "").startswith("ours!"))
+        type_line("/quote OPER root wrong")  # answered 464, like a wrong connection password
+        type_line("after the refusal")
+        watcher.expect("PRIVMSG", lambda m: m.params[-1] == "after the refusal")
+        watcher.send("KILL ours :come back")  # the connection ends: the client must return
+        watcher.expect("JOIN", lambda m: (m.source or "").startswith("ours!"))
+        type_line("/quit done")
+        thread.join(TIMEOUT)
+        assert state["exit"] == 0
+    texts = [line.text for line in shown]
+    assert "the server refused the password" not in texts
+    assert any(text.startswith("reconnecting in") for text in texts)

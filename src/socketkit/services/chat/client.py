@@ -3,6 +3,10 @@
 The screen is prompt_toolkit's: a line editor with history at the bottom while messages
 print above it, with timestamps and a stable colour per nick. ``--plain`` (or input
 that is not a terminal) reads lines from stdin and prints plain text, for scripts.
+Any stdin works: a terminal, a pipe or a socket is watched by the event loop; a regular
+file, /dev/null or another device (which the loop cannot watch: uvloop aborts the
+process on them) is read by a thread; a closed stdin is an empty input. At the end of
+the input the client sends QUIT and exits 0 once the server has closed, as ``nc`` does.
 
 The connection is remade after it drops, with exponential back-off (1 s doubling to
 60 s, with jitter so that many clients of a restarted server do not return at once);
@@ -15,17 +19,21 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import os
 import random
+import stat
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from typing import TYPE_CHECKING, Protocol
+from typing import IO, TYPE_CHECKING, Any, Final, Protocol
 
 from socketkit.address import Address
 from socketkit.aio.client import open_connection
 from socketkit.codec.irc import IRCDecoder, IRCMessage, encode_message
-from socketkit.errors import ProtocolError, ResourceError
+from socketkit.errors import LocalProtocolError, ProtocolError, ResourceError
 from socketkit.services.chat.conversation import Conversation, Line, nick_colour
+from socketkit.services.chat.numerics import ERR_PASSWDMISMATCH
 
 if TYPE_CHECKING:
     import ssl
@@ -35,6 +43,10 @@ if TYPE_CHECKING:
 __all__ = ["ChatClient", "PlainUI", "PromptUI", "UI", "backoff_delays", "render_plain", "run_client"]
 
 QUIT_WAIT_S = 5.0  # after QUIT, how long the server gets to close the connection
+
+MAX_INPUT_LINE: Final = 1 << 16
+"""Bytes of one line of input; a longer one is dropped whole (the server would refuse
+anything over 512 bytes anyway, and a line without end must not grow memory)."""
 
 
 class UI(Protocol):
@@ -89,25 +101,108 @@ class PlainUI:
     """stdin/stdout, no colours (scripts, pipes, dumb terminals)."""
 
     def __init__(self) -> None:
-        self._reader: asyncio.StreamReader | None = None
+        self._input: LineSource | None = None
 
     def show(self, lines: Sequence[Line], current: str | None) -> None:
         for line in lines:
             print(render_plain(line, current), flush=True)
 
     async def read_line(self, prompt: str) -> str | None:
-        if self._reader is None:
-            loop = asyncio.get_running_loop()
-            self._reader = asyncio.StreamReader(limit=1 << 16)
-            reader_protocol = asyncio.StreamReaderProtocol(self._reader)
-            await loop.connect_read_pipe(lambda: reader_protocol, sys.stdin)
-        try:
-            data = await self._reader.readline()
-        except ValueError:  # a line longer than the limit: cut it (IRC would anyway)
-            return ""
+        if self._input is None:
+            self._input = await open_input(sys.stdin)
+        data = await self._input.readline()
         if not data:
             return None
         return data.decode("utf-8", errors="surrogateescape").rstrip("\r\n")
+
+
+class LineSource(Protocol):
+    """Lines of the input, as bytes with their newline; ``b""`` at the end."""
+
+    async def readline(self) -> bytes: ...
+
+
+class _NoInput:
+    """A closed stdin: the input is over before it starts."""
+
+    async def readline(self) -> bytes:
+        return b""
+
+
+class _WatchedInput:
+    """A terminal, pipe or socket: the event loop tells when a line is there."""
+
+    def __init__(self, reader: asyncio.StreamReader) -> None:
+        self._reader = reader
+
+    async def readline(self) -> bytes:
+        try:
+            return await self._reader.readline()
+        except ValueError:  # a line longer than the limit: dropped (IRC would cut it anyway)
+            return b"\n"
+
+
+class _ThreadedInput:
+    """A regular file, /dev/null or another device: read by one daemon thread, a line at
+    a time when asked. A daemon, because a read of some devices never returns and leaving
+    must not wait for it (regular files and /dev/null never block)."""
+
+    def __init__(self, stream: IO[bytes]) -> None:
+        self._stream = stream
+        self._loop = asyncio.get_running_loop()
+        self._wanted = threading.Semaphore(0)
+        self._lines: asyncio.Queue[bytes] = asyncio.Queue()  # at most one line per request
+        threading.Thread(target=self._run, name="socketkit-chat-input", daemon=True).start()
+
+    async def readline(self) -> bytes:
+        self._wanted.release()
+        return await self._lines.get()
+
+    def _run(self) -> None:
+        while True:
+            self._wanted.acquire()
+            try:
+                line = _read_capped(self._stream)
+            except (OSError, ValueError):  # unreadable from here on: the input is over
+                line = b""
+            try:
+                self._loop.call_soon_threadsafe(self._lines.put_nowait, line)
+            except RuntimeError:  # the loop is gone: nobody reads any more
+                return
+            if not line:
+                return
+
+
+def _read_capped(stream: IO[bytes]) -> bytes:
+    """One line of at most ``MAX_INPUT_LINE`` bytes (a longer one is skipped: ``b"\\n"``)."""
+    line = stream.readline(MAX_INPUT_LINE)
+    if len(line) < MAX_INPUT_LINE or line.endswith(b"\n"):
+        return line
+    while True:  # the rest of an over-long line
+        rest = stream.readline(MAX_INPUT_LINE)
+        if not rest or rest.endswith(b"\n"):
+            return b"\n"
+
+
+async def open_input(stream: IO[str] | None) -> LineSource:
+    """The lines of ``stream`` (normally ``sys.stdin``: ``None`` when fd 0 was closed),
+    however it is connected."""
+    if stream is None:
+        return _NoInput()
+    try:
+        fd = stream.fileno()
+        mode = os.fstat(fd).st_mode
+    except (OSError, ValueError):  # closed, or not backed by a file descriptor
+        return _NoInput()
+    binary: Any = getattr(stream, "buffer", stream)
+    # Only these can be watched by the loop: uvloop aborts the whole process (SIGABRT) on a
+    # regular file or /dev/null, and the stdlib loop's epoll refuses them (EPERM).
+    if stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode) or os.isatty(fd):
+        reader = asyncio.StreamReader(limit=MAX_INPUT_LINE)
+        protocol = asyncio.StreamReaderProtocol(reader)
+        await asyncio.get_running_loop().connect_read_pipe(lambda: protocol, binary)
+        return _WatchedInput(reader)
+    return _ThreadedInput(binary)
 
 
 class PromptUI:
@@ -206,7 +301,12 @@ class ChatClient:
             return
         with contextlib.suppress(ResourceError):
             for message in messages:
-                conn.send(encode_message(message))
+                try:
+                    data = encode_message(message)
+                except LocalProtocolError:  # typed text with a NUL or CR in it, say
+                    self._info("that cannot be sent: IRC allows no NUL or CR in a line", "error")
+                    continue
+                conn.send(data)
 
     async def run(self) -> int:
         """Until /quit or the end of input: 0; a first connection that fails: 1."""
@@ -250,7 +350,8 @@ class ChatClient:
                     self._info(f"bad line from the server: {exc}", "error")
                     continue
                 replies, lines = talk.receive(message, self.clock())
-                if message.verb == "464":
+                if message.verb == ERR_PASSWDMISMATCH and not talk.registered:
+                    # The connection password (an OPER refused later is no reason to stop).
                     self._fatal = "the server refused the password"
                 if message.verb == "001":
                     self.delays = backoff_delays()  # a good connection resets the back-off
@@ -271,7 +372,11 @@ class ChatClient:
         while True:
             if not talk.registered:
                 await self.connected.wait()
-            line = await self.ui.read_line(f"[{talk.current or talk.nick}] ")
+            try:
+                line = await self.ui.read_line(f"[{talk.current or talk.nick}] ")
+            except (OSError, ValueError) as exc:  # the input broke: as good as its end
+                self._info(f"cannot read the input: {exc}", "error")
+                line = None
             if line is None:  # end of input: leave politely
                 self._input_done = True
                 line = "/quit"
@@ -292,9 +397,33 @@ class ChatClient:
         conn.abort()
 
 
+def _is_terminal(stream: IO[str] | None) -> bool:
+    """Whether ``stream`` is a terminal (``False`` when closed: ``None`` or unusable)."""
+    try:
+        return stream is not None and stream.isatty()
+    except ValueError:  # a closed file
+        return False
+
+
+def _fill_closed_standard_fds() -> None:
+    """Put /dev/null on each of fds 0-2 that is closed, so that no socket gets one of
+    those numbers: libuv aborts the process when it closes an fd below 3 (``uv__close``
+    asserts), and a socket on fd 1 would receive what ``print`` shows."""
+    for fd in (0, 1, 2):
+        try:
+            os.fstat(fd)
+        except OSError:
+            null = os.open(os.devnull, os.O_RDWR)  # the lowest free number: ``fd`` itself
+            if null != fd:
+                os.dup2(null, fd)
+                os.close(null)
+
+
 def run_client(args: argparse.Namespace) -> int:
     """``socketkit chat ADDR --nick N``."""
     from socketkit.aio.loop import run  # noqa: PLC0415
+
+    _fill_closed_standard_fds()  # sys.stdin stays None: a closed stdin is an empty input
 
     address: Address = args.address
     ssl_context = None
@@ -306,7 +435,7 @@ def run_client(args: argparse.Namespace) -> int:
     talk = Conversation(
         args.nick, password=args.password, channels=channels, current=channels[0] if channels else None
     )
-    plain = args.plain or not (sys.stdin.isatty() and sys.stdout.isatty())
+    plain = args.plain or not (_is_terminal(sys.stdin) and _is_terminal(sys.stdout))
     ui: UI = PlainUI() if plain else PromptUI()
     client = ChatClient(address, talk, ui, ssl=ssl_context)
     return run(client.run())

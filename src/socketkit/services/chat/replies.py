@@ -1,6 +1,10 @@
-"""What command handlers produce: messages to send, connections to close, state to store.
+"""What command handlers produce: messages to send, connections to close, state to store,
+passwords to check.
 
-Handlers never write to sockets; they fill an ``Outbox``. Delivery to many clients is
+Handlers never write to sockets; they fill an ``Outbox``. Work too slow for the event
+loop is an effect too: ``CheckPassword`` asks the glue to verify a password on a worker
+thread and to hand the result back (``commands.password_checked``), so the command layer
+stays pure and a PBKDF2 check never stalls the other clients. Delivery to many clients is
 grouped by what their capabilities change (``server-time`` adds a ``time`` tag,
 ``message-tags`` passes client tags on), so a message to 1,000 members is formatted at
 most a few times, not 1,000.
@@ -18,6 +22,8 @@ from socketkit.services.chat.state import TAG_MESSAGE_TAGS, TAG_TIME, Channel, C
 
 __all__ = [
     "SUPPORTED_CAPS",
+    "AuthFailed",
+    "CheckPassword",
     "Disconnect",
     "DropChannel",
     "Effect",
@@ -25,6 +31,7 @@ __all__ = [
     "Send",
     "StoreChannel",
     "StoreHistory",
+    "safe_middle",
     "server_time",
 ]
 
@@ -78,7 +85,49 @@ class StoreHistory:
     item: HistoryItem
 
 
-Effect = Send | Disconnect | StoreChannel | DropChannel | StoreHistory
+@dataclass(frozen=True, slots=True)
+class CheckPassword:
+    """Check ``password`` against ``stored`` (``session.verify_password``) away from the
+    event loop, then give the result to ``commands.password_checked`` with this request.
+
+    One request form for every password check: ``purpose`` says what it is for (``OPER``,
+    ``PASS``; SASL's PLAIN would be one more) and the follow-up dispatches on it.
+
+    Attributes:
+        id: the client.
+        purpose: the command the check belongs to.
+        name: the operator (or account) name the client gave; ``""`` for ``PASS``.
+        known: whether that name is configured (if not, ``stored`` is a stand-in that
+            never matches, checked so that the reply takes as long).
+    """
+
+    id: int
+    purpose: str
+    name: str
+    stored: str = field(repr=False)
+    password: str = field(repr=False)
+    known: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class AuthFailed:
+    """A password attempt failed or was refused: one log line (never the password)."""
+
+    id: int
+    purpose: str
+    name: str
+    reason: str
+
+
+Effect = Send | Disconnect | StoreChannel | DropChannel | StoreHistory | CheckPassword | AuthFailed
+
+
+def safe_middle(param: str) -> str:
+    """``param`` if it can be a middle parameter, else ``*`` (the placeholder IRC
+    replies use for "no such name")."""
+    if not param or " " in param or param[0] == ":":
+        return "*"
+    return param
 
 
 _last_stamp: tuple[int, str] = (-1, "")
@@ -117,7 +166,15 @@ class Outbox:
         source: str | None = None,
         tags: Mapping[str, str] | None = None,
     ) -> None:
-        """One message to one client (a ``time`` tag added if it asked for server-time)."""
+        """One message to one client (a ``time`` tag added if it asked for server-time).
+
+        Replies echo what the client sent (a nick, a channel, a subcommand) as middle
+        parameters, where an empty word, a space or a leading ``:`` cannot be sent:
+        those become ``*`` (as ergo's ``SafeErrorParam`` does) so that every reply can
+        be encoded, whatever the client typed.
+        """
+        if len(params) > 1:
+            params = (*map(safe_middle, params[:-1]), params[-1])
         message = IRCMessage(command, params, self.server if source is None else source or None, {})
         self.deliver([client.id], message, tags or {})
 
@@ -184,6 +241,18 @@ class Outbox:
     def disconnect(self, client: Client, reason: str) -> None:
         """Close a client (the glue sends ERROR first)."""
         self.effects.append(Disconnect(client.id, reason))
+
+    def check_password(
+        self, client: Client, purpose: str, name: str, stored: str, password: str, *, known: bool = True
+    ) -> None:
+        """Have ``password`` checked off the event loop; the result comes back through
+        ``commands.password_checked`` (one check at a time per client)."""
+        client.auth_pending = purpose
+        self.effects.append(CheckPassword(client.id, purpose, name, stored, password, known))
+
+    def auth_failed(self, client: Client, purpose: str, name: str, reason: str) -> None:
+        """Log a failed or refused password attempt."""
+        self.effects.append(AuthFailed(client.id, purpose, name, reason))
 
     def store_channel(self, channel: Channel) -> None:
         """Persist a channel's settings."""

@@ -13,7 +13,12 @@ from dataclasses import dataclass, field
 from typing import Final
 
 from socketkit.codec.irc import casefold
-from socketkit.services.chat.session import TokenBucket
+from socketkit.services.chat.session import (
+    OPER_ATTEMPT_INTERVAL_S,
+    OPER_ATTEMPTS_BURST,
+    AttemptThrottle,
+    TokenBucket,
+)
 
 __all__ = [
     "CHANNEL_FLAG_MODES",
@@ -67,9 +72,52 @@ def normalize_mask(mask: str) -> str:
 
 
 def mask_matches(mask: str, hostmask: str) -> bool:
-    """Glob match (``*``, ``?``) of ``nick!user@host`` against a mask, case-insensitively."""
-    pattern = re.escape(casefold(mask)).replace(r"\*", ".*").replace(r"\?", ".")
-    return re.fullmatch(pattern, casefold(hostmask)) is not None
+    """Glob match (``*``, ``?``) of ``nick!user@host`` against a mask, case-insensitively.
+
+    Masks are anyone's input (WHO, a ban any channel operator sets), so the match must
+    not backtrack: a regex made of the mask (``*a*a*a...*b`` as ``.*a.*a.*a....*b``)
+    takes exponential time, and one ``WHO`` froze the server. Instead the mask is cut at
+    its stars: the first piece must match at the start, the last at the end, and each
+    piece between is found leftmost after the previous one (leftmost is always right
+    when the gaps can hold anything), each search a plain scan.
+    """
+    return _glob(casefold(mask), casefold(hostmask))
+
+
+def _glob(pattern: str, text: str) -> bool:
+    pieces = pattern.split("*")
+    if len(pieces) == 1:
+        return len(pattern) == len(text) and _piece_at(pattern, text, 0)
+    first, last = pieces[0], pieces[-1]
+    end = len(text) - len(last)  # where the last piece must start
+    if end < len(first) or not _piece_at(first, text, 0) or not _piece_at(last, text, end):
+        return False
+    at = len(first)
+    for piece in pieces[1:-1]:
+        if piece:
+            found = _find_piece(piece, text, at, end)
+            if found < 0:
+                return False
+            at = found + len(piece)
+    return True
+
+
+def _piece_at(piece: str, text: str, start: int) -> bool:
+    """Whether ``piece`` (``?`` for any one character) matches ``text`` at ``start``."""
+    if "?" not in piece:
+        return text.startswith(piece, start)
+    return all(c == "?" or c == text[start + i] for i, c in enumerate(piece))
+
+
+def _find_piece(piece: str, text: str, start: int, end: int) -> int:
+    """Where ``piece`` first matches within ``text[start:end]`` (-1: nowhere)."""
+    if "?" not in piece:
+        return text.find(piece, start, end)
+    # Literals and single-character dots only: no repetition, so no backtracking.
+    found = re.compile("".join("." if c == "?" else re.escape(c) for c in piece), re.DOTALL).search(
+        text, start, end
+    )
+    return -1 if found is None else found.start()
 
 
 @dataclass(slots=True)
@@ -102,6 +150,11 @@ class ChatConfig:
     flood_queue: int = 50  # lines held back while a client is throttled, then "Excess Flood"
 
 
+def _oper_bucket() -> TokenBucket:
+    burst = float(OPER_ATTEMPTS_BURST)
+    return TokenBucket(burst, 1.0 / OPER_ATTEMPT_INTERVAL_S, burst)
+
+
 @dataclass(slots=True)
 class Client:
     """One connection."""
@@ -126,6 +179,9 @@ class Client:
     ping_sent_at: float = 0.0
     oper_name: str | None = None
     flood: TokenBucket = field(default_factory=TokenBucket)
+    oper_attempts: TokenBucket = field(default_factory=_oper_bucket)
+    auth_pending: str | None = None  # what a password check now running is for ("OPER", "PASS")
+    pass_attempt: str | None = field(default=None, repr=False)  # PASS, checked at registration
     tag_class: int = 0  # TAG_TIME | TAG_MESSAGE_TAGS: which variant of a message it gets
 
     def set_caps(self, caps: set[str]) -> None:
@@ -247,6 +303,7 @@ class ChatState:
         self.whowas: deque[WhowasEntry] = deque(maxlen=config.whowas_size)
         self.msgid_counter = 0
         self.operators: set[int] = set()  # ids of clients with user mode +o (LUSERS counts them)
+        self.password_attempts = AttemptThrottle()  # per address, for OPER and PASS
 
     def client_by_nick(self, nick: str) -> Client | None:
         """The registered client using ``nick``, if any."""

@@ -6,6 +6,11 @@ batches (``flush``, once per event-loop turn), so a busy channel costs the loop 
 append per message, not a queue hand-off and a thread wake-up. The write queue is
 bounded: if the disk falls far behind, history rows are dropped (and that is logged)
 rather than memory growing or the server stalling; channel settings are always kept.
+
+History rows holding NUL, CR or LF (stored before the codec refused such lines; no
+line can be sent with them) are never loaded: they are deleted at start, with one log
+line, so that CHATHISTORY cannot replay them; a channel's topic, key or bans holding
+them are cleared the same way.
 """
 
 from __future__ import annotations
@@ -53,6 +58,24 @@ _STOP = object()
 _Op = Callable[[StateDB], object] | list[tuple[Any, ...]]  # a statement, or history rows
 
 
+def _sendable(text: str) -> bool:
+    return "\0" not in text and "\r" not in text and "\n" not in text
+
+
+def _clean(channel: Channel) -> bool:
+    """Drop what no reply could carry (a topic, key or ban holding NUL, CR or LF);
+    whether anything was dropped."""
+    dirty = False
+    if not (_sendable(channel.topic) and _sendable(channel.topic_setter)):
+        channel.topic, channel.topic_setter, dirty = "", "", True
+    if channel.key is not None and not _sendable(channel.key):
+        channel.key, dirty = None, True
+    bans = [ban for ban in channel.bans if _sendable(ban[0]) and _sendable(ban[1])]
+    if len(bans) != len(channel.bans):
+        channel.bans, dirty = bans, True
+    return dirty
+
+
 class ChatStore:
     """Persistence for one chat server."""
 
@@ -73,6 +96,7 @@ class ChatStore:
     def load(self, state: ChatState) -> None:
         """Put the persisted channels (without members) and their recent history in ``state``."""
         limit = state.config.history_per_channel
+        unsendable: list[int] = []
         for row in self.db.query("SELECT * FROM chat_channels"):
             channel = Channel(row["name"], row["created"] or 0.0)
             channel.topic = row["topic"] or ""
@@ -82,16 +106,32 @@ class ChatStore:
             channel.key = row["chan_key"]
             channel.limit = row["chan_limit"]
             channel.bans = [(str(m), str(s), float(t)) for m, s, t in json.loads(row["bans"] or "[]")]
+            if _clean(channel):
+                logger.warning("chat store: %s had settings holding NUL, CR or LF; cleared", channel.name)
+                self.save_channel(channel)
             rows = self.db.query(
-                "SELECT time, msgid, source, command, text FROM chat_history WHERE channel = ? "
+                "SELECT id, time, msgid, source, command, text FROM chat_history WHERE channel = ? "
                 "ORDER BY id DESC LIMIT ?",
                 (row["key"], limit),
             )
             for item in reversed(rows):
+                if (
+                    not _sendable(item["text"])
+                    or not _sendable(item["source"])
+                    or not _sendable(item["msgid"])
+                ):
+                    unsendable.append(item["id"])
+                    continue
                 channel.history.append(
                     HistoryItem(item["time"], item["msgid"], item["source"], item["command"], item["text"])
                 )
             state.channels[row["key"]] = channel
+        if unsendable:
+            logger.warning("chat store: %d history row(s) holding NUL, CR or LF deleted", len(unsendable))
+            ids = [(row_id,) for row_id in unsendable]
+            self._submit(
+                lambda db: db.executemany("DELETE FROM chat_history WHERE id = ?", ids), essential=True
+            )
 
     # --- writing -----------------------------------------------------------------------
 

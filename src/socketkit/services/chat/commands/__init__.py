@@ -4,7 +4,9 @@
 ``Command`` table checks: is the client registered (or is the command allowed before
 registration), are there enough parameters, is it an operator command; then calls the
 handler, which fills an ``Outbox``. ``connect``, ``disconnect`` and ``tick`` (pings and
-timeouts) complete the set. Nothing here touches a socket or reads a clock.
+timeouts) complete the set, with ``password_checked`` (the follow-up of a
+``CheckPassword`` effect) and the answers to lines the codec refused. Nothing here
+touches a socket or reads a clock.
 """
 
 from __future__ import annotations
@@ -15,12 +17,24 @@ from dataclasses import dataclass
 from socketkit.codec.irc import IRCMessage
 from socketkit.services.chat import numerics as n
 from socketkit.services.chat.commands import channels, messaging, modes, oper, queries, registration
-from socketkit.services.chat.replies import Effect, Outbox
+from socketkit.services.chat.replies import CheckPassword, Effect, Outbox
 from socketkit.services.chat.state import ChatState, Client
 
-__all__ = ["COMMANDS", "Command", "connect", "disconnect", "handle", "input_too_long", "tick"]
+__all__ = [
+    "CHECKED",
+    "COMMANDS",
+    "Command",
+    "connect",
+    "disconnect",
+    "forbidden_character",
+    "handle",
+    "input_too_long",
+    "password_checked",
+    "tick",
+]
 
 Handler = Callable[[Outbox, Client, IRCMessage], None]
+CheckedHandler = Callable[[Outbox, Client, CheckPassword, bool | None], None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +83,13 @@ COMMANDS: dict[str, Command] = {
 }
 
 
+CHECKED: dict[str, CheckedHandler] = {
+    "OPER": oper.checked,
+    "PASS": registration.pass_checked,
+}
+"""What finishes a command once its password check is done, by ``CheckPassword.purpose``."""
+
+
 def connect(state: ChatState, client_id: int, host: str, now: float) -> Client:
     """Register a new connection (not yet a registered user)."""
     client = Client(client_id, host, now, last_active=now, last_seen=now)
@@ -110,6 +131,33 @@ def input_too_long(state: ChatState, client: Client, now: float) -> list[Effect]
     """The client sent an over-long line: ERR_INPUTTOOLONG, and it stays connected."""
     out = Outbox(state, now)
     out.numeric(client, n.ERR_INPUTTOOLONG, "Input line was too long")
+    return out.effects
+
+
+def password_checked(state: ChatState, request: CheckPassword, ok: bool | None, now: float) -> list[Effect]:
+    """The result of a ``CheckPassword`` effect: ``True``/``False``, or ``None`` when the
+    server could not check it (every worker busy and the queue full). Nothing happens
+    if the client has left meanwhile."""
+    out = Outbox(state, now)
+    client = state.clients.get(request.id)
+    if client is None:
+        return out.effects
+    client.auth_pending = None
+    CHECKED[request.purpose](out, client, request, ok)
+    return out.effects
+
+
+def forbidden_character(state: ChatState, client: Client, now: float) -> list[Effect]:
+    """The client sent a line holding NUL or a bare CR: refused, and it stays connected.
+
+    ERR_UNKNOWNERROR (400), the generic "could not process" numeric every client shows,
+    with ``*`` for the command (the line was not parsed, as ergo answers lines it cannot
+    take): a FAIL standard reply would need a command and a registered code, and none
+    exists for this; stripping the characters (which ircdocs allows for some input)
+    would deliver text the sender never wrote.
+    """
+    out = Outbox(state, now)
+    out.numeric(client, n.ERR_UNKNOWNERROR, "*", "Line refused: NUL and CR are not allowed inside a message")
     return out.effects
 
 

@@ -1,15 +1,33 @@
-"""Registration (CAP, PASS, NICK, USER), the welcome burst, PING/PONG, QUIT, MOTD, LUSERS."""
+"""Registration (CAP, PASS, NICK, USER), the welcome burst, PING/PONG, QUIT, MOTD, LUSERS.
+
+The connection password is checked once, when NICK and USER (and CAP END) are in, with
+the last PASS sent (modern.ircdocs: only the last one counts): the check runs off the
+event loop (``Outbox.check_password``) and registration resumes in ``pass_checked``.
+"""
 
 from __future__ import annotations
+
+import math
 
 from socketkit.codec.irc import IRCMessage, casefold
 from socketkit.services.chat import numerics as n
 from socketkit.services.chat.commands.channels import forget_if_unused
-from socketkit.services.chat.replies import SUPPORTED_CAPS, Outbox
-from socketkit.services.chat.session import verify_password
+from socketkit.services.chat.replies import SUPPORTED_CAPS, CheckPassword, Outbox
 from socketkit.services.chat.state import Client, WhowasEntry, valid_nick
 
-__all__ = ["cap", "lusers", "motd", "nick", "pass_", "ping", "pong", "quit", "remove_client", "user"]
+__all__ = [
+    "cap",
+    "lusers",
+    "motd",
+    "nick",
+    "pass_",
+    "pass_checked",
+    "ping",
+    "pong",
+    "quit",
+    "remove_client",
+    "user",
+]
 
 VERSION = "socketkit-0.1"
 USER_MODES = "io"
@@ -82,8 +100,27 @@ def pass_(out: Outbox, client: Client, msg: IRCMessage) -> None:
     if client.registered:
         out.numeric(client, n.ERR_ALREADYREGISTERED, "You may not reregister")
         return
-    expected = out.state.config.password
-    client.password_ok = expected is None or verify_password(expected, msg.params[0])
+    if out.state.config.password is not None:
+        client.pass_attempt = msg.params[0]  # checked at registration (a PBKDF2 check is slow)
+
+
+def pass_checked(out: Outbox, client: Client, request: CheckPassword, ok: bool | None) -> None:
+    """The connection password check is done (``ok is None``: the server had no room)."""
+    throttle = out.state.password_attempts
+    if ok is None:
+        throttle.give_back(client.host)
+        out.numeric(client, n.RPL_TRYAGAIN, "PASS", "Please wait a while and try again.")
+        out.auth_failed(client, "PASS", "", "the server is busy checking other passwords")
+        out.disconnect(client, "Server busy, try again later")
+        return
+    if not ok:
+        out.numeric(client, n.ERR_PASSWDMISMATCH, "Password incorrect")
+        out.auth_failed(client, "PASS", "", "bad password")
+        out.disconnect(client, "Bad password")
+        return
+    throttle.give_back(client.host)  # successes do not use up the address's budget
+    client.password_ok = True
+    _try_register(out, client)
 
 
 def nick(out: Outbox, client: Client, msg: IRCMessage) -> None:
@@ -135,8 +172,7 @@ def _try_register(out: Outbox, client: Client) -> None:
         return
     state = out.state
     if not client.password_ok:
-        out.numeric(client, n.ERR_PASSWDMISMATCH, "Password incorrect")
-        out.disconnect(client, "Bad password")
+        _check_connection_password(out, client)
         return
     key = casefold(client.nick)
     if state.nicks.get(key, client.id) != client.id:  # taken while we negotiated
@@ -155,6 +191,27 @@ def _try_register(out: Outbox, client: Client) -> None:
         out.numeric(client, n.RPL_ISUPPORT, *tokens[i : i + 12], "are supported by this server")
     lusers(out, client, IRCMessage("LUSERS"))
     motd(out, client, IRCMessage("MOTD"))
+
+
+def _check_connection_password(out: Outbox, client: Client) -> None:
+    """Start the check of the PASS sent (registration goes on in ``pass_checked``)."""
+    if client.auth_pending is not None:  # running already: the result finishes registration
+        return
+    attempt, client.pass_attempt = client.pass_attempt, None
+    password = out.state.config.password
+    if attempt is None or password is None:
+        out.numeric(client, n.ERR_PASSWDMISMATCH, "Password incorrect")
+        out.auth_failed(client, "PASS", "", "no password sent")
+        out.disconnect(client, "Bad password")
+        return
+    wait = out.state.password_attempts.take(client.host, out.now)
+    if wait > 0:
+        seconds = math.ceil(wait)
+        out.numeric(client, n.ERR_PASSWDMISMATCH, f"Too many password attempts; try again in {seconds} s")
+        out.auth_failed(client, "PASS", "", f"throttled for {seconds} s")
+        out.disconnect(client, "Too many password attempts")
+        return
+    out.check_password(client, "PASS", "", password, attempt)
 
 
 def lusers(out: Outbox, client: Client, msg: IRCMessage) -> None:
