@@ -26,12 +26,12 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
-import logging
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Final
 
+from socketkit._log import get_logger
 from socketkit.aio.connection import Connection, ConnectionLimits, Session
 from socketkit.aio.server import AsyncServer
 from socketkit.codec.irc import FORBIDDEN_CHARACTER, IRCDecoder, IRCMessage, encode_message
@@ -53,7 +53,7 @@ from socketkit.services.chat.store import ChatStore
 
 __all__ = ["DEFAULT_SENDQ", "PASSWORD_QUEUE", "PASSWORD_WORKERS", "ChatServer", "PasswordChecker"]
 
-logger = logging.getLogger(__name__)
+logger = get_logger(__name__)
 
 DEFAULT_SENDQ = 1 << 20
 """Bytes queued for a client that does not read before it is disconnected (ngircd uses

@@ -17,19 +17,19 @@ from __future__ import annotations
 
 import contextlib
 import json
-import logging
 import queue
 import threading
 from collections.abc import Callable
 from typing import Any
 
+from socketkit._log import get_logger
 from socketkit.codec.irc import casefold
 from socketkit.services.chat.state import Channel, ChatState, HistoryItem
 from socketkit.state import StateDB
 
 __all__ = ["ChatStore"]
 
-logger = logging.getLogger(__name__)
+logger = get_logger(__name__)
 
 _SCHEMA = [
     """CREATE TABLE chat_channels (
