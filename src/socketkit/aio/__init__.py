@@ -14,7 +14,8 @@ from socketkit.aio.connection import Connection, ConnectionLimits, Session, form
 from socketkit.aio.datagram import DatagramEndpoint, DatagramHandler
 from socketkit.aio.listeners import Listener
 from socketkit.aio.loop import loop_factory, run, uvloop_enabled
-from socketkit.aio.server import AsyncServer, ServerStats
+from socketkit.aio.server import AsyncServer
+from socketkit.aio.stats import ServerStats
 
 __all__ = [
     "AsyncServer",

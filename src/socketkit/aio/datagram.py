@@ -34,13 +34,11 @@ import contextlib
 import errno
 import socket
 import sys
-from typing import TYPE_CHECKING, Any, Final, Protocol
+from typing import Any, Final, Protocol
 
 from socketkit._log import get_logger
 from socketkit.aio.connection import format_peer
-
-if TYPE_CHECKING:
-    from socketkit.aio.server import ServerStats
+from socketkit.aio.stats import ServerStats
 
 __all__ = ["DatagramEndpoint", "DatagramHandler"]
 

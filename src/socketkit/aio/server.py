@@ -30,7 +30,7 @@ import os
 import signal
 import socket
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Protocol
 
@@ -45,6 +45,8 @@ from socketkit.aio.listeners import (
     bound_address,
     remove_unix_socket,
 )
+from socketkit.aio.stats import ServerStats
+from socketkit.aio.timeouts import expired, sweeper_needed
 from socketkit.codec.base import Decoder
 from socketkit.limits import (
     DEFAULT_ACCEPT_BACKOFF_S,
@@ -69,33 +71,6 @@ Handler = Callable[[Connection[Any]], Awaitable[None]]
 
 class _Refusal(Protocol):
     def __call__(self, reason: str) -> bytes | None: ...
-
-
-@dataclass(slots=True)
-class ServerStats:
-    """Counters of one server (``AsyncServer.stats()`` returns a snapshot)."""
-
-    open: int = 0
-    accepted: int = 0
-    refused: int = 0
-    closed: int = 0
-    bytes_in: int = 0
-    bytes_out: int = 0
-    messages_in: int = 0
-    datagrams_in: int = 0
-    datagrams_out: int = 0
-    timeouts: int = 0
-    tls_failures: int = 0
-    per_address: dict[str, int] = field(default_factory=dict)
-    datagrams_dropped: dict[str, int] = field(default_factory=dict)  # by reason (DatagramEndpoint.drop)
-
-    def as_dict(self) -> dict[str, int]:
-        """The counters as a flat dict (JSON-friendly), without the tables (per address, drops)."""
-        return {
-            name: getattr(self, name)
-            for name in self.__slots__
-            if name not in ("per_address", "datagrams_dropped")
-        }
 
 
 @dataclass(slots=True)
@@ -231,7 +206,7 @@ class AsyncServer:
                 self._close_bound(bound, loop)
             raise
         self._bound.extend(new)
-        if self._sweeper_needed() and not any(t.get_name() == "socketkit-sweeper" for t in self._tasks):
+        if sweeper_needed(self.limits) and not any(t.get_name() == "socketkit-sweeper" for t in self._tasks):
             self.spawn(self._sweep(), name="socketkit-sweeper")
         self.started.set()
         return [bound.address for bound in new]
@@ -508,18 +483,6 @@ class AsyncServer:
 
     # --- timeouts ------------------------------------------------------------------------
 
-    def _sweeper_needed(self) -> bool:
-        limits = self.limits
-        return any(
-            t is not None
-            for t in (
-                limits.idle_timeout,
-                limits.handshake_timeout,
-                limits.message_timeout,
-                limits.write_timeout,
-            )
-        )
-
     async def _sweep(self) -> None:
         loop = asyncio.get_running_loop()
         while True:
@@ -530,35 +493,7 @@ class AsyncServer:
         """Close the connections whose timeouts expired at time ``now`` (loop clock)."""
         limits = self.limits
         for conn in list(self._connections.values()):
-            total = conn.bytes_in + conn.bytes_out
-            if total != conn.seen_total:
-                conn.seen_total = total
-                conn.last_active = now
-            # Raw connections (no decoder) count chunks as messages: progress in bytes.
-            messages = conn.messages_in if conn.has_decoder else conn.bytes_in
-            if messages != conn.seen_messages:
-                conn.seen_messages = messages
-                conn.last_message_at = now
-                conn.bytes_at_message = conn.bytes_in
-            reason = None
-            if limits.idle_timeout is not None and now - conn.last_active > limits.idle_timeout:
-                reason = f"idle for {limits.idle_timeout:g} s"
-            elif messages == 0 and limits.handshake_timeout is not None:
-                if now - conn.connected_at > limits.handshake_timeout:
-                    reason = f"no complete message within {limits.handshake_timeout:g} s"
-            elif (
-                limits.message_timeout is not None
-                and conn.bytes_in > conn.bytes_at_message
-                and now - conn.last_message_at > limits.message_timeout
-            ):
-                reason = f"a message took longer than {limits.message_timeout:g} s to arrive"
-            if (
-                reason is None
-                and limits.write_timeout is not None
-                and conn.write_paused
-                and now - conn.write_paused_at > limits.write_timeout
-            ):
-                reason = f"not reading for {limits.write_timeout:g} s"
+            reason = expired(conn, limits, now)
             if reason is not None:
                 self._stats.timeouts += 1
                 logger.info("closing %s: %s", conn.peer, reason)
