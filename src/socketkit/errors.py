@@ -13,9 +13,11 @@ Every error socketkit raises on purpose is one of these (timeouts are the builti
     ├─ ResourceError
     │   ├─ ClosedResourceError        *we* closed the connection or server
     │   └─ BrokenResourceError        the peer or network broke it; __cause__ is the OSError
-    └─ ServiceError                   a service refused a request (.code, .message)
-        ├─ PermissionDenied
-        └─ PathOutsideRoot
+    ├─ ServiceError                   a service refused a request (.code, .message)
+    │   ├─ PermissionDenied
+    │   └─ PathOutsideRoot
+    └─ ConfigError                    a server cannot start as configured (one line to print)
+        └─ SandboxUnavailable         exec: no sandbox backend works on this machine
 
 Raw ``OSError``s are translated into ``ResourceError``s at one boundary per engine
 (``raise ... from exc``), so callers never need to know errno values.
@@ -26,6 +28,7 @@ from __future__ import annotations
 __all__ = [
     "BrokenResourceError",
     "ClosedResourceError",
+    "ConfigError",
     "FrameTooLarge",
     "HandshakeError",
     "IncompleteFrame",
@@ -35,6 +38,7 @@ __all__ = [
     "ProtocolError",
     "RemoteProtocolError",
     "ResourceError",
+    "SandboxUnavailable",
     "ServiceError",
     "SocketkitError",
 ]
@@ -150,3 +154,11 @@ class PathOutsideRoot(ServiceError):
     """A client path resolves outside the served root."""
 
     default_code = "path-outside-root"
+
+
+class ConfigError(SocketkitError):
+    """A server cannot start as configured; the message is one line for the operator."""
+
+
+class SandboxUnavailable(ConfigError):
+    """exec: no sandbox backend the settings allow works here (``--no-sandbox`` opts out)."""

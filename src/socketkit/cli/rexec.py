@@ -30,8 +30,9 @@ def add_serve_parser(services: argparse._SubParsersAction[argparse.ArgumentParse
         help="authenticated remote command execution",
         description=(
             "Run commands for authenticated clients, like sshd runs `ssh host cmd`: argv "
-            "lists without a shell, an allow-list of programs, a jailed working directory, "
-            "timeouts and output caps that kill the whole process group, an audit log."
+            "lists without a shell, an allow-list of programs, each command confined by a "
+            "sandbox (bubblewrap, else Landlock) to the root, the system directories and no "
+            "network, timeouts and output caps that kill the whole process group, an audit log."
         ),
     )
     # No idle timeout: a command may run silently for long; --timeout bounds it.
@@ -77,6 +78,28 @@ def add_serve_parser(services: argparse._SubParsersAction[argparse.ArgumentParse
         type=positive_int,
         default=32,
         help="commands running at once; more get 'busy' (default: 32)",
+    )
+    sandbox = parser.add_argument_group("sandbox (docs/security.md)")
+    sandbox.add_argument(
+        "--sandbox",
+        choices=("auto", "bwrap", "landlock"),
+        default="auto",
+        help="how commands are confined (default: auto, bwrap if it works here, else Landlock)",
+    )
+    sandbox.add_argument(
+        "--no-sandbox",
+        action="store_true",
+        help="run commands unconfined (only the allow-list and --run-as apply): at your own risk",
+    )
+    sandbox.add_argument(
+        "--allow-network", action="store_true", help="give commands the network (default: none)"
+    )
+    sandbox.add_argument(
+        "--run-as",
+        metavar="USER",
+        default="nobody",
+        help="the user commands run as when the server runs as root (default: nobody); "
+        "it needs write permission on --root",
     )
     rules.add_argument(
         "--no-auth",
@@ -189,6 +212,7 @@ def serve_exec(args: argparse.Namespace) -> int:
 def exec_service(args: argparse.Namespace) -> Service:
     """The exec server the options describe (refused if exposed without safety)."""
     from socketkit.services.rexec.policy import DEFAULT_ALLOWED, DEFAULT_ENV_ALLOW, ExecPolicy  # noqa: PLC0415
+    from socketkit.services.rexec.sandbox import SandboxSettings  # noqa: PLC0415
     from socketkit.services.rexec.server import DEFAULT_MAX_OUTPUT, ExecServer, ExecSettings  # noqa: PLC0415
     from socketkit.state import StateDB  # noqa: PLC0415
 
@@ -196,15 +220,23 @@ def exec_service(args: argparse.Namespace) -> Service:
     root = os.path.realpath(args.root)
     if not os.path.isdir(root):
         raise FileNotFoundError(f"--root {args.root} is not a directory")
-    token = load_server_token("exec", args)
     policy = ExecPolicy(
-        allow=frozenset(args.allow) if args.allow else DEFAULT_ALLOWED,
+        allow=frozenset(args.allow) if args.allow is not None else DEFAULT_ALLOWED,
         allow_any=args.allow_any,
         allow_shell=args.allow_shell,
         env_allow=DEFAULT_ENV_ALLOW | frozenset(args.env_allow),
         timeout=args.timeout,
         home=root,
     )
+    # Never visible to commands: the token and audit log, and the TLS key and certificate.
+    hidden = [p for p in (args.state_dir, args.tls_key, args.tls_cert) if p]
+    sandbox = SandboxSettings(
+        backend="none" if args.no_sandbox else args.sandbox,
+        allow_network=args.allow_network,
+        run_as=args.run_as,
+        hidden=tuple(hidden),
+    )
+    token = load_server_token("exec", args)
     db = StateDB(args.state_dir)
     settings = ExecSettings(
         root=root,
@@ -213,8 +245,13 @@ def exec_service(args: argparse.Namespace) -> Service:
         db=db,
         max_output=args.max_output or DEFAULT_MAX_OUTPUT,
         max_procs=args.max_procs,
+        sandbox=sandbox,
     )
-    service = ExecServer(settings)
+    try:
+        service = ExecServer(settings)  # refuses here (one line) when no sandbox works
+    except BaseException:
+        db.close()
+        raise
 
     def make() -> Any:
         return service.make_server(

@@ -71,6 +71,11 @@ def add_serve_parser(services: argparse._SubParsersAction[argparse.ArgumentParse
     )
     parser.add_argument("--tls-cert", metavar="FILE", help="TLS for files and exec (needed off loopback)")
     parser.add_argument("--tls-key", metavar="FILE", help="private key (PEM), if not in --tls-cert")
+    parser.add_argument(
+        "--no-sandbox",
+        action="store_true",
+        help="exec: run commands unconfined where no sandbox works (at your own risk)",
+    )
     parser.set_defaults(func=serve_all)
 
 
@@ -85,7 +90,39 @@ def _service_argv(name: str, args: argparse.Namespace, port: int, root: str) -> 
             argv += ["--tls-cert", args.tls_cert]
         if args.tls_key:
             argv += ["--tls-key", args.tls_key]
+    if name == "exec" and args.no_sandbox:
+        argv.append("--no-sandbox")
     return argv
+
+
+def _give_default_root(root: str, options: argparse.Namespace) -> None:
+    """As root, exec's commands run as --run-as (nobody): the default root, which we
+    created, becomes theirs so that they can write in it (files, running as root, can
+    write anywhere anyway)."""
+    import pwd  # noqa: PLC0415
+
+    if os.geteuid() != 0:
+        return
+    try:
+        entry = pwd.getpwnam(options.run_as)
+    except KeyError:
+        return  # exec refuses the user itself, with the reason
+    if os.stat(root).st_uid == 0:
+        os.chown(root, entry.pw_uid, entry.pw_gid)
+
+
+def _build_exec(
+    build: Callable[[argparse.Namespace], Service], options: argparse.Namespace
+) -> Service | None:
+    """exec, or None (with one line saying why and what to do) where no sandbox works:
+    the Quick start must run on a machine with only Python."""
+    from socketkit.errors import SandboxUnavailable  # noqa: PLC0415
+
+    try:
+        return build(options)
+    except SandboxUnavailable as exc:
+        print(f"{exc}; serve all goes on without exec (serve all --no-sandbox to include it)", flush=True)
+        return None
 
 
 def serve_all(args: argparse.Namespace) -> int:
@@ -124,7 +161,15 @@ def serve_all(args: argparse.Namespace) -> int:
                 continue
             port = 0 if args.any_port else getattr(args, f"{name}_port")
             options = parser.parse_args(_service_argv(name, args, port, root))
-            services.append(builders[name](options))
+            if name != "exec":
+                services.append(builders[name](options))
+            else:
+                if args.root is None:
+                    _give_default_root(root, options)
+                service = _build_exec(builders[name], options)
+                if service is None:
+                    continue
+                services.append(service)
             connections += options.max_connections
         raise_open_files_limit(connections)
         admin = None

@@ -24,12 +24,18 @@ SAFE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 DEFAULT_ALLOWED = frozenset(
     {
-        "cat", "date", "df", "du", "echo", "env", "false", "grep", "head", "hostname", "id",
-        "ls", "pwd", "seq", "sleep", "sort", "stat", "tail", "tr", "true", "uname", "uniq",
-        "uptime", "wc", "whoami", "yes",
+        "cat", "df", "du", "echo", "false", "grep", "head", "id", "ls", "nproc", "pwd", "seq",
+        "sha256sum", "sleep", "stat", "tail", "tr", "true", "uname", "uptime", "wc", "whoami",
+        "yes",
     }
 )  # fmt: skip
-"""Read-mostly tools allowed when the server names none (``--allow`` replaces the list)."""
+"""Programs allowed when the server names none (``--allow`` replaces the list).
+
+Each one only reads and prints: none runs another program (``env``, ``nice``, ``timeout``,
+``xargs``, ``find -exec``, ``sort --compress-program``, pagers, editors, interpreters) or
+writes a file it is told to (``sort -o``, ``uniq IN OUT``, ``tee``, ``dd``), and none
+changes the system (``date -s``, ``hostname NAME``). An allowed program brings all of its
+features with it: the sandbox, not this list, is the boundary."""
 
 DEFAULT_ENV_ALLOW = frozenset({"LANG", "LANGUAGE", "LC_*", "TZ", "TERM", "COLUMNS", "LINES"})
 """Variables a client may set: locale and terminal description, as ssh's AcceptEnv."""

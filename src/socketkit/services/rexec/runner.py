@@ -2,15 +2,23 @@
 
 - ``shell=False`` always: the argv list goes to ``execve`` as is (a shell runs only
   when the policy put ``/bin/sh -c`` in front, for ``--allow-shell`` servers);
+- inside the sandbox the server chose (``sandbox``: bwrap, Landlock, or none when the
+  operator said so); ``probe_sandbox`` runs it once at start, so a sandbox that cannot
+  work here is refused before any client connects;
 - the command gets its own session and process group, so the whole tree can be
   signalled: on a timeout, an output cap, a client that disconnects or presses Ctrl-C;
   termination is SIGTERM to the group and to every process still in the session, then
-  SIGKILL after a grace period; nothing survives;
+  SIGKILL after a grace period; under bwrap the PID namespace ends with the command, so
+  nothing survives even a ``setsid``;
+- output is forwarded only once the caller has announced the command (``forward_output``
+  after the "started" event), so no output frame ever precedes it;
 - stdout and stderr are read from pipes (enlarged to 1 MiB, so a fast writer is read in
   big chunks) and sent as DATA frames on channels 1 and 2 while the command runs; when
   the client is slow, reading the pipe pauses, the pipe fills and the command blocks:
   memory stays flat whatever the output size, and neither stream can deadlock the other;
-- stdin comes from the client's channel-0 frames (an empty one is end of input).
+- stdin comes from the client's channel-0 frames (an empty one is end of input); above
+  ``STDIN_HIGH_WATER`` bytes waiting for the pipe the caller stops reading the client
+  (``wait_stdin_room``), so a command that never reads its input costs a bounded buffer.
 """
 
 from __future__ import annotations
@@ -18,120 +26,75 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
-import fcntl
 import functools
-import logging
 import os
 import shutil
 import signal
+import subprocess
+import tempfile
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
+from socketkit._log import get_logger
 from socketkit.aio.connection import Connection
 from socketkit.codec.wire import data_header
-from socketkit.errors import ServiceError
+from socketkit.errors import SandboxUnavailable, ServiceError
 from socketkit.limits import DEFAULT_TERMINATE_GRACE_S
-from socketkit.services.rexec.policy import Decision
+from socketkit.services.rexec.pipes import InputPipe, OutputPipe, enlarge, members
+from socketkit.services.rexec.policy import SAFE_PATH, Decision
 from socketkit.services.rexec.protocol import STDERR, STDOUT, ExecExit
+from socketkit.services.rexec.sandbox import Sandbox, SandboxSettings, candidates
 
-__all__ = ["RunningCommand", "TERMINATE_GRACE_S", "start_command"]
+__all__ = [
+    "STDIN_HIGH_WATER",
+    "RunningCommand",
+    "TERMINATE_GRACE_S",
+    "probe_sandbox",
+    "select_sandbox",
+    "start_command",
+]
 
-logger = logging.getLogger(__name__)
+logger = get_logger(__name__)
 
 TERMINATE_GRACE_S = DEFAULT_TERMINATE_GRACE_S
 
-PIPE_SIZE = 1 << 20
-"""Pipe capacity asked of the kernel (F_SETPIPE_SZ): fewer, larger reads at high rates."""
+STDIN_HIGH_WATER: Final = 256 * 1024
+"""Bytes queued for the command's stdin pipe (beyond what the kernel pipe holds) above
+which the server stops taking stdin frames from the client: as much as the client
+connection's own write high-water mark, enough to keep a reading command busy."""
 
-_F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)
-
-
-def _enlarge(fd: int) -> None:
-    with contextlib.suppress(OSError):  # may exceed /proc/sys/fs/pipe-max-size: keep the default
-        fcntl.fcntl(fd, _F_SETPIPE_SZ, PIPE_SIZE)
-
-
-def _session_members(sid: int) -> list[int]:
-    """PIDs whose session is ``sid`` (processes that left the group but not the session)."""
-    members: list[int] = []
-    try:
-        entries = os.listdir("/proc")
-    except OSError:
-        return members
-    for entry in entries:
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat", "rb") as f:
-                stat = f.read()
-        except OSError:
-            continue
-        # Field 6 is the session id; the command name (field 2) may contain spaces.
-        fields = stat[stat.rfind(b")") + 2 :].split()
-        if len(fields) > 3 and int(fields[3]) == sid:
-            members.append(int(entry))
-    return members
-
-
-class _OutputPipe(asyncio.Protocol):
-    """Forward one of the command's output pipes to the client as DATA frames."""
-
-    def __init__(self, command: RunningCommand, channel: int) -> None:
-        self.command = command
-        self.channel = channel
-        self.transport: asyncio.ReadTransport | None = None
-        self.closed = asyncio.get_running_loop().create_future()
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
-
-    def data_received(self, data: bytes) -> None:
-        self.command.output(self, data)
-
-    def eof_received(self) -> bool:
-        return False
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        if not self.closed.done():
-            self.closed.set_result(None)
-
-
-class _InputPipe(asyncio.Protocol):
-    """The command's stdin: flow control from the pipe back to the client connection."""
-
-    def __init__(self, conn: Connection[Any]) -> None:
-        self.conn = conn
-
-    def pause_writing(self) -> None:
-        self.conn.pause_reading("user")  # the command is not reading its input
-
-    def resume_writing(self) -> None:
-        self.conn.resume_reading("user")
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.conn.resume_reading("user")
+SANDBOX_PROBE_TIMEOUT_S: Final = 20.0
+"""How long the start-up trial run of the sandbox may take (a few ms normally; generous
+for a loaded machine, short enough that a hung bwrap does not hang the start)."""
 
 
 @dataclass(slots=True)
 class _Counters:
     stdout: int = 0
     stderr: int = 0
+    stdin_in: int = 0  # bytes of stdin frames the client sent
+    stdin_written: int = 0  # ... of which the kernel pipe has taken
 
 
 class RunningCommand:
     """A started command wired to a client connection."""
 
-    def __init__(self, conn: Connection[Any], decision: Decision, max_output: int) -> None:
+    def __init__(self, conn: Connection[Any], decision: Decision, max_output: int, sandbox: Sandbox) -> None:
         self.conn = conn
         self.decision = decision
         self.max_output = max_output
+        self.sandbox = sandbox
         self.counters = _Counters()
         self.process: asyncio.subprocess.Process | None = None
         self.reason: str | None = None
         self.started_at = time.monotonic()
-        self.pipes: list[_OutputPipe] = []
+        self.bytes_in_at_start = conn.bytes_in
+        self.pipes: list[OutputPipe] = []
+        self.read_fds: list[tuple[int, int]] = []  # (fd, channel) until forward_output()
         self.stdin: asyncio.WriteTransport | None = None
+        self.stdin_pipe: InputPipe | None = None
+        self.tmpdir: str | None = None
         self._resume_task: asyncio.Task[None] | None = None
         self._killer: asyncio.Task[None] | None = None
 
@@ -143,7 +106,21 @@ class RunningCommand:
 
     # --- output ----------------------------------------------------------------------
 
-    def output(self, pipe: _OutputPipe, data: bytes) -> None:
+    async def forward_output(self) -> None:
+        """Start reading stdout and stderr (call after announcing the command)."""
+        loop = asyncio.get_running_loop()
+        fds, self.read_fds = self.read_fds, []
+        for index, (fd, channel) in enumerate(fds):
+            pipe = OutputPipe(self, channel)
+            self.pipes.append(pipe)
+            try:
+                await loop.connect_read_pipe(functools.partial(_same, pipe), os.fdopen(fd, "rb", buffering=0))
+            except BaseException:
+                for other, _ in fds[index + 1 :]:
+                    os.close(other)
+                raise
+
+    def output(self, pipe: OutputPipe, data: bytes) -> None:
         if pipe.channel == STDOUT:
             self.counters.stdout += len(data)
         else:
@@ -161,7 +138,7 @@ class RunningCommand:
             return
         conn = self.conn
         if conn.is_closing:
-            return
+            return  # the client is gone: read on to the end of the pipe, drop it
         conn.send_parts((data_header(len(data), pipe.channel), data))
         if conn.write_paused and self._resume_task is None:
             # The client is slow: stop reading the pipes until it catches up.
@@ -173,8 +150,10 @@ class RunningCommand:
     async def _resume_after_drain(self) -> None:
         try:
             await self.conn.drain()
-        except Exception:  # noqa: BLE001 (the connection broke: the handler sees it and kills)
-            return
+        except Exception as exc:  # noqa: BLE001 (the connection broke: the handler sees it and kills)
+            # Resume anyway: what the command still writes is read and dropped, so its
+            # pipes reach their end and the command can be waited for.
+            logger.debug("exec: %s stopped reading (%s)", self.conn.peer, exc)
         finally:
             self._resume_task = None
         for p in self.pipes:
@@ -185,6 +164,7 @@ class RunningCommand:
 
     def write_stdin(self, data: bytes) -> None:
         """Pass client bytes to the command's stdin; ``b""`` closes it (end of input)."""
+        self.counters.stdin_in += len(data)
         stdin = self.stdin
         if stdin is None or stdin.is_closing():
             return
@@ -193,14 +173,43 @@ class RunningCommand:
         else:
             stdin.close()
 
+    def stdin_buffered(self) -> int:
+        """Bytes the server holds on the way to the command's stdin: everything read from
+        the client since the command started (decoder, inbox, pipe transport) that the
+        kernel pipe has not taken."""
+        queued = self.stdin.get_write_buffer_size() if self.stdin is not None else 0
+        written = self.counters.stdin_in - queued
+        return max(self.conn.bytes_in - self.bytes_in_at_start - written, 0)
+
+    async def wait_stdin_room(self) -> None:
+        """Return once the stdin pipe's queue is under ``STDIN_HIGH_WATER`` (at once if it
+        is, or if stdin is closed); the caller takes no stdin frame meanwhile, so the
+        connection's inbox fills and reading from the client pauses."""
+        pipe = self.stdin_pipe
+        if pipe is not None and not pipe.room.done():
+            await asyncio.shield(pipe.room)
+
+    @property
+    def stdin_waiting(self) -> bool:
+        """Whether the stdin pipe is full (the caller is holding the client back)."""
+        return self.stdin_pipe is not None and not self.stdin_pipe.room.done()
+
     # --- lifetime --------------------------------------------------------------------
 
     def signal(self, name: str) -> None:
-        """Send ``SIG<name>`` to the command's process group."""
+        """Send ``SIG<name>`` to the command: its process group, minus bwrap's monitor
+        (whose death would SIGKILL the sandbox before the command could react)."""
         if self.process is None or self.process.returncode is not None:
             return
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(self.pid, getattr(signal, f"SIG{name}"))
+        signum = getattr(signal, f"SIG{name}")
+        if not self.sandbox.leader_is_monitor:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self.pid, signum)
+            return
+        for pid in members(2, self.pid):
+            if pid != self.pid:
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.kill(pid, signum)
 
     def terminate(self) -> None:
         """SIGTERM the whole command, then SIGKILL after the grace period (in the background)."""
@@ -208,13 +217,20 @@ class RunningCommand:
             self._killer = asyncio.get_running_loop().create_task(self._terminate())
 
     async def _terminate(self) -> None:
-        self._kill_all(signal.SIGTERM)
+        if self.sandbox.leader_is_monitor:
+            self.signal("TERM")
+            for pid in members(3, self.pid):  # left the group, still in the session
+                if pid != self.pid:
+                    with contextlib.suppress(ProcessLookupError, PermissionError):
+                        os.kill(pid, signal.SIGTERM)
+        else:
+            self._kill_all(signal.SIGTERM)
         assert self.process is not None
         try:
             async with asyncio.timeout(TERMINATE_GRACE_S):
                 await self.process.wait()
         except TimeoutError:
-            pass
+            logger.info("command %d of %s ignored SIGTERM: SIGKILL", self.pid, self.conn.peer)
         self._kill_all(signal.SIGKILL)
 
     def _kill_all(self, signum: int, *, whole_session: bool = True) -> None:
@@ -225,7 +241,7 @@ class RunningCommand:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self.pid, signum)
         if whole_session:
-            for pid in _session_members(self.pid):
+            for pid in members(3, self.pid):
                 with contextlib.suppress(ProcessLookupError, PermissionError):
                     os.kill(pid, signum)
 
@@ -263,14 +279,17 @@ class RunningCommand:
             # Leftovers of the command's group (`cmd &`): ended too. A stopped command
             # (timeout, cap, client gone) was already swept session-wide.
             self._kill_all(signal.SIGKILL, whole_session=False)
-            for pipe in self.pipes:
-                if pipe.transport is not None:
-                    pipe.transport.close()
-            if self.stdin is not None:
-                self.stdin.close()
+            self.release()
+        return self.result()
+
+    def result(self) -> ExecExit:
+        """How the command ended (a still running one is reported as killed: the caller
+        is giving up on it)."""
+        assert self.process is not None
         returncode = self.process.returncode
-        assert returncode is not None
         duration = (time.monotonic() - self.started_at) * 1000
+        if returncode is None:
+            return ExecExit(None, signal.SIGKILL, self.reason, duration)
         if returncode < 0:
             return ExecExit(None, -returncode, self.reason, duration)
         return ExecExit(returncode, None, self.reason, duration)
@@ -281,6 +300,45 @@ class RunningCommand:
             self.reason = reason
         self.terminate()
 
+    def abandon(self, reason: str) -> None:
+        """The handler is being cancelled (server stopping): SIGKILL everything now, with
+        no grace to wait for, and free the pipes."""
+        if self.reason is None:
+            self.reason = reason
+        if self.process is not None and self.process.returncode is None:
+            self._kill_all(signal.SIGKILL)
+        self.release()
+
+    def release(self) -> None:
+        """Close the pipes and remove the private temporary directory."""
+        for fd, _ in self.read_fds:
+            os.close(fd)
+        self.read_fds = []
+        for pipe in self.pipes:
+            if pipe.transport is not None:
+                pipe.transport.close()
+        if self.stdin is not None:
+            self.stdin.close()
+        if self.tmpdir is not None:
+            shutil.rmtree(self.tmpdir, ignore_errors=True)
+            self.tmpdir = None
+
+
+def _resolve(program: str, env_path: str | None) -> str:
+    path = program if "/" in program else shutil.which(program, path=env_path or SAFE_PATH)
+    if path is None or not os.path.exists(path):
+        raise ServiceError(f"{program}: command not found", code="not-found")
+    return path
+
+
+def _private_tmpdir(sandbox: Sandbox) -> str:
+    """A per-command temporary directory (Landlock has no private /tmp), owned by the
+    run-as user."""
+    path = tempfile.mkdtemp(prefix="socketkit-exec-")
+    if sandbox.uid is not None and sandbox.gid is not None:
+        os.chown(path, sandbox.uid, sandbox.gid)
+    return path
+
 
 async def start_command(
     conn: Connection[Any],
@@ -289,8 +347,10 @@ async def start_command(
     cwd: str,
     stdin: bool,
     max_output: int,
+    sandbox: Sandbox,
 ) -> RunningCommand:
-    """Start ``decision.argv`` in ``cwd`` with pipes wired to ``conn``.
+    """Start ``decision.argv`` in ``cwd``, confined by ``sandbox``, wired to ``conn``;
+    call ``forward_output()`` once the command is announced.
 
     Raises:
         ServiceError: the program does not exist (code ``not-found``) or cannot be run
@@ -298,26 +358,27 @@ async def start_command(
     """
     loop = asyncio.get_running_loop()
     program = decision.program
-    path = program if "/" in program else shutil.which(program, path=decision.env.get("PATH"))
-    if path is None or not os.path.exists(path):
-        raise ServiceError(f"{program}: command not found", code="not-found")
-    command = RunningCommand(conn, decision, max_output)
+    path = _resolve(program, decision.env.get("PATH"))
+    command = RunningCommand(conn, decision, max_output, sandbox)
+    env = dict(decision.env)
+    if sandbox.needs_tmpdir:
+        command.tmpdir = env["TMPDIR"] = _private_tmpdir(sandbox)
+    argv = sandbox.wrap(path, decision.argv, cwd, command.tmpdir)
     out_r, out_w = os.pipe()
     err_r, err_w = os.pipe()
     in_r, in_w = os.pipe() if stdin else (os.open(os.devnull, os.O_RDONLY), -1)
     for fd in (out_w, err_w):
-        _enlarge(fd)
+        enlarge(fd)
     child_fds = (in_r, out_w, err_w)
     try:
         try:
             command.process = await asyncio.create_subprocess_exec(
-                path,
-                *decision.argv[1:],
+                *argv,
                 stdin=in_r,
                 stdout=out_w,
                 stderr=err_w,
                 cwd=cwd,
-                env=dict(decision.env),
+                env=env,
                 start_new_session=True,
                 close_fds=True,
             )
@@ -331,21 +392,88 @@ async def start_command(
         for fd in (out_r, err_r, in_w):
             if fd >= 0:
                 os.close(fd)
+        command.release()
         raise
     finally:
         for fd in child_fds:
             os.close(fd)
-    for fd, channel in ((out_r, STDOUT), (err_r, STDERR)):
-        pipe = _OutputPipe(command, channel)
-        command.pipes.append(pipe)
-        await loop.connect_read_pipe(functools.partial(_same, pipe), os.fdopen(fd, "rb", buffering=0))
+    command.read_fds = [(out_r, STDOUT), (err_r, STDERR)]
     if in_w >= 0:
-        transport, _ = await loop.connect_write_pipe(
-            functools.partial(_InputPipe, conn), os.fdopen(in_w, "wb", buffering=0)
-        )
-        command.stdin = transport
+        pipe = InputPipe()
+        try:
+            transport, _ = await loop.connect_write_pipe(
+                functools.partial(_same, pipe), os.fdopen(in_w, "wb", buffering=0)
+            )
+        except BaseException:
+            command.abandon("exec-failed")
+            raise
+        transport.set_write_buffer_limits(high=STDIN_HIGH_WATER)
+        command.stdin, command.stdin_pipe = transport, pipe
     return command
 
 
 def _same(protocol: asyncio.BaseProtocol) -> asyncio.BaseProtocol:
     return protocol
+
+
+def probe_sandbox(sandbox: Sandbox) -> None:
+    """Run ``test -w .`` in the root inside ``sandbox`` once (blocking: at start-up).
+
+    Raises:
+        SandboxUnavailable: the sandbox cannot run a command here (the reason, one line).
+    """
+    path = _resolve("test", SAFE_PATH)
+    tmpdir = _private_tmpdir(sandbox) if sandbox.needs_tmpdir else None
+    try:
+        done = subprocess.run(
+            sandbox.wrap(path, ("test", "-w", "."), sandbox.root, tmpdir),
+            cwd=sandbox.root,
+            env={"PATH": SAFE_PATH, "LANG": "C.UTF-8"},
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            timeout=SANDBOX_PROBE_TIMEOUT_S,
+            start_new_session=True,
+            check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise SandboxUnavailable(f"exec: the {sandbox.name} sandbox does not start: {exc}") from exc
+    finally:
+        if tmpdir is not None:
+            shutil.rmtree(tmpdir, ignore_errors=True)
+    error = done.stderr.decode(errors="replace").strip().splitlines()
+    if done.returncode not in (0, 1) or error:
+        reason = error[0] if error else f"exit status {done.returncode}"
+        raise SandboxUnavailable(f"exec: the {sandbox.name} sandbox does not work here: {reason}")
+    if done.returncode == 1:
+        who = f"uid {sandbox.uid}" if sandbox.uid is not None else "the server's user"
+        logger.warning(
+            "exec: commands cannot write in %s (%s has no write permission there); "
+            "give it to them, e.g. chown %s %s",
+            sandbox.root,
+            who,
+            sandbox.uid if sandbox.uid is not None else os.getuid(),
+            sandbox.root,
+        )
+
+
+def select_sandbox(settings: SandboxSettings, root: str) -> Sandbox:
+    """The first sandbox the settings allow that works here (each tried once).
+
+    Raises:
+        ConfigError: a bad setting.
+        SandboxUnavailable: none works (the reasons, one line).
+    """
+    reasons = []
+    for sandbox in candidates(settings, root):
+        if sandbox.name == "none":
+            return sandbox
+        try:
+            probe_sandbox(sandbox)
+        except SandboxUnavailable as exc:
+            reasons.append(str(exc).removeprefix("exec: "))
+            continue
+        return sandbox
+    raise SandboxUnavailable(
+        f"exec: no sandbox for commands ({'; '.join(reasons)}): install bubblewrap, "
+        "or pass --no-sandbox to run commands unconfined at your own risk"
+    )

@@ -1,10 +1,12 @@
 """The exec server: hello, authentication, one command per connection, then the exit.
 
 The connection's handler reads the request, checks it against the policy and the path
-jail, starts the command (``runner``), and then, while the command runs, relays the
-client's stdin and signals; a client that disconnects kills the command. Every
-command is in the audit log (SQLite in the state directory): who, what, where, when,
-how it ended, how long it took and how much it printed.
+jail, starts the command (``runner``) in the sandbox chosen at start (``sandbox``: the
+server refuses to start without one unless told ``backend="none"``), and then, while
+the command runs, relays the client's stdin and signals; a client that disconnects
+kills the command. Every command is in the audit log (SQLite in the state directory):
+who, what, where, when, how it ended, how long it took and how much it printed; a row
+that was started is finished however the connection ends.
 """
 
 from __future__ import annotations
@@ -12,7 +14,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import shutil
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,16 +25,15 @@ from socketkit._oserrors import service_error_from_os
 from socketkit.aio.connection import Connection, ConnectionLimits
 from socketkit.aio.listeners import Listener
 from socketkit.aio.server import AsyncServer
-from socketkit.aio.threads import to_thread_shielded
 from socketkit.aio.wire import send_error
 from socketkit.auth.exposure import check_exposure
 from socketkit.auth.session import WireGate, receive_control
 from socketkit.auth.throttle import AuthThrottle
 from socketkit.codec.wire import Control, Data, WireDecoder, WireEvent, encode_control
-from socketkit.errors import ProtocolError, ResourceError, ServiceError
-from socketkit.limits import DEFAULT_HANDSHAKE_TIMEOUT_S
+from socketkit.errors import ConfigError, ProtocolError, ResourceError, ServiceError
+from socketkit.limits import DEFAULT_HANDSHAKE_TIMEOUT_S, DEFAULT_WRITE_TIMEOUT_S
 from socketkit.paths import resolve_under
-from socketkit.services.rexec.policy import ExecPolicy
+from socketkit.services.rexec.policy import SAFE_PATH, ExecPolicy
 from socketkit.services.rexec.protocol import (
     EXEC_FRAME_SIZE,
     STDIN,
@@ -39,10 +42,18 @@ from socketkit.services.rexec.protocol import (
     parse_exec_request,
     parse_signal_request,
 )
-from socketkit.services.rexec.runner import RunningCommand, start_command
+from socketkit.services.rexec.runner import STDIN_HIGH_WATER, RunningCommand, select_sandbox, start_command
+from socketkit.services.rexec.sandbox import SYSTEM_DIRS, Sandbox, SandboxSettings
 from socketkit.state import StateDB, to_json
 
-__all__ = ["DEFAULT_MAX_OUTPUT", "DEFAULT_MAX_PROCS", "ExecServer", "ExecSettings"]
+__all__ = [
+    "DEFAULT_MAX_OUTPUT",
+    "DEFAULT_MAX_PROCS",
+    "EXEC_PENDING_FRAMES",
+    "MAX_STDIN_BUFFERED",
+    "ExecServer",
+    "ExecSettings",
+]
 
 logger = get_logger(__name__)
 
@@ -52,6 +63,17 @@ buffered, so the cap is about runaway commands and disk-filling clients, not mem
 
 DEFAULT_MAX_PROCS = 32
 """Commands running at once: each is a process tree; more queue up as "busy" errors."""
+
+EXEC_PENDING_FRAMES = 4
+"""Decoded frames an exec connection holds for its handler before reading from the client
+pauses (the engine's default, 256, is for small messages: 256 stdin frames of 1 MiB
+would be 256 MiB waiting for a command that does not read)."""
+
+MAX_STDIN_BUFFERED = STDIN_HIGH_WATER + (EXEC_PENDING_FRAMES + 4) * EXEC_FRAME_SIZE
+"""The most the server holds on the way to one command's stdin (8.25 MiB): the pipe
+transport's queue (its high-water mark plus the frame that crossed it), the connection's
+inbox (EXEC_PENDING_FRAMES, plus the one that paused it), the rest of the last socket
+read and a partial frame in the decoder; then it stops reading from the client."""
 
 
 _SCHEMA = [
@@ -86,14 +108,58 @@ class ExecSettings:
     max_output: int = DEFAULT_MAX_OUTPUT
     max_procs: int = DEFAULT_MAX_PROCS
     throttle: AuthThrottle = field(default_factory=AuthThrottle)
+    sandbox: SandboxSettings = field(default_factory=SandboxSettings)
+    write_timeout: float | None = DEFAULT_WRITE_TIMEOUT_S
+
+
+def check_allowed(policy: ExecPolicy, sandbox: Sandbox) -> None:
+    """Every allowed program must exist on the safe PATH (or at its absolute path) and,
+    sandboxed, lie where commands can see it.
+
+    Raises:
+        ConfigError: an empty name, a relative path, a program not found.
+    """
+    if policy.allow_any:
+        return
+    if not policy.allow:
+        raise ConfigError("exec: the allow-list is empty: name programs with --allow, or use --allow-any")
+    for program in sorted(policy.allow):
+        if not program.strip():
+            raise ConfigError("exec: --allow needs a program name, not an empty string")
+        if "/" in program and not program.startswith("/"):
+            raise ConfigError(f"exec: --allow {program}: a relative path (give a name or an absolute path)")
+        path = program if "/" in program else shutil.which(program, path=SAFE_PATH)
+        if path is None or not os.path.isfile(path) or not os.access(path, os.X_OK):
+            raise ConfigError(f"exec: --allow {program}: no such program on {SAFE_PATH}")
+        if sandbox.name != "none":
+            real = os.path.realpath(path)
+            visible = (*SYSTEM_DIRS, sandbox.root)
+            if not any(real == d or real.startswith(d + "/") for d in map(os.path.realpath, visible)):
+                raise ConfigError(f"exec: --allow {program}: {real} is not visible inside the sandbox")
 
 
 class ExecServer:
     """The exec service (one instance per server process)."""
 
     def __init__(self, settings: ExecSettings) -> None:
+        """Check the settings and choose the sandbox (trying it once: blocking, a few ms).
+
+        Raises:
+            ConfigError: a setting that cannot work (allow-list, root, run-as user).
+            SandboxUnavailable: no sandbox backend works here (``backend="none"`` opts out).
+        """
         self.settings = settings
         self.running = 0
+        self.commands: set[RunningCommand] = set()
+        root = os.path.realpath(settings.root)
+        if not os.path.isdir(root):
+            raise ConfigError(f"exec: --root {settings.root} is not a directory")
+        self.sandbox = select_sandbox(settings.sandbox, root)
+        check_allowed(settings.policy, self.sandbox)
+        if self.sandbox.name == "none":
+            logger.warning("exec: no sandbox: commands run unconfined (the allow-list is the only rule)")
+        else:
+            logger.info("exec: commands run in the %s sandbox", self.sandbox.name)
         self.gate = WireGate("exec", settings.token, settings.throttle)
         if settings.db is not None:
             settings.db.ensure_schema("exec", 1, _SCHEMA)
@@ -109,6 +175,8 @@ class ExecServer:
                 idle_timeout=None,
                 handshake_timeout=DEFAULT_HANDSHAKE_TIMEOUT_S,
                 message_timeout=60.0,
+                write_timeout=self.settings.write_timeout,
+                max_pending_messages=EXEC_PENDING_FRAMES,
             ),
             check_listener=self.check_listener,
             **options,
@@ -148,7 +216,7 @@ class ExecServer:
     async def _serve(self, conn: Connection[WireEvent], request: ExecRequest) -> None:
         settings = self.settings
         decision = settings.policy.decide(request)
-        cwd = resolve_under(settings.root, request.cwd)
+        cwd = resolve_under(self.sandbox.root, request.cwd)
         if not os.path.isdir(cwd):
             raise ServiceError(f"working directory {request.cwd!r} does not exist", code="not-found")
         if self.running >= settings.max_procs:
@@ -158,19 +226,36 @@ class ExecServer:
         self.running += 1
         try:
             command = await start_command(
-                conn, decision, cwd=cwd, stdin=request.stdin, max_output=settings.max_output
+                conn,
+                decision,
+                cwd=cwd,
+                stdin=request.stdin,
+                max_output=settings.max_output,
+                sandbox=self.sandbox,
             )
-            logger.info("exec: %s runs %s (pid %d)", conn.peer, request.display(), command.pid)
-            # The audit row is written while the command runs (not before it starts):
-            # the database never adds to a command's latency.
-            audit = asyncio.get_running_loop().create_task(self._audit_start(conn, request, command))
-            try:
-                conn.send(encode_control({"event": "started", "pid": command.pid}))
-                result = await self._supervise(conn, command)
-            finally:
-                audit_id = await asyncio.shield(audit)  # the row is written even on shutdown
+        except BaseException:
+            self.running -= 1
+            raise
+        self.commands.add(command)
+        logger.info("exec: %s runs %s (pid %d)", conn.peer, request.display(), command.pid)
+        # The audit row is written while the command runs (not before it starts): the
+        # database never adds to a command's latency. Its end is written however this
+        # handler ends (normal exit, client gone, write timeout, cancelled at shutdown).
+        audit = _AuditRow(settings.db, conn, request, command)
+        result = None
+        try:
+            # Announced before any output is read: "started" is always the first frame.
+            conn.send(encode_control({"event": "started", "pid": command.pid}))
+            await command.forward_output()
+            result = await self._supervise(conn, command)
+        except BaseException:
+            command.abandon("server-stopping" if conn.shutdown_requested else "disconnected")
+            raise
         finally:
             self.running -= 1
+            self.commands.discard(command)
+            audit.finish(result if result is not None else command.result(), command)
+        assert result is not None
         logger.info(
             "exec: pid %d of %s ended: status=%s signal=%s reason=%s in %.1f ms",
             command.pid,
@@ -183,7 +268,6 @@ class ExecServer:
         with contextlib.suppress(ResourceError):
             conn.send(encode_control(result.to_header()))
         conn.close()
-        await self._audit_end(audit_id, command, result)
 
     async def _supervise(self, conn: Connection[WireEvent], command: RunningCommand) -> ExecExit:
         relay = asyncio.get_running_loop().create_task(self._relay_client(conn, command))
@@ -196,10 +280,18 @@ class ExecServer:
 
     async def _relay_client(self, conn: Connection[WireEvent], command: RunningCommand) -> None:
         """Client -> command: stdin and signals, until the command ends or the client goes."""
+        closed = asyncio.get_running_loop().create_task(conn.wait_closed())
         try:
             async for event in conn:
                 if isinstance(event, Data) and event.channel == STDIN:
                     command.write_stdin(event.data)
+                    if command.stdin_waiting:
+                        # The command is not reading: take nothing more from the client
+                        # (its frames pile up in the inbox, then reading pauses) until
+                        # the pipe has room or the client is gone.
+                        room = asyncio.ensure_future(command.wait_stdin_room())
+                        await asyncio.wait({room, closed}, return_when=asyncio.FIRST_COMPLETED)
+                        room.cancel()
                 elif isinstance(event, Control):
                     name = parse_signal_request(event.header)
                     logger.info("exec: %s sends SIG%s to pid %d", conn.peer, name, command.pid)
@@ -213,13 +305,23 @@ class ExecServer:
         except (ResourceError, ProtocolError) as exc:
             logger.info("exec: %s is gone (%s); stopping pid %d", conn.peer, exc, command.pid)
             command.kill_now("disconnected")
+        finally:
+            closed.cancel()
 
-    async def _audit_start(
-        self, conn: Connection[WireEvent], request: ExecRequest, command: RunningCommand
-    ) -> int | None:
-        db = self.settings.db
+
+class _AuditRow:
+    """One exec_audit row: inserted at once on the default executor, updated with the
+    end as soon as both are known. Callbacks, not awaits, chain the two, so a cancelled
+    handler cannot lose the end; ``asyncio.run`` waits for the executor's jobs."""
+
+    def __init__(
+        self, db: StateDB | None, conn: Connection[WireEvent], request: ExecRequest, command: RunningCommand
+    ) -> None:
+        self.db = db
+        self.end: tuple[Any, ...] | None = None
+        self.inserted: asyncio.Future[int | None] | None = None
         if db is None:
-            return None
+            return
         row = (
             time.time(),
             conn.peer,
@@ -228,28 +330,46 @@ class ExecServer:
             request.cwd or ".",
             command.pid,
         )
-        return await to_thread_shielded(
+        self.inserted = self._submit(
             db.execute,
             "INSERT INTO exec_audit (started_at, peer, argv, shell, cwd, pid) VALUES (?, ?, ?, ?, ?, ?)",
             row,
         )
+        self.inserted.add_done_callback(lambda _: self._write_end())
 
-    async def _audit_end(self, audit_id: int | None, command: RunningCommand, result: ExecExit) -> None:
-        db = self.settings.db
-        if db is None or audit_id is None:
+    def _submit(self, func: Callable[..., Any], *args: Any) -> asyncio.Future[Any]:
+        future = asyncio.get_running_loop().run_in_executor(None, func, *args)
+        future.add_done_callback(_log_failure)
+        return future
+
+    def finish(self, result: ExecExit, command: RunningCommand) -> None:
+        """Record how the command ended (written once the row exists)."""
+        self.end = (
+            result.status,
+            result.signal,
+            result.reason,
+            result.duration_ms,
+            command.counters.stdout,
+            command.counters.stderr,
+            time.time(),
+        )
+        self._write_end()
+
+    def _write_end(self) -> None:
+        inserted, end, db = self.inserted, self.end, self.db
+        if db is None or inserted is None or end is None or not inserted.done():
             return
-        await to_thread_shielded(
+        self.end = None  # written once
+        if inserted.cancelled() or inserted.exception() is not None:
+            return
+        self._submit(
             db.execute,
             "UPDATE exec_audit SET status = ?, signal = ?, reason = ?, duration_ms = ?, bytes_out = ?, "
             "bytes_err = ?, finished_at = ? WHERE id = ?",
-            (
-                result.status,
-                result.signal,
-                result.reason,
-                result.duration_ms,
-                command.counters.stdout,
-                command.counters.stderr,
-                time.time(),
-                audit_id,
-            ),
+            (*end, inserted.result()),
         )
+
+
+def _log_failure(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled() and future.exception() is not None:
+        logger.error("exec: cannot write the audit log: %s", future.exception())

@@ -1,0 +1,188 @@
+"""The Landlock launcher: confine this process, then become the command (``execv``).
+
+The exec server's second sandbox backend (``bwrap`` is the first). The server starts
+``python -I -S landlock_exec.py CONFIG PROGRAM ARGV0 ARGS...``; this file restricts
+itself and then executes PROGRAM, so the restriction is applied in the child between
+fork and exec without a ``preexec_fn`` (unsafe in a threaded server). It imports only
+the standard library (``-S``: no site-packages) and is also imported by the server to
+ask the kernel which Landlock ABI it has.
+
+In order, each step needing what the previous one still had:
+
+1. without network (``"net": false``) and as root: ``unshare(CLONE_NEWNET)``, a network
+   namespace with no interface up (no TCP, UDP or abstract Unix socket reaches anything);
+2. open every allowed path (``O_PATH``) while still privileged;
+3. drop to the run-as user (``setgroups([])``, ``setgid``, ``setuid``) when root;
+4. ``PR_SET_NO_NEW_PRIVS`` (no setuid binary or file capability can raise privileges);
+5. one Landlock ruleset: every file-system right the kernel knows is handled, and only
+   the listed trees get rights (read-only or read-write); without network on ABI >= 4,
+   TCP bind and connect are handled with no port allowed; on ABI >= 6, signals and
+   abstract Unix sockets are scoped to the sandbox;
+6. ``execv``. Any failure exits 126 with one line on stderr: the command never runs
+   unconfined.
+
+Direct syscalls through ctypes rather than the PyPI ``landlock`` package: that package
+is a development release (1.0.0.dev5), and a boundary should not depend on it; the
+three syscalls and two structures are stable kernel ABI.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import os
+import sys
+from typing import Any
+
+__all__ = ["abi_version", "main"]
+
+_SYS_CREATE_RULESET = 444  # the same numbers on every architecture (asm-generic table)
+_SYS_ADD_RULE = 445
+_SYS_RESTRICT_SELF = 446
+_CREATE_RULESET_VERSION = 1
+_RULE_PATH_BENEATH = 1
+_PR_SET_NO_NEW_PRIVS = 38
+_CLONE_NEWNET = 0x40000000
+
+# File-system rights (include/uapi/linux/landlock.h), by the ABI that added them.
+EXECUTE, WRITE_FILE, READ_FILE, READ_DIR = 1 << 0, 1 << 1, 1 << 2, 1 << 3
+_ABI1_ALL = (1 << 13) - 1  # EXECUTE .. MAKE_SYM
+REFER, TRUNCATE, IOCTL_DEV = 1 << 13, 1 << 14, 1 << 15
+_FILE_RIGHTS = EXECUTE | WRITE_FILE | READ_FILE | TRUNCATE | IOCTL_DEV
+"""The rights that apply to a file (a rule on a file with directory rights is EINVAL)."""
+_NET_BIND_TCP, _NET_CONNECT_TCP = 1 << 0, 1 << 1
+_SCOPE_ABSTRACT_UNIX, _SCOPE_SIGNAL = 1 << 0, 1 << 1
+
+EXIT_SANDBOX_FAILED = 126
+"""What the launcher exits with when it cannot confine or execute (as ``env`` does)."""
+
+
+class _RulesetAttr(ctypes.Structure):
+    _fields_ = [
+        ("handled_access_fs", ctypes.c_uint64),
+        ("handled_access_net", ctypes.c_uint64),
+        ("scoped", ctypes.c_uint64),
+    ]
+
+
+class _PathBeneathAttr(ctypes.Structure):
+    _pack_ = 1  # __attribute__((packed)) in the kernel header: 12 bytes
+    _fields_ = [("allowed_access", ctypes.c_uint64), ("parent_fd", ctypes.c_int32)]
+
+
+def _libc() -> Any:
+    return ctypes.CDLL(None, use_errno=True)
+
+
+def abi_version() -> int:
+    """The kernel's Landlock ABI version; 0 when Landlock is missing or disabled."""
+    try:
+        libc = _libc()
+        version = libc.syscall(
+            _SYS_CREATE_RULESET, None, ctypes.c_size_t(0), ctypes.c_uint32(_CREATE_RULESET_VERSION)
+        )
+    except (OSError, AttributeError):
+        return 0
+    return max(int(version), 0)
+
+
+def _handled_fs(abi: int) -> int:
+    rights = _ABI1_ALL
+    if abi >= 2:
+        rights |= REFER
+    if abi >= 3:
+        rights |= TRUNCATE
+    if abi >= 5:
+        rights |= IOCTL_DEV
+    return rights
+
+
+def _fail(message: str) -> None:
+    sys.stderr.write(f"socketkit sandbox (landlock): {message}\n")
+    sys.stderr.flush()
+    os._exit(EXIT_SANDBOX_FAILED)
+
+
+def _check(result: int, what: str) -> int:
+    if result < 0:
+        err = ctypes.get_errno()
+        _fail(f"{what}: {os.strerror(err)}")
+    return result
+
+
+def _confine(config: dict[str, Any]) -> None:
+    libc = _libc()
+    abi = abi_version()
+    if abi < 1:
+        _fail("the kernel has no Landlock")
+    net = bool(config.get("net"))
+    privileged = os.geteuid() == 0
+    if not net and privileged:
+        _check(libc.unshare(ctypes.c_int(_CLONE_NEWNET)), "unshare(CLONE_NEWNET)")
+    handled = _handled_fs(abi)
+    rules: list[tuple[int, int]] = []  # (fd, rights) opened while still privileged
+    for key, rights in (
+        ("ro", EXECUTE | READ_FILE | READ_DIR),
+        ("proc", READ_FILE | READ_DIR),
+        ("dev", READ_FILE | WRITE_FILE | TRUNCATE | IOCTL_DEV),
+        ("rw", handled),
+    ):
+        for path in config.get(key, ()):
+            try:
+                fd = os.open(path, os.O_PATH | os.O_CLOEXEC)
+            except FileNotFoundError:
+                continue  # an optional system path this machine lacks (/lib32...)
+            except OSError as exc:
+                _fail(f"cannot open {path}: {exc.strerror}")
+            allowed = rights & handled
+            if not os.path.isdir(f"/proc/self/fd/{fd}"):
+                allowed &= _FILE_RIGHTS
+            rules.append((fd, allowed))
+    if privileged and config.get("uid") is not None:
+        os.setgroups([])
+        os.setgid(int(config["gid"]))
+        os.setuid(int(config["uid"]))
+    _check(libc.prctl(_PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), "prctl(PR_SET_NO_NEW_PRIVS)")
+    attr = _RulesetAttr(handled, 0, 0)
+    size = 8
+    if abi >= 4:
+        size = 16
+        if not net:
+            attr.handled_access_net = _NET_BIND_TCP | _NET_CONNECT_TCP  # and no port rule
+    elif not net and not privileged:
+        _fail("no network namespace (not root) and Landlock ABI < 4 cannot deny TCP")
+    if abi >= 6:
+        size = 24
+        attr.scoped = _SCOPE_SIGNAL | (0 if net else _SCOPE_ABSTRACT_UNIX)
+    ruleset = _check(
+        libc.syscall(_SYS_CREATE_RULESET, ctypes.byref(attr), ctypes.c_size_t(size), ctypes.c_uint32(0)),
+        "landlock_create_ruleset",
+    )
+    for fd, allowed in rules:
+        rule = _PathBeneathAttr(allowed, fd)
+        _check(
+            libc.syscall(_SYS_ADD_RULE, ruleset, _RULE_PATH_BENEATH, ctypes.byref(rule), ctypes.c_uint32(0)),
+            "landlock_add_rule",
+        )
+        os.close(fd)
+    _check(libc.syscall(_SYS_RESTRICT_SELF, ruleset, ctypes.c_uint32(0)), "landlock_restrict_self")
+    os.close(ruleset)
+
+
+def main(argv: list[str]) -> None:
+    """``landlock_exec.py CONFIG PROGRAM ARGV0 ARGS...``: confine, then execute PROGRAM."""
+    if len(argv) < 3:
+        _fail("usage: landlock_exec.py CONFIG PROGRAM ARGV0 [ARGS...]")
+    try:
+        config = json.loads(argv[0])
+    except ValueError as exc:
+        _fail(f"bad configuration: {exc}")
+    _confine(config)
+    try:
+        os.execv(argv[1], argv[2:])
+    except OSError as exc:
+        _fail(f"{argv[1]}: {exc.strerror}")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

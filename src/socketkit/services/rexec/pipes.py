@@ -1,0 +1,90 @@
+"""The pipes between an exec command and its client, and the /proc scan that finds a
+command's processes (helpers of ``runner``; they start nothing)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import os
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from socketkit.services.rexec.runner import RunningCommand
+
+__all__ = ["PIPE_SIZE", "InputPipe", "OutputPipe", "enlarge", "members"]
+
+PIPE_SIZE = 1 << 20
+"""Pipe capacity asked of the kernel (F_SETPIPE_SZ): fewer, larger reads at high rates."""
+
+_F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)
+
+
+def enlarge(fd: int) -> None:
+    with contextlib.suppress(OSError):  # may exceed /proc/sys/fs/pipe-max-size: keep the default
+        fcntl.fcntl(fd, _F_SETPIPE_SZ, PIPE_SIZE)
+
+
+def members(field: int, value: int) -> list[int]:
+    """PIDs whose /proc stat field ``field`` (counted after the command name: 2 is the
+    process group, 3 the session) is ``value``."""
+    members: list[int] = []
+    try:
+        entries = os.listdir("/proc")
+    except OSError:
+        return members
+    for entry in entries:
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        # The command name (field 2) may contain spaces and parentheses.
+        fields = stat[stat.rfind(b")") + 2 :].split()
+        if len(fields) > field and int(fields[field]) == value:
+            members.append(int(entry))
+    return members
+
+
+class OutputPipe(asyncio.Protocol):
+    """Forward one of the command's output pipes to the client as DATA frames."""
+
+    def __init__(self, command: RunningCommand, channel: int) -> None:
+        self.command = command
+        self.channel = channel
+        self.transport: asyncio.ReadTransport | None = None
+        self.closed = asyncio.get_running_loop().create_future()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def data_received(self, data: bytes) -> None:
+        self.command.output(self, data)
+
+    def eof_received(self) -> bool:
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.closed.done():
+            self.closed.set_result(None)
+
+
+class InputPipe(asyncio.Protocol):
+    """The command's stdin: tells the relay when there is room for more."""
+
+    def __init__(self) -> None:
+        self.room = asyncio.get_running_loop().create_future()
+        self.room.set_result(None)
+
+    def pause_writing(self) -> None:
+        if self.room.done():
+            self.room = asyncio.get_running_loop().create_future()
+
+    def resume_writing(self) -> None:
+        if not self.room.done():
+            self.room.set_result(None)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.resume_writing()  # a closed pipe takes (and drops) anything: never wait on it

@@ -1,0 +1,293 @@
+"""Where exec commands run: the sandbox backends and the command lines that confine them.
+
+A command sees the served root read-write, the system directories programs need
+read-only, a minimal /dev, /proc, a private /tmp, and nothing else: no home directory,
+no /root, no /etc/shadow, no state directory (the token, the audit log). It has no
+network unless the operator allows it, cannot gain privileges (``no_new_privs``), and
+runs as an unprivileged user (``run_as``, default ``nobody``) when the server is root.
+
+Backends, best first:
+
+- ``bwrap`` (bubblewrap, the sandbox Flatpak uses): a new mount namespace holding only
+  the paths above, and new PID, network, IPC and UTS namespaces. The PID namespace ends
+  with the command: nothing it started outlives it (``setsid`` or not). As root, bwrap
+  runs privileged and ``setpriv`` (util-linux) switches to the run-as user inside, so
+  the user needs no access to the root's parent directories; otherwise bwrap uses an
+  unprivileged user namespace.
+- ``landlock`` (``landlock_exec``): Landlock file-system rules over the same paths, a
+  network namespace when root (else Landlock's TCP rules, ABI >= 4), no_new_privs.
+  No mount or PID namespace: see docs/security.md for what it does not confine.
+- ``none`` (``--no-sandbox``): only the run-as user and no_new_privs (``setpriv``); the
+  allow-list is then the only rule.
+
+This module decides and builds argv lists; ``runner`` starts and probes them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pwd
+import shutil
+import sys
+from dataclasses import dataclass
+from typing import Final
+
+from socketkit.errors import ConfigError, SandboxUnavailable
+from socketkit.services.rexec import landlock_exec
+from socketkit.services.rexec.policy import SAFE_PATH
+
+__all__ = [
+    "BACKENDS",
+    "DEVICES",
+    "ETC_ALLOWED",
+    "SANDBOX_TMP_BYTES",
+    "SYSTEM_DIRS",
+    "Sandbox",
+    "SandboxSettings",
+    "candidates",
+]
+
+BACKENDS: Final = ("auto", "bwrap", "landlock", "none")
+
+SYSTEM_DIRS: Final = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
+"""Read-only: programs and their libraries (symlinks on merged-/usr systems stay links)."""
+
+ETC_ALLOWED: Final = (
+    "passwd", "group", "nsswitch.conf",  # user and group names (id, ls -l, whoami)
+    "ld.so.cache", "ld.so.conf", "ld.so.conf.d",  # the dynamic linker
+    "localtime", "timezone", "locale.alias", "locale.conf", "default/locale",  # time, locale
+    "hostname", "hosts", "host.conf", "resolv.conf", "gai.conf", "services", "protocols",
+    "networks",  # name resolution, used only with --allow-network
+    "alternatives",  # Debian's program links (/usr/bin/awk -> /etc/alternatives/awk)
+    "os-release", "lsb-release", "debian_version", "mtab",
+    "magic", "magic.mime", "mime.types", "terminfo", "inputrc",
+    "ssl/certs", "ssl/openssl.cnf",  # public CA certificates, never ssl/private
+)  # fmt: skip
+"""The /etc entries a command sees: an allow-list, so secrets (shadow, gshadow, ssh host
+keys, ssl/private, sudoers, credentials) and whatever a package adds later stay out."""
+
+DEVICES: Final = ("/dev/null", "/dev/zero", "/dev/full", "/dev/random", "/dev/urandom")
+"""The whole /dev: no tty, no disks, no /dev/shm shared with the host."""
+
+SANDBOX_TMP_BYTES: Final = 256 * 1024 * 1024
+"""Size of bwrap's private /tmp (tmpfs, in memory): enough for sort's spill files and
+builds' scratch, small enough that a command cannot eat the machine's memory with it."""
+
+_PROTECTED: Final = ("/usr", "/etc", "/bin", "/sbin", "/lib", "/lib64", "/proc", "/dev", "/sys", "/boot")
+_NO_ROOT_UNDER: Final = ("/proc", "/sys", "/dev", "/etc", "/boot")
+
+
+@dataclass(frozen=True, slots=True)
+class SandboxSettings:
+    """How exec commands are confined (``ExecSettings.sandbox``).
+
+    Attributes:
+        backend: ``auto`` (bwrap, else Landlock, else refuse), ``bwrap``, ``landlock``,
+            or ``none`` (no sandbox: the operator's explicit choice).
+        bwrap: the bubblewrap program (a name looked up on the safe PATH, or a path).
+        landlock: whether ``auto`` may fall back to Landlock.
+        allow_network: give commands the host's network.
+        run_as: the user commands run as when the server runs as root.
+        hidden: paths commands must never see (the state directory, key files); masked
+            by bwrap when inside the root, refused for Landlock (it cannot subtract).
+        tmp_size: bytes of bwrap's private /tmp.
+    """
+
+    backend: str = "auto"
+    bwrap: str = "bwrap"
+    landlock: bool = True
+    allow_network: bool = False
+    run_as: str = "nobody"
+    hidden: tuple[str, ...] = ()
+    tmp_size: int = SANDBOX_TMP_BYTES
+
+
+def _inside(path: str, parent: str) -> bool:
+    return path == parent or path.startswith(parent.rstrip("/") + "/")
+
+
+def _find(program: str) -> str | None:
+    if "/" in program:
+        return program if os.path.isfile(program) and os.access(program, os.X_OK) else None
+    return shutil.which(program, path=SAFE_PATH)
+
+
+@dataclass(frozen=True, slots=True)
+class Sandbox:
+    """A chosen backend with everything it needs to wrap a command."""
+
+    name: str
+    root: str
+    allow_network: bool = False
+    uid: int | None = None  # the run-as user when the server is root; None: the server's
+    gid: int | None = None
+    program: str | None = None  # bwrap's path
+    setpriv: str | None = None
+    masked: tuple[str, ...] = ()  # hidden paths inside the root (bwrap masks them)
+    tmp_size: int = SANDBOX_TMP_BYTES
+
+    @property
+    def leader_is_monitor(self) -> bool:
+        """bwrap's first process supervises the sandbox: signals for the command go to the
+        rest of its process group (killing bwrap would SIGKILL everything at once)."""
+        return self.name == "bwrap"
+
+    @property
+    def needs_tmpdir(self) -> bool:
+        """Landlock has no private /tmp: each command gets a directory of its own."""
+        return self.name == "landlock"
+
+    def wrap(self, path: str, argv: tuple[str, ...], cwd: str, tmpdir: str | None = None) -> list[str]:
+        """The argv that runs ``path`` (with ``argv``) confined, in ``cwd``."""
+        if self.name == "bwrap":
+            return [*self._bwrap_prefix(cwd), *self._setpriv_prefix(), path, *argv[1:]]
+        if self.name == "landlock":
+            config = {
+                "ro": [*SYSTEM_DIRS, *(f"/etc/{name}" for name in ETC_ALLOWED)],
+                "proc": ["/proc"],
+                "dev": list(DEVICES),
+                "rw": [self.root, *([tmpdir] if tmpdir else [])],
+                "uid": self.uid,
+                "gid": self.gid,
+                "net": self.allow_network,
+            }
+            launcher = landlock_exec.__file__
+            return [sys.executable, "-I", "-S", launcher, json.dumps(config), path, *argv]
+        return [*self._setpriv_prefix(), path, *argv[1:]]
+
+    def _setpriv_prefix(self) -> list[str]:
+        if self.uid is None or self.setpriv is None:
+            return []
+        return [
+            self.setpriv,
+            "--no-new-privs",
+            f"--reuid={self.uid}",
+            f"--regid={self.gid}",
+            "--clear-groups",
+            "--inh-caps=-all",
+            "--bounding-set=-all",
+            "--",
+        ]
+
+    def _bwrap_prefix(self, cwd: str) -> list[str]:
+        assert self.program is not None
+        args = [self.program, "--die-with-parent", "--unshare-pid", "--unshare-ipc", "--unshare-uts"]
+        args.append("--unshare-cgroup-try")
+        if not self.allow_network:
+            args.append("--unshare-net")
+        if self.uid is not None:
+            # Privileged bwrap (we are root): setpriv needs these two to become the run-as
+            # user; it drops them (and every other capability) before the command runs.
+            args += ["--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID"]
+        else:
+            args += ["--unshare-user", "--disable-userns"]
+        for path in SYSTEM_DIRS:
+            if os.path.islink(path):
+                args += ["--symlink", os.readlink(path), path]
+            elif os.path.isdir(path):
+                args += ["--ro-bind", path, path]
+        args += ["--perms", "0755", "--dir", "/etc"]
+        for name in ETC_ALLOWED:
+            path = f"/etc/{name}"
+            if os.path.islink(path):
+                args += ["--symlink", os.readlink(path), path]
+            elif os.path.exists(path):
+                args += ["--ro-bind", path, path]
+        args += ["--proc", "/proc", "--perms", "0755", "--tmpfs", "/dev"]
+        for device in DEVICES:
+            if os.path.exists(device):
+                args += ["--dev-bind", device, device]
+        for number, name in enumerate(("stdin", "stdout", "stderr")):
+            args += ["--symlink", f"/proc/self/fd/{number}", f"/dev/{name}"]
+        args += ["--symlink", "/proc/self/fd", "/dev/fd"]
+        args += ["--perms", "1777", "--size", str(self.tmp_size), "--tmpfs", "/tmp"]
+        # The root's parents exist inside only as empty directories anyone may cross.
+        parent = os.path.dirname(self.root)
+        parents = []
+        while parent not in ("/", ""):
+            parents.append(parent)
+            parent = os.path.dirname(parent)
+        for path in reversed(parents):
+            args += ["--perms", "0755", "--dir", path]
+        args += ["--bind", self.root, self.root]
+        for path in self.masked:
+            if os.path.isdir(path):
+                args += ["--perms", "0000", "--tmpfs", path, "--remount-ro", path]
+            else:
+                args += ["--ro-bind", "/dev/null", path]
+        return [*args, "--chdir", cwd, "--"]
+
+
+def check_root(root: str) -> None:
+    """Refuse a root that would expose or shadow the system (``/``, ``/usr``, ``/etc``...).
+
+    Raises:
+        ConfigError: the root is, contains or lies in a system directory.
+    """
+    for system in _PROTECTED:
+        if _inside(system, root):
+            raise ConfigError(f"exec: --root {root} contains {system}: serve a directory of its own")
+    for system in _NO_ROOT_UNDER:
+        if _inside(root, system):
+            raise ConfigError(f"exec: --root {root} lies in {system}: serve a directory of its own")
+
+
+def _run_as(settings: SandboxSettings) -> tuple[int | None, int | None]:
+    if os.geteuid() != 0:
+        return None, None  # commands run as the server's own user
+    try:
+        entry = pwd.getpwnam(settings.run_as)
+    except KeyError:
+        raise ConfigError(f"exec: --run-as {settings.run_as}: no such user") from None
+    if entry.pw_uid == 0:
+        raise ConfigError(f"exec: --run-as {settings.run_as} is root: name an unprivileged user")
+    return entry.pw_uid, entry.pw_gid
+
+
+def candidates(settings: SandboxSettings, root: str) -> list[Sandbox]:
+    """The sandboxes to try, best first (each still to be probed by ``runner``).
+
+    Raises:
+        ConfigError: a bad setting (backend name, run-as user, root).
+        SandboxUnavailable: no backend the settings allow exists on this machine.
+    """
+    if settings.backend not in BACKENDS:
+        raise ConfigError(f"exec: unknown sandbox {settings.backend!r} (one of {', '.join(BACKENDS)})")
+    uid, gid = _run_as(settings)
+    setpriv = _find("setpriv") if uid is not None else None
+    if uid is not None and setpriv is None:
+        raise ConfigError("exec: setpriv (util-linux) is missing: a root server cannot switch to --run-as")
+    if settings.backend == "none":
+        return [Sandbox("none", root, True, uid, gid, None, setpriv)]
+    check_root(root)
+    hidden = [os.path.realpath(p) for p in settings.hidden]
+    for path in hidden:
+        if _inside(root, path):
+            raise ConfigError(f"exec: --root {root} is inside {path}, which commands must not see")
+    masked = tuple(p for p in hidden if _inside(p, root))
+    found: list[Sandbox] = []
+    reasons: list[str] = []
+    if settings.backend in ("auto", "bwrap"):
+        program = _find(settings.bwrap)
+        if program is None:
+            reasons.append(f"bubblewrap ({settings.bwrap}) is not installed")
+        else:
+            common = (root, settings.allow_network, uid, gid)
+            found.append(Sandbox("bwrap", *common, program, setpriv, masked, settings.tmp_size))
+    if settings.backend == "landlock" or (settings.backend == "auto" and settings.landlock):
+        abi = landlock_exec.abi_version()
+        if abi < 1:
+            reasons.append("the kernel has no Landlock")
+        elif masked:
+            reasons.append(f"Landlock cannot hide {masked[0]} inside the root (move --state-dir out of it)")
+        elif not settings.allow_network and uid is None and abi < 4:
+            reasons.append(f"Landlock ABI {abi} cannot deny the network to a non-root server")
+        else:
+            found.append(Sandbox("landlock", root, settings.allow_network, uid, gid))
+    if not found:
+        raise SandboxUnavailable(
+            f"exec: no sandbox for commands ({'; '.join(reasons)}): install bubblewrap, "
+            "or pass --no-sandbox to run commands unconfined at your own risk"
+        )
+    return found
