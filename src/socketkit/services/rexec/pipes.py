@@ -21,14 +21,15 @@ _F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)
 
 
 def enlarge(fd: int) -> None:
+    """Ask for a ``PIPE_SIZE`` pipe (the kernel's limit may keep it smaller)."""
     with contextlib.suppress(OSError):  # may exceed /proc/sys/fs/pipe-max-size: keep the default
         fcntl.fcntl(fd, _F_SETPIPE_SZ, PIPE_SIZE)
 
 
-def members(field: int, value: int) -> list[int]:
-    """PIDs whose /proc stat field ``field`` (counted after the command name: 2 is the
-    process group, 3 the session) is ``value``."""
-    members: list[int] = []
+def members(field: int, value: int) -> list[tuple[int, int]]:
+    """(pid, parent pid) of the processes whose /proc stat field ``field`` (counted after
+    the command name: 2 is the process group, 3 the session) is ``value``."""
+    members: list[tuple[int, int]] = []
     try:
         entries = os.listdir("/proc")
     except OSError:
@@ -44,7 +45,7 @@ def members(field: int, value: int) -> list[int]:
         # The command name (field 2) may contain spaces and parentheses.
         fields = stat[stat.rfind(b")") + 2 :].split()
         if len(fields) > field and int(fields[field]) == value:
-            members.append(int(entry))
+            members.append((int(entry), int(fields[1])))
     return members
 
 

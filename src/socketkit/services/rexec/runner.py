@@ -64,6 +64,12 @@ STDIN_HIGH_WATER: Final = 256 * 1024
 which the server stops taking stdin frames from the client: as much as the client
 connection's own write high-water mark, enough to keep a reading command busy."""
 
+SIGNAL_RETRY_S: Final = 0.005
+SIGNAL_RETRIES: Final = 400
+"""A signal for a command that bwrap is still setting up is tried again every 5 ms, for
+up to 2 s (setting up takes milliseconds; the command then gets the signal as soon as it
+exists, as it would have without a sandbox)."""
+
 SANDBOX_PROBE_TIMEOUT_S: Final = 20.0
 """How long the start-up trial run of the sandbox may take (a few ms normally; generous
 for a loaded machine, short enough that a hung bwrap does not hang the start)."""
@@ -196,7 +202,7 @@ class RunningCommand:
 
     # --- lifetime --------------------------------------------------------------------
 
-    def signal(self, name: str) -> None:
+    def signal(self, name: str, retries: int = SIGNAL_RETRIES) -> None:
         """Send ``SIG<name>`` to the command: its process group, minus bwrap's monitor
         (whose death would SIGKILL the sandbox before the command could react)."""
         if self.process is None or self.process.returncode is not None:
@@ -206,10 +212,14 @@ class RunningCommand:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(self.pid, signum)
             return
-        for pid in members(2, self.pid):
-            if pid != self.pid:
-                with contextlib.suppress(ProcessLookupError, PermissionError):
-                    os.kill(pid, signum)
+        # The monitor's child is the sandbox's init (pid 1 inside), which takes no signal
+        # from outside; a command still being set up has no process yet: try again soon.
+        targets = [pid for pid, ppid in members(2, self.pid) if self.pid not in (pid, ppid)]
+        if not targets and retries > 0:
+            asyncio.get_running_loop().call_later(SIGNAL_RETRY_S, self.signal, name, retries - 1)
+        for pid in targets:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signum)
 
     def terminate(self) -> None:
         """SIGTERM the whole command, then SIGKILL after the grace period (in the background)."""
@@ -219,7 +229,7 @@ class RunningCommand:
     async def _terminate(self) -> None:
         if self.sandbox.leader_is_monitor:
             self.signal("TERM")
-            for pid in members(3, self.pid):  # left the group, still in the session
+            for pid, _ in members(3, self.pid):  # left the group, still in the session
                 if pid != self.pid:
                     with contextlib.suppress(ProcessLookupError, PermissionError):
                         os.kill(pid, signal.SIGTERM)
@@ -241,7 +251,7 @@ class RunningCommand:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self.pid, signum)
         if whole_session:
-            for pid in members(3, self.pid):
+            for pid, _ in members(3, self.pid):
                 with contextlib.suppress(ProcessLookupError, PermissionError):
                     os.kill(pid, signum)
 
