@@ -217,7 +217,9 @@ def test_the_pid_namespace_ends_setsid_escapes(world: World) -> None:
 
 
 def _no_backend(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(sandbox, "_find", lambda program: None if "bwrap" in program else shutil.which(program))
+    monkeypatch.setattr(
+        sandbox, "_find", lambda program: None if "bwrap" in program else shutil.which(program)
+    )
     monkeypatch.setattr(landlock_exec, "abi_version", lambda: 0)
 
 
@@ -255,3 +257,45 @@ def test_serve_all_leaves_exec_out_with_one_line(
     out = [line for line in capsys.readouterr().out.splitlines() if "sandbox" in line]
     assert len(out) == 1
     assert "install bubblewrap" in out[0] and "without exec" in out[0]
+
+
+DANGEROUS = {
+    # run another program
+    "env", "nice", "nohup", "timeout", "stdbuf", "setsid", "chroot", "flock", "watch", "xargs",
+    "find", "parallel", "ionice", "chrt", "taskset", "unshare", "nsenter", "setpriv", "runuser",
+    "su", "sudo", "doas", "script", "strace", "gdb", "ltrace", "make", "git", "ssh", "scp",
+    "rsync", "crontab", "at", "systemd-run", "expect", "busybox", "socketkit",
+    # shells and interpreters
+    "sh", "bash", "dash", "zsh", "ksh", "csh", "fish", "python", "python3", "perl", "ruby",
+    "node", "php", "lua", "tclsh", "awk", "gawk", "mawk", "sed", "m4", "sqlite3", "openssl",
+    # pagers and editors (they run shells)
+    "less", "more", "man", "vi", "vim", "nvim", "nano", "emacs", "ed", "ex",
+    # write files they are told to, or change the system
+    "sort", "uniq", "tee", "dd", "cp", "mv", "rm", "ln", "install", "tar", "cpio", "zip",
+    "unzip", "gzip", "gunzip", "split", "csplit", "patch", "truncate", "touch", "shred",
+    "chmod", "chown", "mkdir", "date", "hostname", "curl", "wget", "nc", "socat",
+}  # fmt: skip
+
+
+def test_the_default_allow_list_holds_no_dangerous_program() -> None:
+    from socketkit.services.rexec.policy import DEFAULT_ALLOWED
+
+    assert DEFAULT_ALLOWED.isdisjoint(DANGEROUS), sorted(DEFAULT_ALLOWED & DANGEROUS)
+
+
+@pytest.mark.parametrize(
+    ("allow", "message"),
+    [
+        ("", "needs a program name"),
+        ("/nonexistent/prog", "no such program"),
+        ("bin/ls", "relative path"),
+        ("no-such-program-here", "no such program"),
+    ],
+)
+def test_bad_allow_entries_are_refused_at_start(
+    allow: str, message: str, tmp_path: Path, world: World, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["serve", "exec", "--port", "0", "--root", str(world.root), "--state-dir", str(tmp_path)]
+    assert main([*argv, "--allow", allow]) == 1
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1 and err[0].startswith("ConfigError: exec: --allow") and message in err[0]

@@ -319,6 +319,11 @@ class RunningCommand:
             self._kill_all(signal.SIGKILL)
         self.release()
 
+    async def reaped(self) -> None:
+        """Wait for the process to be reaped (after ``abandon``)."""
+        if self.process is not None:
+            await self.process.wait()
+
     def release(self) -> None:
         """Close the pipes and remove the private temporary directory."""
         for fd, _ in self.read_fds:

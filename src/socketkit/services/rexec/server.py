@@ -42,7 +42,13 @@ from socketkit.services.rexec.protocol import (
     parse_exec_request,
     parse_signal_request,
 )
-from socketkit.services.rexec.runner import STDIN_HIGH_WATER, RunningCommand, select_sandbox, start_command
+from socketkit.services.rexec.runner import (
+    STDIN_HIGH_WATER,
+    TERMINATE_GRACE_S,
+    RunningCommand,
+    select_sandbox,
+    start_command,
+)
 from socketkit.services.rexec.sandbox import SYSTEM_DIRS, Sandbox, SandboxSettings
 from socketkit.state import StateDB, to_json
 
@@ -250,6 +256,10 @@ class ExecServer:
             result = await self._supervise(conn, command)
         except BaseException:
             command.abandon("server-stopping" if conn.shutdown_requested else "disconnected")
+            # SIGKILL is quick: reap the process before the loop goes away (a process
+            # nobody waits for would outlive its transport).
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(command.reaped()), TERMINATE_GRACE_S)
             raise
         finally:
             self.running -= 1
