@@ -43,6 +43,8 @@ SSHD = "/usr/sbin/sshd"
 
 @contextmanager
 def exec_server(state: Path) -> Iterator[tuple[Address, str]]:
+    root = state / "root"  # not the state directory itself: commands must not see the token
+    root.mkdir(parents=True, exist_ok=True)
     proc = subprocess.Popen(
         [
             sys.executable,
@@ -60,7 +62,7 @@ def exec_server(state: Path) -> Iterator[tuple[Address, str]]:
             "--allow",
             "head",
             "--root",
-            str(state),
+            str(root),
         ],
         stdout=subprocess.PIPE,
         text=True,

@@ -193,6 +193,10 @@ def test_a_root_holding_the_state_directory_or_the_system_is_refused(world: Worl
             select_sandbox(SandboxSettings(), os.path.realpath(root))
     with pytest.raises(ConfigError, match="must not see"):
         select_sandbox(SandboxSettings(hidden=(str(world.root),)), str(world.root))
+    # A root inside the state directory (serve all's default, STATE_DIR/files) is fine.
+    inner = world.state / "files"
+    inner.mkdir()
+    assert select_sandbox(SandboxSettings(hidden=(str(world.state),)), str(inner)).name == "bwrap"
 
 
 def test_the_pid_namespace_ends_setsid_escapes(world: World) -> None:

@@ -263,8 +263,10 @@ def candidates(settings: SandboxSettings, root: str) -> list[Sandbox]:
     check_root(root)
     hidden = [os.path.realpath(p) for p in settings.hidden]
     for path in hidden:
-        if _inside(root, path):
-            raise ConfigError(f"exec: --root {root} is inside {path}, which commands must not see")
+        if path == root:
+            raise ConfigError(f"exec: --root {root} is {path}, which commands must not see")
+    # A root inside the state directory is fine (only the root is visible); a state
+    # directory inside the root must be masked.
     masked = tuple(p for p in hidden if _inside(p, root))
     found: list[Sandbox] = []
     reasons: list[str] = []
