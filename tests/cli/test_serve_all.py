@@ -61,8 +61,10 @@ def test_serve_all_runs_every_service_and_reports_them(tmp_path: Path) -> None:
             assert put.returncode == 0, put.stderr
             assert (root / "up.txt").read_text() == "uploaded through serve all\n"
 
-            ran = _cli("exec", *token, f"127.0.0.1:{rexec}", "--", "cat", "up.txt")
-            assert (ran.returncode, ran.stdout) == (0, "uploaded through serve all\n"), ran.stderr
+            # The command runs in the sandbox, as nobody when we are root: it sees the
+            # upload (files keeps uploads private, mode 0600, so only the owner reads it).
+            ran = _cli("exec", *token, f"127.0.0.1:{rexec}", "--", "ls", "up.txt")
+            assert (ran.returncode, ran.stdout) == (0, "up.txt\n"), ran.stderr
 
             with urllib.request.urlopen(f"{admin}/status", timeout=TIMEOUT) as response:
                 status = json.load(response)

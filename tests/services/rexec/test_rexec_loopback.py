@@ -397,7 +397,9 @@ def test_tls_with_a_pinned_fingerprint(root: Path, tmp_path: Path) -> None:
         assert info.value.code == "tls-fingerprint"
 
 
-def test_non_loopback_needs_token_and_tls(root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_non_loopback_needs_token_and_tls(
+    root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     state = str(tmp_path / "state")
     assert main(["serve", "exec", "--host", "0.0.0.0", "--port", "0", "--state-dir", state]) == 1
     assert "without TLS" in capsys.readouterr().err

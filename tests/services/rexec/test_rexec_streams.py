@@ -93,7 +93,8 @@ def test_started_comes_before_any_output(root: Path, backend: str) -> None:
         for _ in range(20):
             events = asyncio.run(frames(address, ExecRequest(("yes",), stdin=False, timeout=0.2)))
             first = events[0]
-            assert isinstance(first, Control) and first.header["event"] == "started", events[:3]
+            assert isinstance(first, Control), events[:3]
+            assert first.header["event"] == "started", events[:3]
             assert any(isinstance(e, Data) for e in events)
 
 
@@ -188,7 +189,8 @@ def test_bad_timeouts_are_refused_and_the_server_goes_on(root: Path, timeout: by
                 conn.abort()
 
         events = asyncio.run(go())
-        assert len(events) == 1 and isinstance(events[0], ErrorFrame), events
+        assert len(events) == 1, events
+        assert isinstance(events[0], ErrorFrame), events
         assert events[0].code == code
         assert remote(address, ExecRequest(("true",), stdin=False))[0] == 0  # still serving
 

@@ -103,12 +103,15 @@ def test_system_secrets_and_homes_are_invisible(world: World, backend: str) -> N
     service = serve(world, backend)
     assert service.sandbox.name == backend
     status, out, _ = run(service, "cat", "/etc/shadow")
-    assert status != 0 and "root:" not in out
+    assert status != 0
+    assert "root:" not in out
     status, out, _ = run(service, "cat", str(world.home / "notes.txt"))
-    assert status != 0 and "alice" not in out
+    assert status != 0
+    assert "alice" not in out
     assert run(service, "ls", "/root")[0] != 0
     status, out, _ = run(service, "cat", "/etc/passwd")  # what programs need is there
-    assert status == 0 and "nobody" in out
+    assert status == 0
+    assert "nobody" in out
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -116,7 +119,8 @@ def test_the_state_directory_and_its_token_are_invisible(world: World, backend: 
     service = serve(world, backend)
     for path in (str(world.state / "token"), "../state/token"):
         status, out, _ = run(service, "cat", path)
-        assert status != 0 and SECRET not in out
+        assert status != 0
+        assert SECRET not in out
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -139,7 +143,8 @@ def test_no_network_unless_allowed(world: World, backend: str) -> None:
         port = listener.getsockname()[1]
         connect = f"exec 3<>/dev/tcp/127.0.0.1/{port} && echo connected"
         status, out, _ = run(serve(world, backend), "bash", "-c", connect)
-        assert status != 0 and "connected" not in out
+        assert status != 0
+        assert "connected" not in out
         listener.setblocking(False)
         with pytest.raises(BlockingIOError):
             listener.accept()  # nothing reached us
@@ -174,7 +179,8 @@ def test_bwrap_masks_a_state_directory_inside_the_root(world: World) -> None:
         )
     )
     status, out, _ = run(service, "cat", ".socketkit/token")
-    assert status != 0 and SECRET not in out
+    assert status != 0
+    assert SECRET not in out
     assert run(service, "sh", "-c", "echo x > .socketkit/planted")[0] != 0
     assert sorted(p.name for p in inner.iterdir()) == ["token"]
 
@@ -232,7 +238,8 @@ def test_without_any_sandbox_the_server_refuses_to_start(world: World) -> None:
     with pytest.raises(SandboxUnavailable) as info:
         ExecServer(ExecSettings(root=str(world.root), policy=ExecPolicy(), token=TOKEN, sandbox=settings))
     message = str(info.value)
-    assert "install bubblewrap" in message and "--no-sandbox" in message
+    assert "install bubblewrap" in message
+    assert "--no-sandbox" in message
     assert "\n" not in message
 
 
@@ -248,7 +255,8 @@ def test_serve_exec_without_a_sandbox_is_one_line(
     argv = ["serve", "exec", "--port", "0", "--root", str(world.root), "--state-dir", str(tmp_path)]
     assert main(argv) == 1
     err = capsys.readouterr().err.splitlines()
-    assert len(err) == 1 and err[0].startswith("SandboxUnavailable: exec: no sandbox for commands")
+    assert len(err) == 1
+    assert err[0].startswith("SandboxUnavailable: exec: no sandbox for commands")
 
 
 def test_serve_all_leaves_exec_out_with_one_line(
@@ -260,7 +268,8 @@ def test_serve_all_leaves_exec_out_with_one_line(
     assert main([*argv, *others]) == 0  # nothing left to serve: returns at once
     out = [line for line in capsys.readouterr().out.splitlines() if "sandbox" in line]
     assert len(out) == 1
-    assert "install bubblewrap" in out[0] and "without exec" in out[0]
+    assert "install bubblewrap" in out[0]
+    assert "without exec" in out[0]
 
 
 DANGEROUS = {
@@ -302,4 +311,67 @@ def test_bad_allow_entries_are_refused_at_start(
     argv = ["serve", "exec", "--port", "0", "--root", str(world.root), "--state-dir", str(tmp_path)]
     assert main([*argv, "--allow", allow]) == 1
     err = capsys.readouterr().err.splitlines()
-    assert len(err) == 1 and err[0].startswith("ConfigError: exec: --allow") and message in err[0]
+    assert len(err) == 1
+    assert err[0].startswith("ConfigError: exec: --allow")
+    assert message in err[0]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_each_command_has_a_private_tmp(world: World, backend: str) -> None:
+    name = f"socketkit-probe-{os.getpid()}"
+    script = f'd="${{TMPDIR:-/tmp}}"; echo hi > "$d/{name}" && echo "$d" && cat "$d/{name}"'
+    status, out, err = run(serve(world, backend), "sh", "-c", script)
+    assert status == 0, err
+    tmpdir, content = out.splitlines()
+    assert content == "hi"
+    assert not Path(tmpdir, name).exists()  # bwrap: a tmpfs; Landlock: removed afterwards
+    assert not Path("/tmp", name).exists()
+
+
+def test_a_root_the_run_as_user_cannot_write_is_warned_about(
+    world: World, caplog: pytest.LogCaptureFixture
+) -> None:
+    if os.geteuid() != 0:
+        pytest.fail("this test needs root (as CI runs): the run-as user applies to root servers")
+    os.chown(world.root, 0, 0)
+    with caplog.at_level("WARNING"):
+        serve(world, "bwrap")
+    assert any("cannot write in" in r.getMessage() for r in caplog.records)
+
+
+def test_serve_all_gives_its_default_root_to_the_run_as_user(tmp_path: Path) -> None:
+    from socketkit.cli.main import build_parser
+    from socketkit.cli.serve_all import _give_default_root
+
+    root = tmp_path / "files"
+    root.mkdir()
+    options = build_parser().parse_args(["serve", "exec", "--root", str(root)])
+    _give_default_root(str(root), options)
+    expected = NOBODY.pw_uid if os.geteuid() == 0 else os.getuid()
+    assert root.stat().st_uid == expected
+
+
+def test_an_allowed_program_outside_the_sandbox_is_refused(world: World, tmp_path: Path) -> None:
+    tool = world.base / "tool"
+    tool.write_text("#!/bin/sh\necho tool\n")
+    tool.chmod(0o755)
+    with pytest.raises(ConfigError, match="not visible inside the sandbox"):
+        ExecServer(
+            ExecSettings(root=str(world.root), policy=ExecPolicy(allow=frozenset({str(tool)})), token=TOKEN)
+        )
+
+
+def test_no_sandbox_starts_where_no_sandbox_works(
+    world: World, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from socketkit.cli.main import build_parser
+    from socketkit.cli.rexec import exec_service
+    from socketkit.cli.serve_all import _service_argv
+
+    _no_backend(monkeypatch)
+    parser = build_parser()
+    options = parser.parse_args(["serve", "all", "--no-sandbox", "--state-dir", str(tmp_path)])
+    argv = _service_argv("exec", options, 0, str(world.root))
+    assert "--no-sandbox" in argv  # serve all passes it on
+    service = exec_service(parser.parse_args(argv))
+    service.close()
