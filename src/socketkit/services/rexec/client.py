@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import os
 import signal
 import sys
@@ -19,6 +18,7 @@ import threading
 from collections.abc import Callable
 from typing import Any, BinaryIO
 
+from socketkit._log import get_logger
 from socketkit.aio.connection import Connection
 from socketkit.auth.connect import ServiceTarget, connect_authenticated
 from socketkit.codec.wire import (
@@ -43,7 +43,7 @@ from socketkit.services.rexec.protocol import (
 
 __all__ = ["EXIT_FAILURE", "run_remote"]
 
-logger = logging.getLogger(__name__)
+logger = get_logger(__name__)
 
 EXIT_NOT_ALLOWED = 126
 EXIT_NOT_FOUND = 127
