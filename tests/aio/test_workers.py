@@ -135,3 +135,99 @@ def test_a_failure_during_the_start_stops_and_reaps_the_workers_started() -> Non
         f"forked {INTERRUPT_AFTER} unreaped [] status 3",
     ], proc.stderr
     assert "status 99" not in proc.stderr  # stopped, not left to sleep it out
+
+
+# Worker FAILING ends before it is ready (how: returns 3, returns 0, is SIGKILLed); the
+# others say they are ready and "serve forever": they sleep TIMEOUT and exit 99 only if
+# no one stops them. The parent must notice the early exit, stop and reap the others,
+# announce nothing, and exit with the failed worker's status (at least 1).
+FAILING = 1
+EARLY_EXIT_SCRIPT = """
+import os, signal, sys, time
+from socketkit.aio.workers import run_workers
+
+count, failing, how, sleep = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], float(sys.argv[4])
+forked = []
+
+def worker(index, ready):
+    if index == failing:
+        if how == "kill":
+            os.kill(os.getpid(), signal.SIGKILL)
+        return int(how)
+    ready()
+    time.sleep(sleep)
+    return 99
+
+status = run_workers(count, worker, on_ready=lambda: print("announced", flush=True), on_forked=forked.append)
+unreaped = []
+for pid in forked:
+    try:
+        os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        continue
+    unreaped.append(pid)
+print("forked", *forked, flush=True)
+print("unreaped", unreaped, "status", status, flush=True)
+sys.exit(status)
+"""
+
+
+@pytest.mark.parametrize(
+    ("how", "status", "described"),
+    [
+        ("3", 3, "exited with status 3"),
+        ("0", 1, "exited with status 0"),  # returning without ready() is a failure too
+        ("kill", 128 + signal.SIGKILL, f"was killed by SIGKILL (status {128 + signal.SIGKILL})"),
+    ],
+)
+def test_a_worker_dying_before_it_is_ready_stops_the_others_and_fails(
+    how: str, status: int, described: str
+) -> None:
+    count = min(MAX_WORKERS, 4)
+    proc = subprocess.run(
+        [sys.executable, "-c", EARLY_EXIT_SCRIPT, str(count), str(FAILING), how, str(TIMEOUT)],
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT * 3,
+        check=False,
+    )
+    lines = proc.stdout.splitlines()
+    assert len(lines) == 2, (proc.stdout, proc.stderr)  # nothing was announced
+    forked = lines[0].split()[1:]
+    assert len(forked) == count
+    assert lines[1] == f"unreaped [] status {status}"
+    assert proc.returncode == status
+    # One line, naming the worker and its status; the others were stopped, not slept out
+    # (a worker that slept TIMEOUT would log "status 99").
+    assert proc.stderr.splitlines() == [
+        f"worker {FAILING} (pid {forked[FAILING]}) {described} before it was ready: "
+        f"stopping the {count - 1} other worker(s)"
+    ]
+
+
+ALL_READY_THEN_EXIT_SCRIPT = """
+import sys
+from socketkit.aio.workers import run_workers
+
+def worker(index, ready):
+    ready()
+    return 5 if index == 0 else 0
+
+status = run_workers(int(sys.argv[1]), worker, on_ready=lambda: print("announced", flush=True))
+print("status", status, flush=True)
+"""
+
+
+def test_workers_exiting_right_after_ready_are_no_failure() -> None:
+    """The exits race the parent's reading of the ready records: a worker that said it
+    was ready and then exited is counted ready, and its status is the worst status."""
+    for _ in range(5):  # the race goes either way on each run
+        proc = subprocess.run(
+            [sys.executable, "-c", ALL_READY_THEN_EXIT_SCRIPT, str(min(MAX_WORKERS, 4))],
+            capture_output=True,
+            text=True,
+            timeout=TIMEOUT * 3,
+            check=False,
+        )
+        assert proc.stdout.splitlines() == ["announced", "status 5"], proc.stderr
+        assert "before it was ready" not in proc.stderr
