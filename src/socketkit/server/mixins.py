@@ -23,6 +23,9 @@ Graceful stop (both): ``server_close()`` closes the listener first, then gives r
 handlers ``drain_timeout`` seconds to finish, then shuts their connections down under
 them (threads) or sends SIGTERM (children), waits ``force_close_timeout`` more, and
 logs (threads) or SIGKILLs (children) whatever is still running.
+
+Out of threads or processes (both): a connection whose thread or child cannot start is
+closed with one log line and its slot freed; nothing is left counted or listed for it.
 """
 
 from __future__ import annotations
@@ -90,6 +93,7 @@ class ThreadingMixIn:
         self._queue: queue.SimpleQueue[_Request | None] = queue.SimpleQueue()
         self._workers: list[threading.Thread] = []
         self._idle_workers = 0
+        self._queued = 0  # requests put on the queue that no worker has taken yet
 
     def _state_ready(self) -> None:
         if "_lock" not in self.__dict__:
@@ -136,11 +140,15 @@ class ThreadingMixIn:
             with self._lock:
                 self._live[thread] = request
                 self._threads.add(thread)
-            thread.start()
+            try:
+                thread.start()
+            except Exception as exc:  # noqa: BLE001 (start() raised: the thread never ran)
+                self._not_started(thread, request, client_address, exc)
             return
-        self._queue.put((request, client_address))
         with self._lock:
-            start = self._idle_workers == 0 and len(self._workers) < self.max_workers
+            # An idle worker is spoken for by a request queued before this one.
+            spare = self._idle_workers - self._queued
+            start = spare <= 0 and len(self._workers) < self.max_workers
             if start:
                 worker = threading.Thread(
                     target=self._worker,
@@ -149,8 +157,43 @@ class ThreadingMixIn:
                 )
                 self._workers.append(worker)
                 self._threads.add(worker)
+        # Started before the request is queued: if it cannot start and no other worker
+        # exists, nothing would ever take the request off the queue.
         if start:
-            worker.start()
+            try:
+                worker.start()
+            except Exception as exc:  # noqa: BLE001 (start() raised: the thread never ran)
+                with self._lock:
+                    self._workers.remove(worker)
+                    self._threads.discard(worker)
+                    alone = not self._workers
+                if alone:
+                    self._not_started(worker, request, client_address, exc)
+                    return
+                logger.error(  # noqa: TRY400 (one line: a capacity problem, not a bug)
+                    "could not add a worker thread (%s: %s); the connection from %s waits for a busy one",
+                    type(exc).__name__,
+                    exc,
+                    _format_address(client_address),
+                )
+        with self._lock:
+            self._queued += 1
+        self._queue.put((request, client_address))
+
+    def _not_started(
+        self, thread: threading.Thread, request: Any, client_address: Any, exc: Exception
+    ) -> None:
+        """No thread could start for this connection (out of threads or memory): forget
+        the thread, free its slot, close the connection, in one log line; the server goes
+        on. The state is clean before the client sees its connection close."""
+        self._request_done(thread)
+        logger.error(
+            "could not start a thread for the connection from %s (%s: %s); closing it",
+            _format_address(client_address),
+            type(exc).__name__,
+            exc,
+        )
+        self.shutdown_request(request)
 
     def process_request_thread(self, request: Any, client_address: Any) -> None:
         """Run one request in the current thread (errors go to ``handle_error``)."""
@@ -185,6 +228,8 @@ class ThreadingMixIn:
             item = self._queue.get()
             with self._lock:
                 self._idle_workers -= 1
+                if item is not None:
+                    self._queued -= 1
             if item is None:
                 with self._lock:
                     self._threads.discard(threading.current_thread())
@@ -307,8 +352,21 @@ class ForkingMixIn:
         self.collect_children()
 
     def process_request(self, request: Any, client_address: Any) -> None:
-        """Fork; the child serves the request and exits, the parent closes its copy."""
-        pid = os.fork()
+        """Fork; the child serves the request and exits, the parent closes its copy.
+
+        If the fork fails (EAGAIN: the process limit; ENOMEM), the connection is closed
+        with one log line and the server goes on.
+        """
+        try:
+            pid = os.fork()
+        except OSError as exc:
+            logger.error(  # noqa: TRY400 (one line: a capacity problem, not a bug)
+                "could not fork a child for the connection from %s (%s); closing it",
+                _format_address(client_address),
+                exc,
+            )
+            self.shutdown_request(request)
+            return
         if pid:
             if self.active_children is None:
                 self.active_children = set()
