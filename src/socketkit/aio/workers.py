@@ -14,7 +14,6 @@ loop itself (fork happens before any loop exists). At most ``MAX_WORKERS`` proce
 from __future__ import annotations
 
 import contextlib
-import logging
 import os
 import selectors
 import signal
@@ -25,13 +24,14 @@ from dataclasses import replace
 from types import FrameType
 from typing import Any, NoReturn
 
+from socketkit._log import get_logger
 from socketkit.address import Address
 from socketkit.aio.listeners import Listener, bind_datagram, bound_address, resolve_bind
 from socketkit.limits import MAX_WORKERS
 
 __all__ = ["reserve_ports", "run_workers"]
 
-logger = logging.getLogger(__name__)
+logger = get_logger(__name__)
 
 
 def reserve_ports(listeners: Sequence[Listener]) -> tuple[list[Listener], list[socket.socket]]:

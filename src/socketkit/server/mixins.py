@@ -31,7 +31,6 @@ closed with one log line and its slot freed; nothing is left counted or listed f
 from __future__ import annotations
 
 import contextlib
-import logging
 import os
 import queue
 import signal
@@ -40,6 +39,7 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any, Literal
 
+from socketkit._log import get_logger
 from socketkit.limits import (
     DEFAULT_DRAIN_TIMEOUT_S,
     DEFAULT_FORCE_CLOSE_TIMEOUT_S,
@@ -51,7 +51,7 @@ from socketkit.server.base import _format_address
 
 __all__ = ["ForkingMixIn", "ThreadingMixIn"]
 
-logger = logging.getLogger(__name__)
+logger = get_logger(__name__)
 
 _Request = tuple[Any, Any]
 
