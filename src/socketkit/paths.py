@@ -1,13 +1,22 @@
 """The path jail: client paths are virtual, always resolved under a served root.
 
-Pure path arithmetic plus ``os.path.realpath`` (the one filesystem call, so symlinks
-that lead out of the root are caught), as pyftpdlib's ``ftp2fs``/``validpath`` do.
-Used by the exec service (working directories) and the file service (every path).
+Two parts:
+
+- pure: ``split_virtual`` checks a client path and splits it into components, and
+  ``jail_parts`` also applies ``..`` lexically (refusing any climb above the root), so
+  what the file service hands to ``socketkit.fsjail`` is a list of plain names that
+  the kernel resolves beneath the root's directory fd, one at a time, never through a
+  symlink (no string is checked and then opened by name: that is a race);
+- ``resolve_under``: ``realpath`` and containment, as pyftpdlib's ``validpath`` does,
+  for callers that need a path string (the exec service's working directory, the
+  file client's local destinations). It checks a name and then uses it, so it only
+  suits directories no one else is changing.
 
 A client path is refused (``PathOutsideRoot``, or ``PermissionDenied`` with code
 ``bad-path``) when it:
 
 - contains NUL or other control characters (terminal escapes in names are attacks);
+- has a component longer than ``MAX_NAME_LENGTH`` bytes (code ``name-too-long``);
 - is absolute, or has a drive letter or a UNC prefix (``C:``, ``\\\\server``);
 - uses a Windows-reserved device name (``CON``, ``NUL``, ``COM1``...), which would
   open a device on Windows clients that download it;
@@ -23,7 +32,9 @@ from socketkit.errors import PathOutsideRoot, PermissionDenied
 
 __all__ = [
     "MAX_PATH_LENGTH",
+    "MAX_NAME_LENGTH",
     "check_name",
+    "jail_parts",
     "relative_to_root",
     "resolve_under",
     "split_virtual",
@@ -32,6 +43,10 @@ __all__ = [
 
 MAX_PATH_LENGTH = 4096
 """Longest client path in bytes (Linux PATH_MAX)."""
+
+MAX_NAME_LENGTH = 255
+"""Longest path component in bytes (NAME_MAX of Linux, the BSDs and macOS): refused here,
+with the same code on every file system, instead of an ENAMETOOLONG from the kernel."""
 
 _RESERVED = frozenset(
     {"CON", "PRN", "AUX", "NUL", "CONIN$", "CONOUT$"}
@@ -46,9 +61,14 @@ def check_name(name: str) -> None:
     """Refuse one path component that is unsafe on any platform a file may travel to.
 
     Raises:
-        PermissionDenied: control characters, a reserved device name, or a name made
-            only of dots and spaces.
+        PermissionDenied: control characters, a reserved device name, a name made only
+            of dots and spaces (code ``bad-path``), or a name longer than
+            ``MAX_NAME_LENGTH`` bytes (code ``name-too-long``).
     """
+    if len(name.encode("utf-8", errors="surrogateescape")) > MAX_NAME_LENGTH:
+        raise PermissionDenied(
+            f"a name in the path is longer than {MAX_NAME_LENGTH} bytes", code="name-too-long"
+        )
     if _CONTROL.search(name):
         raise PermissionDenied(f"control characters in the name {name!r}", code="bad-path")
     stem = name.split(".", 1)[0].rstrip(" ").upper()
@@ -74,6 +94,27 @@ def split_virtual(path: str) -> list[str]:
     parts = [p for p in re.split(r"[/\\]", path) if p not in ("", ".")]
     for part in parts:
         check_name(part)
+    return parts
+
+
+def jail_parts(path: str) -> list[str]:
+    """The components of a client path with ``..`` applied: plain names, root first.
+
+    ``a/../b`` is ``["b"]``; a path that climbs above the root at any point is refused
+    (even if it would come back: ``../root/x``), so the result never holds ``..``.
+
+    Raises:
+        PathOutsideRoot: absolute, or climbs above the root.
+        PermissionDenied: see ``split_virtual``.
+    """
+    parts: list[str] = []
+    for part in split_virtual(path):
+        if part != "..":
+            parts.append(part)
+        elif parts:
+            parts.pop()
+        else:
+            raise PathOutsideRoot(f"{path!r} leaves the root")
     return parts
 
 

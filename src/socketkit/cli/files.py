@@ -91,7 +91,11 @@ def files_service(args: argparse.Namespace) -> Service:
         quota=args.quota,
         **({"max_file_size": args.max_file_size} if args.max_file_size else {}),
     )
-    store = FileStore(args.root, db, limits)
+    try:
+        store = FileStore(args.root, db, limits)
+    except BaseException:
+        db.close()
+        raise
     service = FileServer(FileSettings(store=store, token=token, max_transfers=args.max_transfers))
 
     def make() -> Any:
@@ -106,7 +110,8 @@ def files_service(args: argparse.Namespace) -> Service:
         "files",
         make,
         listeners_from_args(args),
-        cleanups=[db.close],
+        on_started=service.on_started,
+        cleanups=[db.close, store.close],
         gauges=lambda: {"transfers": service.transfers},
     )
 

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -49,10 +50,12 @@ def db(tmp_path: Path) -> Iterator[StateDB]:
         yield database
 
 
-def start(root: Path, db: StateDB | None = None, **limits: Any) -> Any:
-    store = FileStore(str(root), db, StoreLimits(**limits))
-    service = FileServer(FileSettings(store=store, token=TOKEN))
-    return server_thread(service.make_server)
+@contextmanager
+def start(root: Path, db: StateDB | None = None, **limits: Any) -> Iterator[list[Address]]:
+    with FileStore(str(root), db, StoreLimits(**limits)) as store:
+        service = FileServer(FileSettings(store=store, token=TOKEN))
+        with server_thread(service.make_server, on_started=service.on_started) as addresses:
+            yield addresses
 
 
 @pytest.fixture
@@ -339,8 +342,9 @@ def test_wrong_token_stalled_client_and_garbage(
         assert any(isinstance(e, ErrorFrame) for e in decoder)
 
 
-def test_a_stalled_upload_times_out(root: Path, local: Path) -> None:
+def test_a_stalled_upload_times_out(root: Path, local: Path, request: pytest.FixtureRequest) -> None:
     store = FileStore(str(root), None)
+    request.addfinalizer(store.close)
     service = FileServer(FileSettings(store=store, token=TOKEN))
     orig = service.make_server
 

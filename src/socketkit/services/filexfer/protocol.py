@@ -24,7 +24,17 @@ the server verifies before the file appears.
     mkdir   {"op": "mkdir", "path": P, "parents": true}     <- {"event": "created", "path": P}
 
 An entry is ``{"path", "type": "file"|"dir"|"link"|"other", "size", "mtime"}`` plus
-``"sha256"`` when asked for.
+``"sha256"`` when asked for ("other" is a FIFO, device or socket: listed, never opened).
+
+Paths are virtual, relative to the served root (``request_parts``). Names that start
+with a dot and end in ``.part`` are reserved for uploads in progress: a client never
+sees one and cannot name one, as a file or as a directory on the way (a resumed upload
+names its target, and the server finds the partial).
+
+A CONTROL frame whose JSON is refused (``bad-json``: lone surrogates, nesting past the
+limit...) is a bad request like any other: ``RequestDecoder`` hands it on as a
+``BadHeader`` (the frame was read whole, the framing is intact), the server answers
+with an ERROR frame and reads the next request.
 """
 
 from __future__ import annotations
@@ -34,21 +44,29 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
+from socketkit.codec.base import EndOfStream, NeedData
 from socketkit.codec.fields import Fields
-from socketkit.errors import RemoteProtocolError
-from socketkit.paths import MAX_PATH_LENGTH
+from socketkit.codec.wire import Control, WireDecoder, WireEvent
+from socketkit.errors import PermissionDenied, RemoteProtocolError
+from socketkit.paths import MAX_PATH_LENGTH, jail_parts, split_virtual
 
 __all__ = [
     "ENTRIES_PER_FRAME",
     "OPERATIONS",
+    "PART_SUFFIX",
+    "BadHeader",
     "Entry",
     "GetRequest",
     "ListRequest",
     "PathRequest",
     "PutRequest",
+    "RequestDecoder",
+    "is_partial",
     "parse_commit",
     "parse_entry",
     "parse_request",
+    "partial_name",
+    "request_parts",
     "safe_display",
 ]
 
@@ -58,8 +76,69 @@ ENTRIES_PER_FRAME: Final = 500
 """Listing entries per control frame: a name is at most 4 KiB, so 500 short ones stay far
 below the 64 KiB control limit; long names are split further by size (see server)."""
 
+PART_SUFFIX: Final = ".part"
+"""Uploads are written to ``.NAME.part`` next to their target, then moved into place."""
+
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _MAX_SIZE: Final = 1 << 62
+
+
+def partial_name(name: str) -> str:
+    """The hidden partial file of an upload to ``name`` (one per target: a retry finds it
+    and resumes; a second upload to the same name meanwhile is refused as busy)."""
+    return f".{name}{PART_SUFFIX}"
+
+
+def is_partial(name: str) -> bool:
+    """Whether a name is reserved for partial files (``.NAME.part``)."""
+    return name.startswith(".") and name.endswith(PART_SUFFIX)
+
+
+def request_parts(path: str) -> list[str]:
+    """The components of a client's path, checked (``socketkit.paths.jail_parts``: no
+    escape, no unsafe name, ``..`` applied) and with no reserved partial name anywhere,
+    even in a component that ``..`` cancels.
+
+    Raises:
+        PathOutsideRoot: the path leaves the root.
+        PermissionDenied: an unsafe or reserved name (code ``bad-path``), a name too
+            long (``name-too-long``), or a path too long.
+    """
+    if any(is_partial(part) for part in split_virtual(path)):
+        raise PermissionDenied(
+            f"names that start with a dot and end in {PART_SUFFIX} are reserved for uploads in progress",
+            code="bad-path",
+        )
+    return jail_parts(path)
+
+
+@dataclass(frozen=True, slots=True)
+class BadHeader(Control):
+    """A whole CONTROL frame whose JSON was refused (``error``); its header is empty, so
+    code that expects a particular message refuses it as a bad request."""
+
+    error: RemoteProtocolError | None = None
+
+
+class RequestDecoder(WireDecoder):
+    """``WireDecoder`` that turns a refused CONTROL payload into a ``BadHeader`` event
+    instead of an exception that would end the connection: the frame has been read
+    whole, so what follows it decodes as usual (a too-large or truncated frame still
+    raises: the stream cannot be trusted after it)."""
+
+    def next_event(self) -> WireEvent | NeedData | EndOfStream:
+        """See ``WireDecoder.next_event``; ``bad-json`` becomes a ``BadHeader``.
+
+        Raises:
+            HandshakeError, FrameTooLarge, IncompleteFrame, RemoteProtocolError: as
+                ``WireDecoder`` does, for everything but refused JSON.
+        """
+        try:
+            return super().next_event()
+        except RemoteProtocolError as exc:
+            if exc.error_code != "bad-json":
+                raise
+            return BadHeader({}, error=exc)
 
 
 def _bad(message: str) -> RemoteProtocolError:

@@ -5,15 +5,22 @@ never stalls other connections. Uploads stream the raw body from the socket into
 partial file, hashing on the way; downloads go out with ``os.sendfile`` (zero-copy,
 from a worker thread, while the connection has nothing else queued), or read-and-send
 over TLS, where the kernel cannot encrypt. Every operation is in the audit log.
+
+A refused request (a bad path, a header whose JSON is refused, an error of the file
+system) gets an ERROR frame with its code and one log line, and the connection reads
+the next request. The quota is reconciled with the disk every ``reconcile_interval``
+seconds by a task of the server (``on_started``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
 from socketkit._log import get_logger
 from socketkit._oserrors import service_error_from_os
@@ -32,7 +39,6 @@ from socketkit.codec.wire import (
     BodyEnd,
     BodyStart,
     Control,
-    WireDecoder,
     WireEvent,
     encode_body_header,
     encode_control,
@@ -42,14 +48,17 @@ from socketkit.errors import ProtocolError, RemoteProtocolError, ResourceError, 
 from socketkit.limits import DEFAULT_HANDSHAKE_TIMEOUT_S, DEFAULT_IDLE_TIMEOUT_S
 from socketkit.services.filexfer.protocol import (
     ENTRIES_PER_FRAME,
+    BadHeader,
     GetRequest,
     ListRequest,
     PathRequest,
     PutRequest,
+    RequestDecoder,
     parse_commit,
     parse_request,
 )
-from socketkit.services.filexfer.store import FileStore, Upload
+from socketkit.services.filexfer.quota import RECONCILE_INTERVAL_S
+from socketkit.services.filexfer.store import Download, FileStore, Upload
 
 __all__ = ["DEFAULT_MAX_TRANSFERS", "FileServer", "FileSettings"]
 
@@ -60,6 +69,28 @@ DEFAULT_MAX_TRANSFERS = 64
 
 _CONTROL_BUDGET = 48 * 1024  # bytes of entries per listing frame (the control limit is 64 KiB)
 
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+async def _to_thread_settled(func: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> R:
+    """``asyncio.to_thread`` for work on an upload's fds: a cancelled caller (the server
+    shutting down) waits for the thread to return before it goes on to close them, so
+    no thread is left using an fd that is closed, or reused, under it. The wait is
+    short: file work never blocks (every open is non-blocking)."""
+    future = asyncio.get_running_loop().run_in_executor(None, functools.partial(func, *args, **kwargs))
+    try:
+        return await asyncio.shield(future)
+    except asyncio.CancelledError:
+        await asyncio.wait([future])
+        if not future.cancelled() and future.exception() is None:
+            result = future.result()
+            if isinstance(result, Upload):
+                result.close()  # opened for a caller that is gone
+            elif isinstance(result, Download):
+                os.close(result.fd)
+        raise
+
 
 @dataclass(slots=True)
 class FileSettings:
@@ -69,6 +100,7 @@ class FileSettings:
     token: str | None
     max_transfers: int = DEFAULT_MAX_TRANSFERS
     throttle: AuthThrottle = field(default_factory=AuthThrottle)
+    reconcile_interval: float = RECONCILE_INTERVAL_S
 
 
 class FileServer:
@@ -84,7 +116,7 @@ class FileServer:
         client is cut after ``idle_timeout`` seconds)."""
         return AsyncServer(
             handler=self.handle,
-            decoder_factory=WireDecoder,
+            decoder_factory=RequestDecoder,
             limits=ConnectionLimits(
                 idle_timeout=idle_timeout,
                 handshake_timeout=DEFAULT_HANDSHAKE_TIMEOUT_S,
@@ -96,6 +128,21 @@ class FileServer:
             check_listener=self.check_listener,
             **options,
         )
+
+    def on_started(self, server: AsyncServer) -> None:
+        """Run the quota's reconciliation as a task of ``server`` (stopped with it)."""
+        server.spawn(self.reconcile_forever(), name="socketkit-files-reconcile")
+
+    async def reconcile_forever(self) -> None:
+        """``FileStore.reconcile`` every ``reconcile_interval`` seconds, until cancelled
+        (a failed scan is logged and retried at the next tick)."""
+        store = self.settings.store
+        while True:
+            await asyncio.sleep(self.settings.reconcile_interval)
+            try:
+                await asyncio.to_thread(store.reconcile)
+            except OSError as exc:
+                logger.warning("files: cannot measure the root for the quota: %s", exc)
 
     def check_listener(self, listener: Listener) -> None:
         """The exposure rule: off loopback, files needs its token.
@@ -117,10 +164,15 @@ class FileServer:
                 return
             while True:
                 try:
-                    header = (await receive_control(conn)).header
+                    control = await receive_control(conn)
                 except EOFError:
                     return
-                await self._operation(conn, header)
+                if isinstance(control, BadHeader):
+                    assert control.error is not None
+                    logger.info("files: %s sent a bad request: %s", conn.peer, control.error)
+                    conn.send(encode_error(control.error.error_code, str(control.error)))
+                    continue
+                await self._operation(conn, control.header)
         except ProtocolError as exc:
             logger.info("files: protocol error from %s: %s", conn.peer, exc)
             send_error(conn, exc)
@@ -170,7 +222,7 @@ class FileServer:
         started = time.monotonic()
         upload: Upload | None = None
         try:
-            upload = await asyncio.to_thread(
+            upload = await _to_thread_settled(
                 store.begin_put,
                 request.path,
                 request.size,
@@ -182,7 +234,7 @@ class FileServer:
             conn.send(encode_control({"event": "ready", "offset": upload.offset, "prefix_sha256": prefix}))
             event = await conn.receive()
             if isinstance(event, Control) and event.header.get("op") == "restart":
-                await asyncio.to_thread(store.restart, upload)
+                await _to_thread_settled(upload.restart)
                 conn.send(encode_control({"event": "ready", "offset": 0, "prefix_sha256": None}))
                 event = await conn.receive()
             if not isinstance(event, BodyStart) or event.size != upload.size - upload.offset:
@@ -190,21 +242,17 @@ class FileServer:
             await self._receive_body(conn, upload)
             if upload.sha256 is None:  # hashed while sending: the hash follows the body
                 upload.sha256 = parse_commit((await receive_control(conn)).header)
-            await asyncio.to_thread(upload.finish)
-        except BaseException:
-            if upload is not None:
-                upload.abort()
-            raise
+            await _to_thread_settled(upload.finish)
         finally:
             self.transfers -= 1
             if upload is not None:
-                store.release(upload.partial)
+                upload.close()  # keeps an unfinished partial; settles the quota
         duration = (time.monotonic() - started) * 1000
         conn.send(
             encode_control(
                 {
                     "event": "done",
-                    "path": store.virtual(upload.final),
+                    "path": upload.path,
                     "size": upload.size,
                     "sha256": upload.sha256,
                 }
@@ -254,7 +302,7 @@ class FileServer:
         self.transfers += 1
         started = time.monotonic()
         try:
-            download = await asyncio.to_thread(
+            download = await _to_thread_settled(
                 store.open_get, request.path, request.offset, request.prefix_sha256
             )
             try:
@@ -262,7 +310,7 @@ class FileServer:
                     encode_control(
                         {
                             "event": "file",
-                            "path": store.virtual(download.path),
+                            "path": download.path,
                             "size": download.size,
                             "sha256": download.sha256,
                             "mtime": download.mtime,
@@ -312,14 +360,7 @@ class FileServer:
     async def _path_op(self, conn: Connection[WireEvent], request: PathRequest) -> None:
         store = self.settings.store
         if request.op == "stat":
-            entry = await asyncio.to_thread(
-                lambda: next(store.walk(request.path, recursive=False, with_hash=request.flag), None)
-            )
-            real = store.resolve(request.path)
-            if os.path.isdir(real):
-                entry = await asyncio.to_thread(store.entry, real, with_hash=False)
-            if entry is None:
-                raise ServiceError(f"{request.path}: no such file or directory", code="not-found")
+            entry = await asyncio.to_thread(store.stat, request.path, with_hash=request.flag)
             conn.send(encode_control({"event": "stat", "entry": entry.to_json()}))
             return
         if request.op == "delete":
@@ -330,8 +371,3 @@ class FileServer:
             conn.send(encode_control({"event": "created", "path": done}))
         logger.info("files: %s %s %s", conn.peer, request.op, request.path)
         await to_thread_shielded(store.audit, conn.peer, request.op, request.path, "ok")
-
-
-def _write_all(upload: Upload, chunks: list[bytes]) -> None:
-    for chunk in chunks:
-        upload.write(chunk)

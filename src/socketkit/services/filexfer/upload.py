@@ -1,0 +1,312 @@
+"""One upload: a hidden partial next to its target, verified, made durable, moved in.
+
+- The partial (``.NAME.part``) is created relative to the target's directory fd,
+  resolved beneath the root (``socketkit.fsjail``), with ``O_NOFOLLOW | O_NONBLOCK``;
+  its type is checked on the open fd (something else put under that name, a FIFO say,
+  is refused, never read).
+- The body is hashed as it is written and flushed every ``SYNC_EVERY`` bytes; at the end
+  it is verified against the SHA-256 the client declared and fsynced.
+- It is moved in relative to the target's directory resolved again from the root, and
+  only if the partial found there is still the file this upload wrote (same inode):
+  ``linkat`` when the client did not ask to overwrite (a file that appeared meanwhile is
+  never clobbered), ``renameat`` with ``--force``; then the directory is fsynced.
+  Readers see the old file or the new one, never a mix, whatever moment the server
+  dies at.
+- Its room in the quota is reserved when it starts and turned into what it left on disk
+  when it ends (``socketkit.services.filexfer.quota``). An interrupted upload keeps its
+  partial for a later ``--resume``, which continues once the client has compared the
+  partial's SHA-256 prefix with its own file (a different file starts over).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import hashlib
+import os
+import stat
+from typing import TYPE_CHECKING, Any
+
+from socketkit.errors import ServiceError
+from socketkit.fsjail import FILE_FLAGS
+from socketkit.services.filexfer.protocol import partial_name
+
+if TYPE_CHECKING:
+    from socketkit.services.filexfer.store import FileStore
+
+__all__ = ["HASH_CHUNK", "SYNC_EVERY", "Upload"]
+
+HASH_CHUNK = 1 << 20
+"""Bytes per read when hashing a file or a partial's prefix."""
+
+SYNC_EVERY = 64 << 20
+"""fdatasync an upload every 64 MiB: writeback overlaps the transfer and the final fsync
+stays short, without a sync per chunk."""
+
+
+class Upload:
+    """One upload in progress: append, then ``finish`` (verify + move in); ``close``
+    always (it keeps the partial of an unfinished upload and settles the quota).
+
+    Made by ``Upload.open``; the fds belong to it until ``close``.
+    """
+
+    def __init__(
+        self,
+        store: FileStore,
+        parts: list[str],
+        dir_fd: int,
+        fd: int,
+        size: int,
+        sha256: str | None,
+        force: bool,
+    ) -> None:
+        self.store = store
+        self.parts = parts
+        self.path = "/".join(parts)
+        self.partial = partial_name(parts[-1])
+        self.key = "/".join([*parts[:-1], self.partial])
+        self.dir_fd = dir_fd
+        self.fd = fd
+        self.size = size
+        self.sha256 = sha256
+        self.force = force
+        self.identity = (0, 0)
+        self.offset = 0  # bytes already in the partial when the body starts
+        self.written = self.hashed = self.synced = 0
+        self.digest: Any = hashlib.sha256()
+        self._outcome = "kept"  # kept (partial stays), moved (in place), discarded (deleted)
+
+    @classmethod
+    def open(
+        cls, store: FileStore, parts: list[str], size: int, sha256: str | None, *, force: bool, resume: bool
+    ) -> Upload:
+        """Check the target and the disk, claim the partial, reserve the quota, and open
+        (or reopen, to resume) the partial file.
+
+        Raises:
+            ServiceError: exists, is a directory, no such directory, disk full, over the
+                quota, an upload to it is running, or its partial is not a regular file.
+            OSError: the directory cannot be resolved beneath the root (ELOOP...).
+        """
+        path = "/".join(parts)
+        try:
+            dir_fd = store.jail.open_dir(parts[:-1])
+        except FileNotFoundError:
+            raise ServiceError(
+                f"the directory of {path} does not exist (mkdir it first)", code="not-found"
+            ) from None
+        try:
+            _check_target(dir_fd, parts[-1], path, force=force)
+            vfs = os.fstatvfs(dir_fd)
+            free = vfs.f_bavail * vfs.f_frsize
+            if size + store.limits.min_free > free:
+                raise ServiceError(
+                    f"not enough free disk: {free} bytes free, {size} needed", code="disk-full"
+                )
+            key = "/".join([*parts[:-1], partial_name(parts[-1])])
+            _check_partial(dir_fd, partial_name(parts[-1]), path)
+            store.usage.claim(key, path)
+            try:
+                fd = os.open(
+                    partial_name(parts[-1]), os.O_RDWR | os.O_CREAT | FILE_FLAGS, 0o600, dir_fd=dir_fd
+                )
+            except BaseException:
+                store.usage.release(key, 0)
+                raise
+        except BaseException:
+            os.close(dir_fd)
+            raise
+        upload = cls(store, parts, dir_fd, fd, size, sha256, force)
+        try:
+            upload._prepare(resume)
+        except BaseException:
+            upload.close()
+            raise
+        return upload
+
+    def _prepare(self, resume: bool) -> None:
+        st = os.fstat(self.fd)
+        if not stat.S_ISREG(st.st_mode):
+            self._outcome = "discarded"  # not ours: nothing of it counts
+            raise ServiceError(f"{self.path}: its partial file is not a regular file", code="not-a-file")
+        os.set_blocking(self.fd, True)
+        self.identity = (st.st_dev, st.st_ino)
+        self.store.usage.admit(self.key, self.size, st.st_size)
+        offset = 0
+        if resume:
+            offset = min(st.st_size, self.size)
+            position = 0
+            while position < offset:
+                chunk = os.pread(self.fd, min(HASH_CHUNK, offset - position), position)
+                if not chunk:
+                    break
+                self.digest.update(chunk)
+                position += len(chunk)
+            offset = position
+        os.ftruncate(self.fd, offset)
+        os.lseek(self.fd, offset, os.SEEK_SET)
+        self.offset = self.written = self.hashed = self.synced = offset
+
+    def restart(self) -> None:
+        """Discard what a resumed partial held (its prefix did not match the client's)."""
+        os.ftruncate(self.fd, 0)
+        os.lseek(self.fd, 0, os.SEEK_SET)
+        self.offset = self.written = self.hashed = self.synced = 0
+        self.digest = hashlib.sha256()
+
+    # --- the body ------------------------------------------------------------------------
+
+    def write(self, data: bytes) -> None:
+        """Append body bytes, hashing them on the way (``hash`` + ``write_raw``).
+
+        Raises:
+            ServiceError: see ``hash`` and ``write_raw``.
+        """
+        self.hash(data)
+        self.write_raw([data])
+
+    def hash(self, data: bytes) -> None:
+        """Account body bytes in the running SHA-256 (call in order, once per byte).
+
+        Raises:
+            ServiceError: more bytes than the declared size (code ``bad-request``).
+        """
+        if self.hashed + len(data) > self.size:
+            raise ServiceError("more bytes than the declared size", code="bad-request")
+        self.digest.update(data)
+        self.hashed += len(data)
+
+    def hash_all(self, chunks: list[bytes]) -> None:
+        """``hash`` for a batch (from a worker thread).
+
+        Raises:
+            ServiceError: see ``hash``.
+        """
+        for data in chunks:
+            self.hash(data)
+
+    def write_raw(self, chunks: list[bytes]) -> None:
+        """Write body bytes already hashed (from a writer thread), flushing them to disk
+        every ``SYNC_EVERY`` bytes.
+
+        Raises:
+            ServiceError: a write error such as a full disk (code ``disk-full`` or
+                ``io-error``), or more bytes than declared (``bad-request``).
+        """
+        try:
+            for data in chunks:
+                if self.written + len(data) > self.size:  # the reservation is the limit
+                    raise ServiceError("more bytes than the declared size", code="bad-request")
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(self.fd, view) :]
+                self.written += len(data)
+            if self.written - self.synced >= SYNC_EVERY:
+                os.fdatasync(self.fd)
+                self.synced = self.written
+        except OSError as exc:
+            code = "disk-full" if exc.errno in (errno.ENOSPC, errno.EDQUOT) else "io-error"
+            raise ServiceError(f"cannot write: {exc.strerror}", code=code) from exc
+
+    # --- the end -------------------------------------------------------------------------
+
+    def finish(self) -> None:
+        """Verify against ``sha256`` (set by now), make durable and move into place.
+
+        Raises:
+            ServiceError: short body (``incomplete``), checksum mismatch (the partial is
+                deleted), the target exists and ``force`` was not given (``exists``), or
+                the partial is no longer where it was written (``conflict``).
+            OSError: the directory can no longer be resolved beneath the root.
+        """
+        if self.written != self.size:
+            raise ServiceError(f"body ended after {self.written} of {self.size} bytes", code="incomplete")
+        if self.digest.hexdigest() != self.sha256:
+            if self._is_ours(self.dir_fd):
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(self.partial, dir_fd=self.dir_fd)
+                self._outcome = "discarded"
+            raise ServiceError(
+                "checksum mismatch: the data received does not match the declared SHA-256",
+                code="checksum-mismatch",
+            )
+        os.fsync(self.fd)
+        store = self.store
+        # Resolved again from the root: a directory renamed (or swapped for a symlink)
+        # during the upload is not followed; the partial must be the file we wrote.
+        with store.jail.parent(self.parts) as (dir_fd, name):
+            if not self._is_ours(dir_fd):
+                raise ServiceError(
+                    f"{self.path}: the partial file was moved or replaced during the upload", code="conflict"
+                )
+            replaced = _regular_size(dir_fd, name)
+            if self.force:
+                os.rename(self.partial, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+            else:
+                try:  # never replaces a file that appeared meanwhile
+                    os.link(self.partial, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd, follow_symlinks=False)
+                except FileExistsError:
+                    raise ServiceError(
+                        f"{self.path} exists (use --force to replace it)", code="exists"
+                    ) from None
+                replaced = 0
+                os.unlink(self.partial, dir_fd=dir_fd)
+            self._outcome = "moved"
+            os.fsync(dir_fd)
+        store.usage.add(-replaced)
+        assert self.sha256 is not None  # verified above
+        store.records.store_hash(self.path, os.fstat(self.fd), self.sha256)
+
+    def _is_ours(self, dir_fd: int) -> bool:
+        try:
+            st = os.stat(self.partial, dir_fd=dir_fd, follow_symlinks=False)
+        except FileNotFoundError:
+            return False
+        return (st.st_dev, st.st_ino) == self.identity
+
+    def close(self) -> None:
+        """Release the fds and settle the quota: the reservation becomes the bytes the
+        upload leaves on disk (a kept partial stays hidden, for a later ``--resume``)."""
+        if self.fd < 0:
+            return
+        kept = {"moved": self.size, "discarded": 0}.get(self._outcome)
+        if kept is None:
+            try:
+                kept = os.fstat(self.fd).st_size
+            except OSError:
+                kept = self.written
+        os.close(self.fd)
+        os.close(self.dir_fd)
+        self.fd = self.dir_fd = -1
+        self.store.usage.release(self.key, kept)
+
+
+def _check_target(dir_fd: int, name: str, path: str, *, force: bool) -> None:
+    try:
+        st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+    except FileNotFoundError:
+        return
+    if stat.S_ISDIR(st.st_mode):
+        raise ServiceError(f"{path} is a directory", code="is-a-directory")
+    if not force:
+        raise ServiceError(f"{path} exists (use --force to replace it)", code="exists")
+
+
+def _check_partial(dir_fd: int, partial: str, path: str) -> None:
+    """Refuse, without opening it, a partial name taken by something else than a file
+    (a FIFO or a device put there on the machine: opening a device can act on it)."""
+    try:
+        st = os.stat(partial, dir_fd=dir_fd, follow_symlinks=False)
+    except FileNotFoundError:
+        return
+    if not stat.S_ISREG(st.st_mode):
+        raise ServiceError(f"{path}: its partial file is not a regular file", code="not-a-file")
+
+
+def _regular_size(dir_fd: int, name: str) -> int:
+    try:
+        st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+    except FileNotFoundError:
+        return 0
+    return st.st_size if stat.S_ISREG(st.st_mode) else 0
