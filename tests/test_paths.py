@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from socketkit.errors import PathOutsideRoot, PermissionDenied
-from socketkit.paths import relative_to_root, resolve_under, split_virtual
+from socketkit.paths import MAX_NAME_LENGTH, jail_parts, relative_to_root, resolve_under, split_virtual
 
 
 @pytest.fixture
@@ -94,3 +94,32 @@ def test_a_sibling_with_the_root_as_prefix_is_outside(tmp_path: Path, root: Path
 def test_long_paths_are_refused(root: Path) -> None:
     with pytest.raises(PermissionDenied):
         split_virtual("a/" * 3000)
+
+
+@pytest.mark.parametrize(
+    ("path", "parts"),
+    [
+        ("", []),
+        (".", []),
+        ("a/b/../c", ["a", "c"]),
+        ("a/./b//c/", ["a", "b", "c"]),
+        ("a/..", []),
+        ("a\\b", ["a", "b"]),
+    ],
+)
+def test_jail_parts_applies_dot_dot_lexically(path: str, parts: list[str]) -> None:
+    assert jail_parts(path) == parts
+
+
+@pytest.mark.parametrize("path", ["..", "../x", "a/../../x", "a/../../a", "/etc", "C:\\x"])
+def test_jail_parts_refuses_any_climb_above_the_root(path: str) -> None:
+    with pytest.raises(PathOutsideRoot):
+        jail_parts(path)
+
+
+def test_a_name_longer_than_name_max_is_refused_with_its_own_code() -> None:
+    assert jail_parts("x" * MAX_NAME_LENGTH) == ["x" * MAX_NAME_LENGTH]
+    for path in ("x" * (MAX_NAME_LENGTH + 1), f"ok/{'é' * 128}/f"):  # bytes count, not characters
+        with pytest.raises(PermissionDenied) as info:
+            jail_parts(path)
+        assert info.value.code == "name-too-long"
