@@ -298,8 +298,9 @@ class Jail:
         ``(parts, fd, entries)``: ``entries`` are ``(name, lstat)`` pairs (symlinks
         described, not followed; names for which ``skip(name)`` is true left out), and
         the fd stays open until the caller asks for the next directory (to open
-        entries relative to it). A subdirectory that is gone or is no longer a
-        directory when its turn comes is skipped.
+        entries relative to it). A subdirectory that cannot be entered when its turn
+        comes (gone, no longer a directory, unreadable, too deep for PATH_MAX) is
+        skipped, as ``find`` goes on past one.
 
         Raises:
             OSError: ``parts`` itself cannot be opened as a directory.
@@ -310,10 +311,10 @@ class Jail:
             directory = stack.pop()
             try:
                 fd = self.open_dir(directory)
-            except OSError as exc:
-                if first or exc.errno not in (errno.ENOENT, errno.ELOOP, errno.ENOTDIR):
+            except OSError:
+                if first:
                     raise
-                continue  # changed since it was listed
+                continue
             first = False
             try:
                 entries: list[tuple[str, os.stat_result]] = []

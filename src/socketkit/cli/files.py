@@ -57,7 +57,8 @@ def add_serve_parser(services: argparse._SubParsersAction[argparse.ArgumentParse
         type=_size_arg,
         default=None,
         metavar="SIZE",
-        help="total bytes under the root (default: none)",
+        help="total bytes under the root: files, kept partial uploads and the declared size of "
+        "uploads in progress (default: none)",
     )
     parser.add_argument("--read-only", action="store_true", help="refuse uploads, deletes and mkdir")
     parser.add_argument(

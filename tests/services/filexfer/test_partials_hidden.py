@@ -12,7 +12,8 @@ import pytest
 
 from socketkit.errors import ServiceError
 from socketkit.services.filexfer.client import FileClient
-from tests.services.filexfer.helpers import client_run, serving
+from socketkit.services.filexfer.store import FileStore
+from tests.services.filexfer.helpers import client_run, serving, sha
 
 RESERVED = [
     ".big.bin.part",
@@ -86,3 +87,29 @@ def test_listings_never_show_partials_and_resume_still_finds_its_own(root: Path,
     assert result.transferred == 1 << 20  # continued from its partial
     assert (root / "big.bin").read_bytes() == data
     assert not (root / ".big.bin.part").exists()
+
+
+def test_rm_of_a_directory_with_partials(tmp_path: Path) -> None:
+    """A directory holding only abandoned partials looks empty to clients, so rm removes
+    it; one with an upload running into it is refused, even with -r, and the upload is
+    left whole."""
+    root = tmp_path / "root"
+    (root / "old").mkdir(parents=True)
+    (root / "old" / ".abandoned.part").write_bytes(b"x" * 1000)
+    (root / "busy").mkdir()
+    with FileStore(str(root), None) as store:
+        assert store.usage.total == 1000
+        store.delete("old", recursive=False)
+        assert not (root / "old").exists()
+        assert store.usage.total == 0
+        upload = store.begin_put("busy/f", 4, sha(b"data"), force=False, resume=False)
+        try:
+            for recursive in (False, True):
+                with pytest.raises(ServiceError) as info:
+                    store.delete("busy", recursive=recursive)
+                assert info.value.code == "upload-in-progress"
+            upload.write(b"data")
+            upload.finish()
+        finally:
+            upload.close()
+        assert (root / "busy" / "f").read_bytes() == b"data"

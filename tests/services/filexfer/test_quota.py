@@ -120,6 +120,7 @@ def test_a_rejected_upload_releases_its_reservation(root: Path) -> None:
         store.reconcile()
         upload = store.begin_put("old", len(data), sha(data), force=True, resume=False)
         try:
+            assert store.usage.total == 800 * KIB  # the file it replaces counts until then
             upload.write(data)
             upload.finish()  # replaces 300 KiB with 500
         finally:

@@ -200,3 +200,36 @@ def test_dot_dot_is_applied_before_the_kernel_sees_the_path(tree: Path, use_open
         listed = store.walk("a/b/../", recursive=False, with_hash=False)
         assert {e.path for e in listed} == {"a/b", "a/b-moved"}
         assert outcome(lambda: store.stat("a/../../out", with_hash=False)) == "path-outside-root"
+
+
+def test_an_upload_whose_directory_is_swapped_meanwhile_lands_nowhere_outside(
+    tree: Path, use_openat2: bool
+) -> None:
+    data = b"uploaded"
+    before = snapshot(tree / "out")
+    with FileStore(str(tree / "root"), None, use_openat2=use_openat2) as store:
+        upload = store.begin_put("a/b/c/new", len(data), sha(data), force=False, resume=False)
+        try:
+            upload.write(data)
+            plant(tree, 1, "outside")  # a/b is now a symlink to out/a/b
+            assert outcome(upload.finish) == "path-outside-root"
+        finally:
+            upload.close()
+        # The partial stayed where it was written (the renamed directory, in the root).
+        assert (tree / "root" / "a" / "b-moved" / "c" / ".new.part").read_bytes() == data
+    assert snapshot(tree / "out") == before
+
+
+def test_an_upload_whose_partial_is_replaced_meanwhile_is_not_moved_in(tree: Path, use_openat2: bool) -> None:
+    data = b"uploaded"
+    directory = tree / "root" / "a" / "b" / "c"
+    with FileStore(str(tree / "root"), None, use_openat2=use_openat2) as store:
+        upload = store.begin_put("a/b/c/new", len(data), sha(data), force=False, resume=False)
+        try:
+            upload.write(data)
+            (directory / ".new.part").unlink()
+            (directory / ".new.part").write_bytes(data)  # same bytes, another file
+            assert outcome(upload.finish) == "conflict"
+        finally:
+            upload.close()
+    assert not (directory / "new").exists()
