@@ -37,6 +37,7 @@ import ctypes
 import errno
 import os
 import stat
+import weakref
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 
@@ -124,14 +125,15 @@ class Jail:
 
     def __init__(self, root: str, *, use_openat2: bool | None = None) -> None:
         self.fd = os.open(root, _DIR_FLAGS & ~_NOFOLLOW)
+        # Like a file object's: a jail dropped without close() still gives its fd back.
+        self._release = weakref.finalize(self, os.close, self.fd)
         available = openat2_available(self.fd)
         self.backend = "openat2" if available and use_openat2 is not False else "openat"
 
     def close(self) -> None:
-        """Release the root's fd."""
-        if self.fd >= 0:
-            os.close(self.fd)
-            self.fd = -1
+        """Release the root's fd (also done when the jail is garbage-collected)."""
+        self._release()
+        self.fd = -1
 
     # --- resolving ---------------------------------------------------------------------
 
