@@ -3,11 +3,15 @@ characters are escaped by every socketkit logger (socketkit._log.get_logger)."""
 
 from __future__ import annotations
 
+import ast
 import logging
+from pathlib import Path
 
 import pytest
 
 from socketkit._log import escape_controls, get_logger
+
+SRC = Path(__file__).resolve().parents[1] / "src" / "socketkit"
 
 
 def test_a_newline_from_a_peer_cannot_forge_a_log_line(caplog: pytest.LogCaptureFixture) -> None:
@@ -32,3 +36,18 @@ def test_formatting_errors_and_percent_signs_survive(caplog: pytest.LogCaptureFi
 
 def test_escape_controls_keeps_printable_text() -> None:
     assert escape_controls("café ☕ tab\there") == "café ☕ tab\\x09here"
+
+
+def test_every_module_takes_its_logger_from_get_logger() -> None:
+    offenders = []
+    for path in SRC.rglob("*.py"):
+        if path.name == "_log.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if (
+                isinstance(node, ast.Call)
+                and isinstance(node.func, ast.Attribute)
+                and node.func.attr == "getLogger"
+            ):
+                offenders.append(f"{path.relative_to(SRC)}:{node.lineno}")
+    assert offenders == [], "use socketkit._log.get_logger"
