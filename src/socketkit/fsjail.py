@@ -205,10 +205,18 @@ class Jail:
 
     # --- changing ------------------------------------------------------------------------
 
-    def mkdir(self, parts: Sequence[str], *, parents: bool, mode: int = 0o755) -> bool:
+    def mkdir(
+        self,
+        parts: Sequence[str],
+        *,
+        parents: bool,
+        mode: int = 0o755,
+        owner: tuple[int, int] | None = None,
+    ) -> bool:
         """Create the directory ``parts`` (``parents``: and the missing ones above it,
         each made and entered relative to the one before). Returns whether it was
-        created (``False``: it already was a directory, with ``parents``).
+        created (``False``: it already was a directory, with ``parents``). Each
+        directory made is given to ``owner`` (uid, gid) when one is named.
 
         Raises:
             OSError: EEXIST (it exists and is not a directory, or without ``parents``),
@@ -220,6 +228,8 @@ class Jail:
         if not parents:
             with self.parent(parts) as (dir_fd, name):
                 os.mkdir(name, mode, dir_fd=dir_fd)
+                if owner is not None:
+                    os.chown(name, *owner, dir_fd=dir_fd, follow_symlinks=False)
             return True
         fd = os.dup(self.fd)
         created = False
@@ -230,6 +240,8 @@ class Jail:
                     created = True
                 except FileExistsError:
                     created = False
+                if created and owner is not None:
+                    os.chown(name, *owner, dir_fd=fd, follow_symlinks=False)
                 try:
                     child = _open_at(fd, name, _DIR_FLAGS, 0)
                 except NotADirectoryError:

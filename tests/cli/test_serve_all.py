@@ -4,8 +4,11 @@ endpoint reports them, and one SIGTERM stops everything cleanly."""
 from __future__ import annotations
 
 import json
+import os
+import pwd
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import urllib.request
@@ -61,10 +64,10 @@ def test_serve_all_runs_every_service_and_reports_them(tmp_path: Path) -> None:
             assert put.returncode == 0, put.stderr
             assert (root / "up.txt").read_text() == "uploaded through serve all\n"
 
-            # The command runs in the sandbox, as nobody when we are root: it sees the
-            # upload (files keeps uploads private, mode 0600, so only the owner reads it).
-            ran = _cli("exec", *token, f"127.0.0.1:{rexec}", "--", "ls", "up.txt")
-            assert (ran.returncode, ran.stdout) == (0, "up.txt\n"), ran.stderr
+            # The command runs in the sandbox, as nobody when we are root, and reads what
+            # files stored (uploads are given to exec's run-as user).
+            ran = _cli("exec", *token, f"127.0.0.1:{rexec}", "--", "cat", "up.txt")
+            assert (ran.returncode, ran.stdout) == (0, "uploaded through serve all\n"), ran.stderr
 
             with urllib.request.urlopen(f"{admin}/status", timeout=TIMEOUT) as response:
                 status = json.load(response)
@@ -97,6 +100,34 @@ def test_serve_all_runs_every_service_and_reports_them(tmp_path: Path) -> None:
 
         proc.signal(signal.SIGTERM)
         assert proc.wait() == 0
+
+
+def test_the_quick_start_runs_again_on_its_own_state(tmp_path: Path) -> None:
+    # `make serve` twice: the second start finds the state (and the files root given to
+    # exec's run-as user) of the first, and an upload of either run is usable by exec.
+    state = tmp_path / "state"
+    token = ["--token-file", str(state / "token")]
+    for run in (1, 2):
+        with Proc("serve", "all", "--any-port", "--state-dir", str(state), stdin=False) as proc:
+            files = _port(proc, r"^files listening on 127\.0\.0\.1:(\d+) \(tcp\)")
+            rexec = _port(proc, r"^exec listening on 127\.0\.0\.1:(\d+) \(tcp\)")
+            proc.expect(r"^status at ")
+            (tmp_path / f"up{run}.txt").write_text(f"run {run}\n")
+            put = _cli("put", f"127.0.0.1:{files}", str(tmp_path / f"up{run}.txt"), *token)
+            assert put.returncode == 0, put.stderr
+            made = _cli("mkdir", f"127.0.0.1:{files}", f"dir{run}", *token)
+            assert made.returncode == 0, made.stderr
+            ran = _cli("exec", *token, f"127.0.0.1:{rexec}", "--", "cat", "up1.txt", f"up{run}.txt")
+            assert (ran.returncode, ran.stdout) == (0, f"run 1\nrun {run}\n"), ran.stderr
+            listed = _cli("exec", *token, f"127.0.0.1:{rexec}", "--", "ls", "-ld", f"dir{run}")
+            assert listed.returncode == 0, listed.stderr
+            if os.geteuid() == 0:  # given to the run-as user, so commands can use them
+                assert " nobody " in listed.stdout
+                stored = state / "files" / f"up{run}.txt"
+                nobody = pwd.getpwnam("nobody").pw_uid
+                assert (stored.stat().st_uid, stat.S_IMODE(stored.stat().st_mode)) == (nobody, 0o644)
+            proc.signal(signal.SIGTERM)
+            assert proc.wait() == 0
 
 
 def test_serve_all_without_some_services(tmp_path: Path) -> None:

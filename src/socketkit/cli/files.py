@@ -62,6 +62,12 @@ def add_serve_parser(services: argparse._SubParsersAction[argparse.ArgumentParse
     )
     parser.add_argument("--read-only", action="store_true", help="refuse uploads, deletes and mkdir")
     parser.add_argument(
+        "--owner",
+        metavar="USER",
+        help="give uploaded files and new directories to USER (a server running as root; "
+        "serve all gives them to exec's --run-as user, so commands can use them)",
+    )
+    parser.add_argument(
         "--max-transfers",
         type=positive_int,
         default=64,
@@ -78,6 +84,27 @@ def serve_files(args: argparse.Namespace) -> int:
     return run_service(files_service(args), args)
 
 
+def _owner(user: str | None) -> tuple[int, int] | None:
+    """(uid, gid) of ``--owner USER``.
+
+    Raises:
+        ConfigError: no such user, or the server is not root (it could not give files away).
+    """
+    if user is None:
+        return None
+    import pwd  # noqa: PLC0415
+
+    from socketkit.errors import ConfigError  # noqa: PLC0415
+
+    try:
+        entry = pwd.getpwnam(user)
+    except KeyError:
+        raise ConfigError(f"files: --owner {user}: no such user") from None
+    if os.geteuid() != 0 and entry.pw_uid != os.geteuid():
+        raise ConfigError(f"files: --owner {user} needs a server running as root")
+    return entry.pw_uid, entry.pw_gid
+
+
 def files_service(args: argparse.Namespace) -> Service:
     """The file server the options describe (refused if exposed without a token)."""
     from socketkit.services.filexfer.server import FileServer, FileSettings  # noqa: PLC0415 (lazy)
@@ -89,6 +116,7 @@ def files_service(args: argparse.Namespace) -> Service:
     db = StateDB(args.state_dir)
     limits = StoreLimits(
         read_only=args.read_only,
+        owner=_owner(args.owner),
         quota=args.quota,
         **({"max_file_size": args.max_file_size} if args.max_file_size else {}),
     )

@@ -20,6 +20,7 @@ from socketkit.cli._serving import (
 __all__ = ["EXEC_PORT", "add_parsers", "add_serve_parser", "exec_command", "serve_exec"]
 
 EXEC_PORT = 7022
+DEFAULT_RUN_AS = "nobody"  # SandboxSettings.run_as, without importing the sandbox here
 DEFAULT_STATE_DIR = ".socketkit"
 
 
@@ -97,8 +98,8 @@ def add_serve_parser(services: argparse._SubParsersAction[argparse.ArgumentParse
     sandbox.add_argument(
         "--run-as",
         metavar="USER",
-        default="nobody",
-        help="the user commands run as when the server runs as root (default: nobody); "
+        default=DEFAULT_RUN_AS,
+        help=f"the user commands run as when the server runs as root (default: {DEFAULT_RUN_AS}); "
         "it needs write permission on --root",
     )
     rules.add_argument(

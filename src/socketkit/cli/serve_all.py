@@ -9,6 +9,7 @@ the single service; they share one event loop and one state directory.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
@@ -17,7 +18,7 @@ from socketkit.cli._args import port_arg
 from socketkit.cli._serving import Service
 from socketkit.cli.chat import CHAT_PORT
 from socketkit.cli.files import FILES_PORT
-from socketkit.cli.rexec import EXEC_PORT
+from socketkit.cli.rexec import DEFAULT_RUN_AS, EXEC_PORT
 from socketkit.cli.serve import ECHO_PORT
 
 if TYPE_CHECKING:
@@ -92,6 +93,9 @@ def _service_argv(name: str, args: argparse.Namespace, port: int, root: str) -> 
             argv += ["--tls-key", args.tls_key]
     if name == "exec" and args.no_sandbox:
         argv.append("--no-sandbox")
+    if name == "files" and os.geteuid() == 0:
+        # exec's commands (run as DEFAULT_RUN_AS) work on what files stores: give it to them.
+        argv += ["--owner", DEFAULT_RUN_AS]
     return argv
 
 
@@ -151,7 +155,10 @@ def serve_all(args: argparse.Namespace) -> int:
     private_dir(args.state_dir)
     root = args.root or os.path.join(args.state_dir, "files")
     if args.root is None:
-        private_dir(root)
+        # Served content, not state: it sits inside the private state directory, and
+        # as root it belongs to exec's run-as user (so no private_dir ownership check).
+        with contextlib.suppress(FileExistsError):
+            os.mkdir(root, 0o700)
     parser = build_parser()
     services: list[Service] = []
     connections = ADMIN_MAX_CONNECTIONS

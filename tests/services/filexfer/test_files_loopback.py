@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
+import pwd
 import signal
+import stat
 import subprocess
 import sys
 import threading
@@ -456,3 +458,24 @@ def test_audit_log_and_hash_cache(root: Path, db: StateDB, local: Path) -> None:
         ("get", "a", "ok", 7),
     ]
     assert db.query("SELECT sha256 FROM file_hashes WHERE path = 'a'")[0]["sha256"] == sha(local / "a")
+
+
+def test_stored_files_get_their_mode_and_owner(root: Path, local: Path) -> None:
+    # The partial is private while it is written; the file in place is 0644 (content,
+    # not state), given to the configured owner together with the directories made.
+    nobody = pwd.getpwnam("nobody")
+    owner = (nobody.pw_uid, nobody.pw_gid)
+    (local / "a.txt").write_text("a\n")
+
+    async def body(client: FileClient) -> None:
+        await client.mkdir("d/e", parents=True)
+        await client.put_file(str(local / "a.txt"), "d/e/a.txt")
+
+    with start(root, owner=owner) as (address,):
+        client_run(address, body)
+    for path in (root / "d", root / "d" / "e", root / "d" / "e" / "a.txt"):
+        assert (path.stat().st_uid, path.stat().st_gid) == owner, path
+    assert stat.S_IMODE((root / "d" / "e" / "a.txt").stat().st_mode) == 0o644
+    with start(root) as (address,):
+        client_run(address, lambda client: client.put_file(str(local / "a.txt"), "b.txt"))
+    assert (root / "b.txt").stat().st_uid == os.geteuid()

@@ -42,6 +42,13 @@ __all__ = ["Download", "FileStore", "StoreLimits", "Upload"]
 logger = get_logger(__name__)
 
 
+FILE_MODE = 0o644
+"""Mode of an uploaded file once it is in place (its partial is 0600 until then): the
+served tree is content, not state, and what others may read of it is the served
+directory's own mode (``serve all`` keeps its root inside the 0700 state directory).
+0644 is what scp, rsync and FTP servers give a new file under the usual umask."""
+
+
 @dataclass(frozen=True, slots=True)
 class StoreLimits:
     """Size limits of the store."""
@@ -50,6 +57,8 @@ class StoreLimits:
     quota: int | None = None  # bytes under the root: files, kept partials, running uploads
     min_free: int = 64 * 1024 * 1024  # keep this much disk free
     read_only: bool = False
+    file_mode: int = FILE_MODE
+    owner: tuple[int, int] | None = None  # (uid, gid) given every file and directory made
 
 
 @dataclass(frozen=True, slots=True)
@@ -406,7 +415,7 @@ class FileStore:
                 return "."
             raise ServiceError(". exists", code="exists")
         try:
-            self.jail.mkdir(parts, parents=parents)
+            self.jail.mkdir(parts, parents=parents, owner=self.limits.owner)
         except FileExistsError:
             raise ServiceError(f"{path} exists", code="exists") from None
         except FileNotFoundError:

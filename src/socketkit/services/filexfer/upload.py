@@ -231,8 +231,11 @@ class Upload:
                 "checksum mismatch: the data received does not match the declared SHA-256",
                 code="checksum-mismatch",
             )
-        os.fsync(self.fd)
         store = self.store
+        os.fchmod(self.fd, store.limits.file_mode)
+        if store.limits.owner is not None:
+            os.fchown(self.fd, *store.limits.owner)
+        os.fsync(self.fd)
         # Resolved again from the root: a directory renamed (or swapped for a symlink)
         # during the upload is not followed; the partial must be the file we wrote.
         with store.jail.parent(self.parts) as (dir_fd, name):
