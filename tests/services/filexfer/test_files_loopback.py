@@ -7,6 +7,7 @@ import hashlib
 import os
 import pwd
 import signal
+import socket
 import stat
 import subprocess
 import sys
@@ -19,9 +20,11 @@ from typing import Any
 import pytest
 
 from socketkit.address import Address
+from socketkit.aio.connection import Connection, ConnectionLimits
 from socketkit.auth.connect import ServiceTarget
+from socketkit.auth.session import authenticate_client
 from socketkit.cli.main import main
-from socketkit.codec.wire import ErrorFrame, WireDecoder, encode_hello
+from socketkit.codec.wire import Control, ErrorFrame, WireDecoder, WireEvent, encode_control, encode_hello
 from socketkit.errors import ResourceError, ServiceError
 from socketkit.services.filexfer.client import FileClient, file_sha256
 from socketkit.services.filexfer.server import FileServer, FileSettings
@@ -479,3 +482,48 @@ def test_stored_files_get_their_mode_and_owner(root: Path, local: Path) -> None:
     with start(root) as (address,):
         client_run(address, lambda client: client.put_file(str(local / "a.txt"), "b.txt"))
     assert (root / "b.txt").stat().st_uid == os.geteuid()
+
+
+def test_a_listing_is_streamed_batch_by_batch(root: Path) -> None:
+    # 20,000 names; a client with a small receive window reads one frame and stops. The
+    # walk is advanced a batch at a time, only as frames leave, so it stops far short
+    # of the end (memory: the batches in flight, not the listing).
+    total = 20_000
+    for i in range(total):
+        (root / f"f{i:05}").touch()
+    produced: list[int] = []
+
+    class CountingStore(FileStore):
+        def walk(self, path: str, *, recursive: bool, with_hash: bool) -> Any:
+            for entry in super().walk(path, recursive=recursive, with_hash=with_hash):
+                produced.append(1)
+                yield entry
+
+    async def first_frame_then_stall(address: Address) -> int:
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.settimeout(TIMEOUT)
+        sock.connect((address.host, address.port))
+        sock.setblocking(False)
+        conn: Connection[WireEvent] = Connection(
+            decoder=WireDecoder(), limits=ConnectionLimits(None, None, None, None)
+        )
+        await asyncio.get_running_loop().create_connection(lambda: conn, sock=sock)
+        await authenticate_client(conn, TOKEN, service="files")
+        conn.send(encode_control({"op": "list", "path": ""}))
+        first = await conn.receive()
+        conn.pause_reading()
+        stalled = len(produced)
+        conn.abort()
+        assert isinstance(first, Control)
+        assert first.header["more"] is True
+        return stalled
+
+    with CountingStore(str(root), None) as store:
+        service = FileServer(FileSettings(store=store, token=TOKEN))
+        with server_thread(service.make_server) as (address,):
+            assert len(client_run(address, lambda client: client.list(""))) == total
+            assert len(produced) == total
+            produced.clear()
+            asyncio.run(first_frame_then_stall(address))
+    assert len(produced) < total // 2

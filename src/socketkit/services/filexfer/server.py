@@ -16,9 +16,10 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import itertools
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, ParamSpec, TypeVar
 
@@ -341,21 +342,34 @@ class FileServer:
     # --- listing and changes -----------------------------------------------------------
 
     async def _list(self, conn: Connection[WireEvent], request: ListRequest) -> None:
+        """Stream a listing: the walk advances ENTRIES_PER_FRAME entries at a time in a
+        worker thread and each batch is sent (with back-pressure) before the next is
+        read, so a tree of a million names costs one batch of memory, not the list."""
         store = self.settings.store
-        entries = await asyncio.to_thread(
-            lambda: list(store.walk(request.path, recursive=request.recursive, with_hash=request.hash))
-        )
-        batch: list[dict[str, Any]] = []
-        budget = 0
-        for entry in entries:
-            obj = entry.to_json()
-            size = len(obj["path"].encode()) + 120
-            if batch and (len(batch) >= ENTRIES_PER_FRAME or budget + size > _CONTROL_BUDGET):
-                await conn.send_all(encode_control({"event": "entries", "entries": batch, "more": True}))
-                batch, budget = [], 0
-            batch.append(obj)
-            budget += size
-        await conn.send_all(encode_control({"event": "entries", "entries": batch, "more": False}))
+        walk = store.walk(request.path, recursive=request.recursive, with_hash=request.hash)
+        try:
+            while True:
+                entries = await asyncio.to_thread(_take, walk, ENTRIES_PER_FRAME)
+                last = len(entries) < ENTRIES_PER_FRAME
+                batch: list[dict[str, Any]] = []
+                budget = 0
+                for entry in entries:
+                    obj = entry.to_json()
+                    size = len(obj["path"].encode()) + 120
+                    if batch and budget + size > _CONTROL_BUDGET:
+                        await conn.send_all(
+                            encode_control({"event": "entries", "entries": batch, "more": True})
+                        )
+                        batch, budget = [], 0
+                    batch.append(obj)
+                    budget += size
+                if batch or last:
+                    frame = {"event": "entries", "entries": batch, "more": not last}
+                    await conn.send_all(encode_control(frame))
+                if last:
+                    return
+        finally:
+            await asyncio.to_thread(walk.close)  # releases the walk's directory fds
 
     async def _path_op(self, conn: Connection[WireEvent], request: PathRequest) -> None:
         store = self.settings.store
@@ -371,3 +385,8 @@ class FileServer:
             conn.send(encode_control({"event": "created", "path": done}))
         logger.info("files: %s %s %s", conn.peer, request.op, request.path)
         await to_thread_shielded(store.audit, conn.peer, request.op, request.path, "ok")
+
+
+def _take(iterator: Iterator[R], count: int) -> list[R]:
+    """Up to ``count`` items of ``iterator`` (fewer: it is exhausted)."""
+    return list(itertools.islice(iterator, count))

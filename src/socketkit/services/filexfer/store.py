@@ -25,7 +25,7 @@ import os
 import stat
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator
 from dataclasses import dataclass
 
 from socketkit._log import get_logger
@@ -308,7 +308,7 @@ class FileStore:
         parts = request_parts(path)
         return self._entry(parts, self.jail.lstat(parts), with_hash)
 
-    def walk(self, path: str, *, recursive: bool, with_hash: bool) -> Iterator[Entry]:
+    def walk(self, path: str, *, recursive: bool, with_hash: bool) -> Generator[Entry, None, None]:
         """Entries under a directory (or the one entry of anything else), hidden names
         left out, symlinks listed and never entered.
 
