@@ -527,3 +527,39 @@ def test_a_listing_is_streamed_batch_by_batch(root: Path) -> None:
             produced.clear()
             asyncio.run(first_frame_then_stall(address))
     assert len(produced) < total // 2
+
+
+def test_shutdown_is_not_held_by_a_download_the_client_stopped_reading(root: Path) -> None:
+    # The sendfile thread waits for room in the socket; a client that stops reading
+    # used to keep it (and asyncio.run's shutdown) waiting for a minute. Stopping the
+    # server now wakes it: the server thread ends at once (server_thread joins it).
+    with open(root / "big.bin", "wb") as f:
+        f.truncate(1 << 30)  # sparse: nothing is written to disk
+
+    async def start_download(address: Address) -> Connection[WireEvent]:
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.settimeout(TIMEOUT)
+        sock.connect((address.host, address.port))
+        sock.setblocking(False)
+        conn: Connection[WireEvent] = Connection(
+            decoder=WireDecoder(), limits=ConnectionLimits(None, None, None, None)
+        )
+        await asyncio.get_running_loop().create_connection(lambda: conn, sock=sock)
+        await authenticate_client(conn, TOKEN, service="files")
+        conn.send(encode_control({"op": "get", "path": "big.bin"}))
+        header = await conn.receive()
+        assert isinstance(header, Control)
+        assert header.header["event"] == "file"
+        conn.pause_reading()  # and never read again
+        return conn
+
+    loop = asyncio.new_event_loop()
+    try:
+        with start(root) as (address,):
+            conn = loop.run_until_complete(start_download(address))
+        # The server stopped while its download thread was stuck on our socket.
+        conn.abort()
+        loop.run_until_complete(asyncio.sleep(0))
+    finally:
+        loop.close()
