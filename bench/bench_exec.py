@@ -1,7 +1,8 @@
 """`socketkit exec` against `ssh host cmd`, side by side in one run.
 
 1. round trip of `true` through the Python API (a new connection and the full auth
-   handshake each time): p50/p99 over --runs runs;
+   handshake each time): p50/p99 over --runs runs, for each sandbox backend (none,
+   bubblewrap, Landlock) side by side, in alternating rounds, with the ratio to none;
 2. the whole `socketkit exec ADDR -- true` process against `ssh host true` with a new
    connection and with ControlMaster reuse (a throwaway sshd on a high port, with its
    own host key and client key, started and stopped by this script);
@@ -16,6 +17,7 @@ them the ssh columns are skipped.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import io
 import os
 import shutil
@@ -36,15 +38,19 @@ from socketkit.auth.connect import ServiceTarget
 from socketkit.services.rexec.client import run_remote
 from socketkit.services.rexec.protocol import ExecRequest
 
+SANDBOXES = ("none", "bwrap", "landlock")
+ROUNDS = 10
 STREAM_BYTES = 256 * 1024 * 1024
 STREAM_BYTES_LARGE = 1024 * 1024 * 1024
 SSHD = "/usr/sbin/sshd"
 
 
 @contextmanager
-def exec_server(state: Path) -> Iterator[tuple[Address, str]]:
-    root = state / "root"  # not the state directory itself: commands must not see the token
+def exec_server(state: Path, sandbox: str = "auto") -> Iterator[tuple[Address, str]]:
+    root = state.parent / f"root-{state.name}"  # outside the state directory: no token in sight
     root.mkdir(parents=True, exist_ok=True)
+    os.chmod(root, 0o777)  # commands may run as nobody (a root server's --run-as)
+    sandbox_args = ["--no-sandbox"] if sandbox == "none" else ["--sandbox", sandbox]
     proc = subprocess.Popen(
         [
             sys.executable,
@@ -63,6 +69,7 @@ def exec_server(state: Path) -> Iterator[tuple[Address, str]]:
             "head",
             "--root",
             str(root),
+            *sandbox_args,
         ],
         stdout=subprocess.PIPE,
         text=True,
@@ -172,21 +179,48 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         (work / "state").mkdir()
-        with exec_server(work / "state") as (address, token), sshd(work) as ssh:
+        with contextlib.ExitStack() as stack:
+            servers = {}
+            for backend in SANDBOXES:
+                (work / backend).mkdir()
+                servers[backend] = stack.enter_context(exec_server(work / backend, backend))
+            ssh = stack.enter_context(sshd(work))
+            address, token = servers["bwrap"]
             env = {**os.environ, "SOCKETKIT_TOKEN": token}
             sk_cli = [sys.executable, "-m", "socketkit", "exec", "-n", str(address), "--", "true"]
 
             rows = []
-            p50, p99 = percentiles(api_latency(address, token, args.runs))
-            rows.append(["socketkit, Python API (connect + auth + run)", f"{p50:.2f}", f"{p99:.2f}"])
+            samples: dict[str, list[float]] = {backend: [] for backend in SANDBOXES}
+            per_round = max(1, args.runs // ROUNDS)
+            for _ in range(ROUNDS):  # alternating, so a drift of the machine hits all alike
+                for backend, (addr, tok) in servers.items():
+                    samples[backend] += api_latency(addr, tok, per_round)
+            base = percentiles(samples["none"])[0]
+            for backend in SANDBOXES:
+                p50, p99 = percentiles(samples[backend])
+                rows.append(
+                    [
+                        f"socketkit, Python API, sandbox {backend}",
+                        f"{p50:.2f}",
+                        f"{p99:.2f}",
+                        f"{p50 / base:.2f}",
+                    ]
+                )
             cli_runs = max(20, args.runs // 4)
             sk = time_runs(cli_runs, lambda: subprocess.run(sk_cli, env=env, check=True))
             rows.append(
-                ["`socketkit exec ADDR -- true` (whole process)", *(f"{v:.1f}" for v in percentiles(sk))]
+                [
+                    "`socketkit exec ADDR -- true` (whole process, bwrap)",
+                    *(f"{v:.1f}" for v in percentiles(sk)),
+                    "",
+                ]
             )
             if ssh is not None:
                 new = time_runs(cli_runs, lambda: subprocess.run([*ssh, "127.0.0.1", "true"], check=True))
-                rows.append(["`ssh host true`, new connection", *(f"{v:.1f}" for v in percentiles(new))])
+                ratio = f"{percentiles(sk)[0] / percentiles(new)[0]:.2f} (socketkit/ssh)"
+                rows.append(
+                    ["`ssh host true`, new connection", *(f"{v:.1f}" for v in percentiles(new)), ratio]
+                )
                 control = work / "cm.sock"
                 master = [
                     *ssh,
@@ -202,11 +236,11 @@ def main() -> None:
                     cli_runs, lambda: subprocess.run([*master, "127.0.0.1", "true"], check=True)
                 )
                 rows.append(
-                    ["`ssh host true`, ControlMaster reuse", *(f"{v:.1f}" for v in percentiles(reuse))]
+                    ["`ssh host true`, ControlMaster reuse", *(f"{v:.1f}" for v in percentiles(reuse)), ""]
                 )
                 subprocess.run([*master, "-O", "exit", "127.0.0.1"], check=False, capture_output=True)
             print(f"## running `true` remotely, ms ({args.runs} API runs, {cli_runs} process runs)\n")
-            print(table(["how", "p50", "p99"], rows))
+            print(table(["how", "p50", "p99", "p50 ratio to no sandbox"], rows))
 
             # Whole-process rates include starting the client, connecting and
             # authenticating; the streaming rate subtracts the p50 of running `true` the
