@@ -484,6 +484,22 @@ def test_stored_files_get_their_mode_and_owner(root: Path, local: Path) -> None:
     assert (root / "b.txt").stat().st_uid == os.geteuid()
 
 
+async def small_window_session(address: Address) -> Connection[WireEvent]:
+    """An authenticated connection whose receive window is tiny (4 KiB): a client the
+    server cannot get far ahead of once it stops reading."""
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.settimeout(TIMEOUT)
+    sock.connect((address.host, address.port))
+    sock.setblocking(False)
+    conn: Connection[WireEvent] = Connection(
+        decoder=WireDecoder(), limits=ConnectionLimits(None, None, None, None)
+    )
+    await asyncio.get_running_loop().create_connection(lambda: conn, sock=sock)
+    await authenticate_client(conn, TOKEN, service="files")
+    return conn
+
+
 def test_a_listing_is_streamed_batch_by_batch(root: Path) -> None:
     # 20,000 names; a client with a small receive window reads one frame and stops. The
     # walk is advanced a batch at a time, only as frames leave, so it stops far short
@@ -500,16 +516,7 @@ def test_a_listing_is_streamed_batch_by_batch(root: Path) -> None:
                 yield entry
 
     async def first_frame_then_stall(address: Address) -> int:
-        sock = socket.socket()
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-        sock.settimeout(TIMEOUT)
-        sock.connect((address.host, address.port))
-        sock.setblocking(False)
-        conn: Connection[WireEvent] = Connection(
-            decoder=WireDecoder(), limits=ConnectionLimits(None, None, None, None)
-        )
-        await asyncio.get_running_loop().create_connection(lambda: conn, sock=sock)
-        await authenticate_client(conn, TOKEN, service="files")
+        conn = await small_window_session(address)
         conn.send(encode_control({"op": "list", "path": ""}))
         first = await conn.receive()
         conn.pause_reading()
@@ -537,16 +544,7 @@ def test_shutdown_is_not_held_by_a_download_the_client_stopped_reading(root: Pat
         f.truncate(1 << 30)  # sparse: nothing is written to disk
 
     async def start_download(address: Address) -> Connection[WireEvent]:
-        sock = socket.socket()
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-        sock.settimeout(TIMEOUT)
-        sock.connect((address.host, address.port))
-        sock.setblocking(False)
-        conn: Connection[WireEvent] = Connection(
-            decoder=WireDecoder(), limits=ConnectionLimits(None, None, None, None)
-        )
-        await asyncio.get_running_loop().create_connection(lambda: conn, sock=sock)
-        await authenticate_client(conn, TOKEN, service="files")
+        conn = await small_window_session(address)
         conn.send(encode_control({"op": "get", "path": "big.bin"}))
         header = await conn.receive()
         assert isinstance(header, Control)
