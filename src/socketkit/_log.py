@@ -13,14 +13,11 @@ from __future__ import annotations
 import logging
 import re
 
+from socketkit._text import escape_controls
+
 __all__ = ["escape_controls", "get_logger"]
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
-
-
-def escape_controls(text: str) -> str:
-    """``text`` with every control character shown as ``\\xNN`` (``\\n`` is ``\\x0a``)."""
-    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
 
 
 class _EscapeControls(logging.Filter):

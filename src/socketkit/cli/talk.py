@@ -114,6 +114,7 @@ async def _talk(args: argparse.Namespace) -> int:
         Notice,
         TalkMessage,
         Welcome,
+        console_line,
         encode_message,
         parse_event,
     )
@@ -144,11 +145,12 @@ async def _talk(args: argparse.Namespace) -> int:
             if isinstance(talk, Welcome):
                 print(f"* connected to {args.address} as #{talk.id}; type `exit` to leave", flush=True)
             elif isinstance(talk, TalkMessage):
-                print(f"server> {talk.text}", flush=True)
+                print(console_line("server>", talk.text), flush=True)
             elif isinstance(talk, Notice):
-                print(f"* {talk.text}", flush=True)
+                print(console_line("*", talk.text), flush=True)
             elif isinstance(talk, ErrorFrame):
-                print(f"ServiceError: {talk.code}: {talk.message}", file=sys.stderr, flush=True)
+                error = console_line(f"ServiceError: {talk.code}:", talk.message)
+                print(error, file=sys.stderr, flush=True)
                 return 1
         print("* connection closed", flush=True)
         return 0

@@ -15,6 +15,7 @@ import zlib
 from dataclasses import dataclass, field
 from typing import Final
 
+from socketkit._text import escape_controls, strip_irc_formatting
 from socketkit.codec.irc import IRCMessage, casefold, parse_message
 from socketkit.errors import ProtocolError
 
@@ -101,6 +102,15 @@ class Line:
     target: str | None = None
     own: bool = False
     history: bool = False
+
+    def __post_init__(self) -> None:
+        # Everything shown comes from the network: IRC formatting codes are dropped
+        # (the display is plain) and any other control character is shown escaped, so
+        # no peer can move the cursor, clear the screen or retitle the terminal.
+        for name in ("text", "nick", "target"):
+            value = getattr(self, name)
+            if value is not None:
+                object.__setattr__(self, name, escape_controls(strip_irc_formatting(value)))
 
 
 def _nick_of(source: str | None) -> str:

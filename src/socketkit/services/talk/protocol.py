@@ -18,10 +18,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Final
 
+from socketkit._text import escape_controls
 from socketkit.codec.wire import Control, Data, ErrorFrame, encode_control, encode_data
 from socketkit.errors import LocalProtocolError
 
 __all__ = [
+    "CONTINUATION",
     "EXIT",
     "MAX_MESSAGE_SIZE",
     "Broadcast",
@@ -33,6 +35,7 @@ __all__ = [
     "Say",
     "TalkMessage",
     "Welcome",
+    "console_line",
     "encode_message",
     "encode_notice",
     "encode_welcome",
@@ -53,6 +56,18 @@ text            send text to every client (also: @all text)
 /kick ID        disconnect client ID
 /quit           stop the server
 /help           this help"""
+
+
+CONTINUATION: Final = "  | "
+"""Prefix of a message's second and later lines on the console: a peer's newline can
+never start a line that looks like someone else's (``[#2 ...] text``)."""
+
+
+def console_line(who: str, text: str) -> str:
+    """How the console shows ``text`` from ``who``: control characters escaped (no
+    terminal escapes from peers), later lines marked as continuations."""
+    first, *rest = escape_controls(text, keep_newlines=True).replace("\r\n", "\n").split("\n")
+    return "\n".join([f"{who} {first}", *(CONTINUATION + line for line in rest)])
 
 
 def encode_message(text: str) -> bytes:

@@ -33,6 +33,7 @@ from socketkit.services.talk.protocol import (
     Quit,
     Say,
     TalkMessage,
+    console_line,
     encode_message,
     encode_notice,
     encode_welcome,
@@ -101,7 +102,7 @@ class TalkServer:
                 if isinstance(talk, TalkMessage):
                     if talk.text == EXIT:
                         break
-                    self.show(f"[#{client.id} {conn.peer}] {talk.text}")
+                    self.show(console_line(f"[#{client.id} {conn.peer}]", talk.text))
         except ProtocolError as exc:
             how = f"was disconnected ({exc})"
             send_error(conn, exc)
