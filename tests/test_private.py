@@ -7,6 +7,7 @@ import logging
 import os
 import signal
 import stat
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -124,10 +125,36 @@ def test_a_token_file_readable_by_others_is_refused(tmp_path: Path) -> None:
     assert info.value.code == "token-mode"
 
 
-def test_token_files_are_read_up_to_a_cap() -> None:
-    # /dev/zero never ends: the client reads one byte past the cap and refuses.
-    with pytest.raises(PermissionDenied, match=f"{MAX_TOKEN_FILE_SIZE} bytes at most"):
+def test_token_files_are_read_up_to_a_cap(tmp_path: Path) -> None:
+    # /dev/zero never ends: it is no file or pipe, and is refused without a read.
+    with pytest.raises(PermissionDenied, match="not a regular file or a pipe"):
         load_client_token("/dev/zero")
+    # A pipe that never ends is read one byte past the cap, then refused.
+    big = tmp_path / "big"
+    big.write_text("a" * (MAX_TOKEN_FILE_SIZE + 1))
+    with pytest.raises(PermissionDenied, match=f"larger than {MAX_TOKEN_FILE_SIZE} bytes"):
+        load_client_token(big)
+    with subprocess.Popen(["yes"], stdout=subprocess.PIPE) as endless:
+        assert endless.stdout is not None
+        try:
+            with pytest.raises(PermissionDenied, match="larger than"):
+                load_client_token(f"/proc/self/fd/{endless.stdout.fileno()}")
+        finally:
+            endless.kill()
+
+
+def test_a_fifo_without_a_writer_does_not_hang(tmp_path: Path) -> None:
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    with pytest.raises(PermissionDenied, match="no usable token"):
+        load_client_token(fifo)
+
+
+@pytest.mark.parametrize("value", ["\udcff" * 40, "é" * 40, "a b" * 20, "short"])
+def test_a_token_from_the_environment_is_checked(value: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SOCKETKIT_TOKEN", value)
+    with pytest.raises(PermissionDenied, match="SOCKETKIT_TOKEN holds no usable token"):
+        load_client_token(None)
 
 
 def test_token_files_from_pipes_work(tmp_path: Path) -> None:

@@ -6,9 +6,20 @@ and the engines resolve it when they bind or connect.
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass
 
-__all__ = ["MAX_PORTS", "Address", "format_host_port", "parse_address", "parse_port", "parse_ports"]
+__all__ = [
+    "IPV6_PREFIX",
+    "LOOPBACK_KEY",
+    "MAX_PORTS",
+    "Address",
+    "format_host_port",
+    "limit_key",
+    "parse_address",
+    "parse_port",
+    "parse_ports",
+]
 
 MAX_PORTS = 65536
 """A port list can name each port once at most."""
@@ -109,3 +120,34 @@ def parse_ports(text: str) -> list[int]:
                 seen.add(port)
                 ports.append(port)
     return ports
+
+
+LOOPBACK_KEY = "loopback"
+"""The one key every loopback address shares (127.0.0.0/8 and ::1)."""
+
+IPV6_PREFIX = 64
+"""IPv6 peers are grouped by their /64: one subscriber (one LAN, one host) gets a whole
+/64 and can pick any address in it, so a per-address limit per /128 limits nothing."""
+
+
+def limit_key(host: str | None) -> str:
+    """Who a peer is for per-address limits, caps and throttles.
+
+    Every local user can connect from any address in 127.0.0.0/8 (and from ::1), so all
+    of loopback is one peer; an IPv6 peer is its /64; an IPv4 peer is its address (an
+    IPv4-mapped IPv6 address counts as the IPv4 one). Anything else (a Unix socket's
+    ``uid:N``, a name) is itself.
+    """
+    if not host:
+        return "unix"
+    try:
+        ip = ipaddress.ip_address(host.split("%", 1)[0])
+    except ValueError:
+        return host
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    if ip.is_loopback:
+        return LOOPBACK_KEY
+    if isinstance(ip, ipaddress.IPv6Address):
+        return str(ipaddress.IPv6Network((ip, IPV6_PREFIX), strict=False))
+    return str(ip)

@@ -16,7 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from socketkit._private import private_dir
-from socketkit.errors import PermissionDenied
+from socketkit._readfile import read_option_file
+from socketkit.errors import ConfigError, PermissionDenied
 
 __all__ = ["TOKEN_ENV", "ServerToken", "load_client_token", "load_or_create_token"]
 
@@ -34,26 +35,25 @@ class ServerToken:
 
 
 MAX_TOKEN_FILE_SIZE = 4096
-"""Bytes read from a token file at most: a token is 64 characters; a file (or device, or
-pipe) that holds more is refused instead of being read to its end (``/dev/zero``)."""
+"""Bytes read from a token file at most: a token is 64 characters; a file or pipe that
+holds more is refused instead of being read to its end (``socketkit._readfile``)."""
 
 
 def _read_token(path: Path) -> str:
-    # Pipes and devices are allowed (``--token-file <(pass show sk)``); their size is not
-    # known in advance, so read one byte past the limit to tell.
-    with open(path, "rb") as f:
-        data = f.read(MAX_TOKEN_FILE_SIZE + 1)
-    if len(data) > MAX_TOKEN_FILE_SIZE:
-        raise PermissionDenied(
-            f"{path} is larger than a token file can be ({MAX_TOKEN_FILE_SIZE} bytes at most)",
-            code="no-token",
-        )
     try:
-        value = data.decode("utf-8").strip()
-    except UnicodeDecodeError:
-        raise PermissionDenied(f"{path} does not hold a token (not text)", code="no-token") from None
-    if len(value) < 32 or any(c.isspace() or not c.isprintable() for c in value):
-        raise PermissionDenied(f"{path} holds no usable token (32 characters at least)", code="no-token")
+        data = read_option_file(path, "the token file", limit=MAX_TOKEN_FILE_SIZE)
+    except ConfigError as exc:
+        raise PermissionDenied(str(exc), code="no-token") from None
+    return _checked(data.decode("utf-8", errors="surrogateescape").strip(), str(path))
+
+
+def _checked(value: str, source: str) -> str:
+    """A token is at least 32 printable ASCII characters without spaces (hex, when we
+    make it): anything else, from a file or the environment, is refused in one line."""
+    if len(value) < 32 or not all(c.isascii() and c.isprintable() and not c.isspace() for c in value):
+        raise PermissionDenied(
+            f"{source} holds no usable token (32 printable ASCII characters at least)", code="no-token"
+        )
     return value
 
 
@@ -110,7 +110,7 @@ def load_client_token(
         return _read_token(Path(token_file))
     env = os.environ.get(TOKEN_ENV, "").strip()
     if env:
-        return env
+        return _checked(env, TOKEN_ENV)
     if state_dir is not None:
         path = Path(state_dir) / TOKEN_FILE
         if path.is_file():
