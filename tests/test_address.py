@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from socketkit.address import Address, format_host_port, parse_address, parse_port
+from socketkit.address import Address, format_host_port, limit_key, parse_address, parse_port
 
 
 @pytest.mark.parametrize(
@@ -48,3 +48,53 @@ def test_round_trip_through_str() -> None:
     assert format_host_port("::", 5) == "[::]:5"
     assert parse_port("65535") == 65535
     assert parse_address("7", default_host="0.0.0.0") == Address("0.0.0.0", 7)
+
+
+@pytest.mark.parametrize(
+    ("host", "key"),
+    [
+        ("127.0.0.1", "loopback"),
+        ("127.200.3.4", "loopback"),
+        ("::1", "loopback"),
+        ("::ffff:127.0.0.9", "loopback"),
+        ("192.0.2.1", "192.0.2.1"),
+        ("::ffff:192.0.2.1", "192.0.2.1"),
+        ("2001:db8:1:2:aaaa::1", "2001:db8:1:2::/64"),
+        ("2001:db8:1:2:ffff:ffff:ffff:ffff", "2001:db8:1:2::/64"),
+        ("fe80::1%eth0", "fe80::/64"),
+        ("uid:1000", "uid:1000"),
+        (None, "unix"),
+    ],
+)
+def test_peers_for_per_address_rules(host: str | None, key: str) -> None:
+    assert limit_key(host) == key
+
+
+def test_rotating_loopback_addresses_is_one_peer_for_the_connection_cap() -> None:
+    import asyncio
+    import socket
+
+    from socketkit.aio.listeners import Listener
+    from socketkit.services.echo.server import make_echo_server
+    from socketkit.testing import aio_serving
+
+    async def main() -> None:
+        server = make_echo_server(max_connections_per_address=3)
+        async with aio_serving(server, [Listener(Address("127.0.0.1", 0))]) as (address,):
+            socks = []
+            try:
+                for source in ("127.0.0.1", "127.0.0.2", "127.5.6.7", "127.9.9.9"):
+                    sock = socket.socket()
+                    sock.setblocking(False)
+                    sock.bind((source, 0))
+                    await asyncio.get_running_loop().sock_connect(sock, (address.host, address.port))
+                    socks.append(sock)
+                # The fourth, from yet another 127.x address, is closed at once.
+                assert await asyncio.wait_for(asyncio.get_running_loop().sock_recv(socks[3], 1), 10) == b""
+                assert server.stats().refused == 1
+                assert server.stats().per_address == {"loopback": 3}
+            finally:
+                for sock in socks:
+                    sock.close()
+
+    asyncio.run(main())

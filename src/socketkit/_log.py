@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import logging
 import re
+import threading
+import time
 
 from socketkit._text import escape_controls
 
-__all__ = ["escape_controls", "get_logger"]
+__all__ = ["LOG_SAMPLE_WINDOW_S", "REFUSALS", "EventSampler", "escape_controls", "get_logger", "sampled"]
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
@@ -40,3 +42,38 @@ def get_logger(name: str) -> logging.Logger:
     if _FILTER not in logger.filters:
         logger.addFilter(_FILTER)
     return logger
+
+
+LOG_SAMPLE_WINDOW_S = 60.0
+"""Repeated events of one kind (refusals, timeouts) are logged the 1st, 2nd, 4th, 8th...
+time within this window, then the count starts again: a flood of 56,000 refusals in 20 s
+costs a few lines a minute, and an event that comes back tomorrow is logged again."""
+
+
+class EventSampler:
+    """Counts events by kind within a window, for logs that a peer can make repeat."""
+
+    def __init__(self, window_s: float = LOG_SAMPLE_WINDOW_S) -> None:
+        self.window_s = window_s
+        self._lock = threading.Lock()
+        self._counts: dict[str, tuple[float, int]] = {}
+
+    def count(self, kind: str) -> int:
+        """Count one event of ``kind``; return how many there were in this window."""
+        now = time.monotonic()
+        with self._lock:
+            started, count = self._counts.get(kind, (now, 0))
+            if now - started > self.window_s:
+                started, count = now, 0
+            count += 1
+            self._counts[kind] = (started, count)
+            return count
+
+
+REFUSALS = EventSampler()
+"""The sampler of refusals and timeouts (keyed by service and kind, never by peer)."""
+
+
+def sampled(count: int) -> bool:
+    """Whether the ``count``-th event of a window is logged (1, 2, 4, 8...)."""
+    return count & (count - 1) == 0

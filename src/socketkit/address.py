@@ -6,6 +6,7 @@ and the engines resolve it when they bind or connect.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from dataclasses import dataclass
 
@@ -130,6 +131,7 @@ IPV6_PREFIX = 64
 /64 and can pick any address in it, so a per-address limit per /128 limits nothing."""
 
 
+@functools.lru_cache(maxsize=8192)  # per accept and per datagram: parse each host once
 def limit_key(host: str | None) -> str:
     """Who a peer is for per-address limits, caps and throttles.
 

@@ -139,6 +139,11 @@ DEFAULT_MAX_UNAUTHENTICATED_PER_ADDRESS: Final = 8
 """Connections from one address that have not authenticated yet: a real client needs one
 at a time (a few for parallel transfers); 256 silent ones must not lock out the others."""
 
+DEFAULT_MAX_UNAUTHENTICATED: Final = 512
+"""Connections of one service not authenticated yet, from all peers together: an attacker
+with many addresses (an IPv6 /48 holds 65,536 /64s) must not hold every connection
+slot; with the 5 s deadline, holding 512 takes a steady 100 new connections a second."""
+
 DEFAULT_CLIENT_HANDSHAKE_TIMEOUT_S: Final = 5.0
 """Clients: how long the server may take to answer the hello and the authentication
 before the client says the address does not speak the protocol (an echo or HTTP port)."""

@@ -17,6 +17,7 @@ from socketkit.aio.client import open_connection
 from socketkit.aio.connection import Connection, ConnectionLimits
 from socketkit.aio.listeners import Listener
 from socketkit.aio.server import AsyncServer
+from socketkit.auth import session
 from socketkit.auth.handshake import client_mac
 from socketkit.auth.session import WireGate, authenticate_client, receive_control
 from socketkit.auth.throttle import AuthThrottle
@@ -62,13 +63,13 @@ async def raw(address: Address) -> Connection[WireEvent]:
     return await open_connection(address, WireDecoder())
 
 
-async def from_other_address(address: Address) -> Connection[WireEvent]:
-    """A connection to ``address`` from 127.0.0.2: another peer for per-address rules."""
+async def from_address(address: Address, source: str) -> Connection[WireEvent]:
+    """A connection to ``address`` from the loopback address ``source``."""
     conn: Connection[WireEvent] = Connection(
         decoder=WireDecoder(), limits=ConnectionLimits(None, None, None, None)
     )
     await asyncio.get_running_loop().create_connection(
-        lambda: conn, address.host, address.port, local_addr=("127.0.0.2", 0)
+        lambda: conn, address.host, address.port, local_addr=(source, 0)
     )
     return conn
 
@@ -105,7 +106,11 @@ def test_hello_then_silence_is_cut_at_the_deadline() -> None:
     asyncio.run(main())
 
 
-def test_unauthenticated_connections_are_capped_per_address() -> None:
+def test_unauthenticated_connections_are_capped_per_address(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Here 127.0.0.2 stands for another peer (off loopback, each IPv4 address is one);
+    # that all of loopback is really one peer is the next test.
+    monkeypatch.setattr(session, "limit_key", lambda host: host)
+
     async def main() -> None:
         cap = DEFAULT_MAX_UNAUTHENTICATED_PER_ADDRESS
         gate = WireGate("test", TOKEN, timeout=30)
@@ -125,7 +130,7 @@ def test_unauthenticated_connections_are_capped_per_address() -> None:
             refusal = next(e for e in events if isinstance(e, ErrorFrame))
             assert refusal.code == "busy"
             # Another address is not affected, and one slot freed lets this one in again.
-            other = await from_other_address(address)
+            other = await from_address(address, "127.0.0.2")
             await authenticate_client(other, TOKEN, service="test")
             assert (await receive_control(other)).header == {"event": "hi"}
             other.abort()
@@ -167,6 +172,29 @@ async def attempt(address: Address, token: str) -> tuple[dict[str, Any], float, 
         return challenge, loop.time() - sent, verdict
     finally:
         conn.abort()
+
+
+def test_rotating_loopback_addresses_does_not_get_round_the_cap() -> None:
+    # Any local user can connect from any 127.x.y.z: all of them are one peer.
+    async def main() -> None:
+        cap = DEFAULT_MAX_UNAUTHENTICATED_PER_ADDRESS
+        gate = WireGate("test", TOKEN, timeout=30)
+        async with aio_serving(gated_server(gate)) as (address,):
+            silent = []
+            for index in range(cap):
+                conn = await from_address(address, f"127.0.{index}.9")
+                conn.send(encode_hello())
+                assert isinstance(await conn.receive(), Hello)
+                assert isinstance(await conn.receive(), Control)
+                silent.append(conn)
+            extra = await from_address(address, "127.200.0.1")
+            events = await events_until_closed(extra)
+            extra.abort()
+            assert any(isinstance(e, ErrorFrame) and e.code == "busy" for e in events)
+            for conn in silent:
+                conn.abort()
+
+    asyncio.run(main())
 
 
 def test_throttle_over_the_wire_delays_verdicts_and_lets_the_token_through() -> None:
@@ -315,3 +343,48 @@ def test_both_services_open_through_the_gate(service: str, tmp_path: Path) -> No
             assert any(isinstance(e, ErrorFrame) and e.code == "handshake-timeout" for e in events)
 
     asyncio.run(main())
+
+
+def test_unauthenticated_connections_are_capped_in_all(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Peers with many addresses (an IPv6 /48 holds 65,536 /64s) cannot hold every slot.
+    monkeypatch.setattr(session, "limit_key", lambda host: host)  # each source a peer
+
+    async def main() -> None:
+        gate = WireGate("test", TOKEN, timeout=30, max_unauthenticated_total=3)
+        async with aio_serving(gated_server(gate)) as (address,):
+            held = []
+            for index in range(3):
+                conn = await from_address(address, f"127.0.1.{index + 1}")
+                conn.send(encode_hello())
+                assert isinstance(await conn.receive(), Hello)
+                assert isinstance(await conn.receive(), Control)
+                held.append(conn)
+            extra = await from_address(address, "127.0.2.1")
+            events = await events_until_closed(extra)
+            extra.abort()
+            assert any(isinstance(e, ErrorFrame) and e.code == "busy" for e in events)
+            for conn in held:
+                conn.abort()
+
+    asyncio.run(main())
+
+
+def test_a_flood_of_refusals_is_a_few_log_lines(caplog: pytest.LogCaptureFixture) -> None:
+    # 20 refused connections: logged the 1st, 2nd, 4th, 8th and 16th time, with counts.
+    async def main() -> None:
+        gate = WireGate("flood", TOKEN, timeout=30, max_unauthenticated=1)
+        async with aio_serving(gated_server(gate)) as (address,):
+            holder = await raw(address)
+            holder.send(encode_hello())
+            assert isinstance(await holder.receive(), Hello)
+            assert isinstance(await holder.receive(), Control)
+            for _ in range(20):
+                conn = await raw(address)
+                await events_until_closed(conn)
+                conn.abort()
+            holder.abort()
+
+    with caplog.at_level(logging.INFO):
+        asyncio.run(main())
+    lines = [r.getMessage() for r in caplog.records if "flood: refused" in r.getMessage()]
+    assert [line.rsplit("(", 1)[1] for line in lines] == [f"{n} so far)" for n in (1, 2, 4, 8, 16)]

@@ -31,7 +31,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
 
-from socketkit._log import get_logger
+from socketkit._log import REFUSALS, get_logger, sampled
 from socketkit.address import format_host_port
 from socketkit.codec.base import END_OF_STREAM, NEED_DATA, Decoder
 from socketkit.errors import BrokenResourceError, ClosedResourceError, RemoteProtocolError
@@ -595,7 +595,14 @@ class Connection(asyncio.Protocol, Generic[T]):
             waiter.set_result(None)
 
     def _protocol_error(self, exc: RemoteProtocolError) -> None:
-        logger.warning("protocol error from %s: %s", self.peer, exc)
+        if self.session is None or self._owner is None:
+            # A handler task (or a client's caller) receives the error and reports it in
+            # its own words: one line per event, not two.
+            logger.debug("protocol error from %s: %s", self.peer, exc)
+        else:
+            count = REFUSALS.count(f"protocol {self._owner.serial} {exc.error_code}")
+            if sampled(count):
+                logger.warning("protocol error from %s: %s (%d in the last minute)", self.peer, exc, count)
         if self.session is None:
             self._error = exc
             self._wake_inbox()

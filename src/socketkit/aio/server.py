@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import itertools
 import os
 import signal
 import socket
@@ -34,8 +35,8 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Protocol
 
-from socketkit._log import get_logger
-from socketkit.address import Address
+from socketkit._log import REFUSALS, get_logger, sampled
+from socketkit.address import Address, limit_key
 from socketkit.aio.connection import Connection, ConnectionLimits, Session, format_peer
 from socketkit.aio.datagram import DatagramEndpoint, DatagramHandler
 from socketkit.aio.listeners import (
@@ -65,6 +66,7 @@ logger = get_logger(__name__)
 _CAPACITY_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
 _ACCEPT_BATCH = 64  # accepts per readiness event: drains bursts without starving the loop
 _SIGNAL_DEDUP_S = 0.2
+_SERIALS = itertools.count(1)
 
 Handler = Callable[[Connection[Any]], Awaitable[None]]
 
@@ -93,7 +95,8 @@ class AsyncServer:
         datagram_handler: what UDP listeners call for each datagram.
         limits: per-connection timeouts and buffer caps.
         max_connections: open connections at once (all listeners).
-        max_connections_per_address: open connections from one IP address.
+        max_connections_per_address: open connections from one peer
+            (``socketkit.address.limit_key``: all of loopback is one, IPv6 by /64).
         refusal: bytes to send a peer refused over a cap (``None``: just close).
         backlog: listen() backlog.
         shutdown_grace: seconds connections get to finish in ``aclose()``.
@@ -141,6 +144,7 @@ class AsyncServer:
         self._tls_handshake_timeout = tls_handshake_timeout
         self._sweep_interval = sweep_interval
         self._check_listener = check_listener
+        self.serial = next(_SERIALS)  # names this server in sampled logs (ids get reused)
         self._bound: list[_Bound] = []
         self._connections: dict[int, Connection[Any]] = {}
         self._per_address: dict[str, int] = {}
@@ -366,14 +370,15 @@ class AsyncServer:
         if sock.family in (socket.AF_INET, socket.AF_INET6):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         host = addr[0] if isinstance(addr, tuple) else None
-        reason = self._over_cap(host)
+        reason = self._over_cap(None if host is None else limit_key(host))
         if reason is not None:
             self._refuse(sock, addr, reason, tls=bound.listener.ssl is not None)
             return
         conn_id = self._next_id = self._next_id + 1
         self._pending.add(conn_id)
         if host is not None:
-            self._per_address[host] = self._per_address.get(host, 0) + 1
+            key = limit_key(host)
+            self._per_address[key] = self._per_address.get(key, 0) + 1
         assert self._idle_event is not None
         self._idle_event.clear()
         self.spawn(
@@ -381,16 +386,19 @@ class AsyncServer:
             name=f"socketkit-attach-{format_peer(addr)}",
         )
 
-    def _over_cap(self, host: str | None) -> str | None:
+    def _over_cap(self, key: str | None) -> str | None:
         if len(self._connections) + len(self._pending) >= self.max_connections:
             return f"server full ({self.max_connections} connections)"
-        if host is not None and self._per_address.get(host, 0) >= self.max_connections_per_address:
-            return f"too many connections from {host} ({self.max_connections_per_address})"
+        if key is not None and self._per_address.get(key, 0) >= self.max_connections_per_address:
+            return f"too many connections from {key} ({self.max_connections_per_address})"
         return None
 
     def _refuse(self, sock: socket.socket, addr: Any, reason: str, *, tls: bool) -> None:
         self._stats.refused += 1
-        logger.warning("refused %s: %s", format_peer(addr), reason)
+        kind = "full" if reason.startswith("server full") else "per-address"  # never the peer: bounded
+        count = REFUSALS.count(f"refused {self.serial} {kind}")
+        if sampled(count):
+            logger.warning("refused %s: %s (%d in the last minute)", format_peer(addr), reason, count)
         message = None if tls or self._refusal is None else self._refusal(reason)
         with contextlib.suppress(OSError):
             if message:
@@ -422,7 +430,14 @@ class AsyncServer:
                 )
             except (OSError, TimeoutError, asyncio.IncompleteReadError) as exc:
                 self._stats.tls_failures += 1
-                logger.info("TLS handshake with %s failed: %s", format_peer(addr), exc or type(exc).__name__)
+                count = REFUSALS.count(f"tls {self.serial}")
+                if sampled(count):
+                    logger.info(
+                        "TLS handshake with %s failed: %s (%d in the last minute)",
+                        format_peer(addr),
+                        exc or type(exc).__name__,
+                        count,
+                    )
                 with contextlib.suppress(OSError):
                     sock.close()
                 return
@@ -471,11 +486,12 @@ class AsyncServer:
     def _forget_address(self, host: str | None) -> None:
         if host is None:
             return
-        left = self._per_address.get(host, 0) - 1
+        key = limit_key(host)
+        left = self._per_address.get(key, 0) - 1
         if left > 0:
-            self._per_address[host] = left
+            self._per_address[key] = left
         else:
-            self._per_address.pop(host, None)
+            self._per_address.pop(key, None)
 
     def _check_idle(self) -> None:
         if not self._connections and not self._pending and self._idle_event is not None:
@@ -496,7 +512,9 @@ class AsyncServer:
             reason = expired(conn, limits, now)
             if reason is not None:
                 self._stats.timeouts += 1
-                logger.info("closing %s: %s", conn.peer, reason)
+                count = REFUSALS.count(f"timeout {self.serial} {reason.split(' ')[0]}")
+                if sampled(count):
+                    logger.info("closing %s: %s (%d in the last minute)", conn.peer, reason, count)
                 conn.abort()
 
     # --- stats and tasks -------------------------------------------------------------------

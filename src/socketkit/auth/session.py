@@ -25,7 +25,8 @@ import struct
 from dataclasses import dataclass, field
 from typing import Any
 
-from socketkit._log import get_logger
+from socketkit._log import REFUSALS, get_logger, sampled
+from socketkit.address import limit_key
 from socketkit.aio.connection import Connection
 from socketkit.aio.wire import exchange_hello
 from socketkit.auth.handshake import NONCE_SIZE, ClientAuth, ServerAuth
@@ -43,6 +44,7 @@ from socketkit.limits import (
     AUTH_MAX_DELAY_S,
     DEFAULT_AUTH_TIMEOUT_S,
     DEFAULT_CLIENT_HANDSHAKE_TIMEOUT_S,
+    DEFAULT_MAX_UNAUTHENTICATED,
     DEFAULT_MAX_UNAUTHENTICATED_PER_ADDRESS,
 )
 
@@ -70,9 +72,10 @@ async def receive_control(conn: Connection[WireEvent]) -> Control:
 
 
 def peer_key(conn: Connection[Any]) -> str:
-    """Who the peer is for per-address rules: its IP, or ``uid:N`` on a Unix socket."""
+    """Who the peer is for per-address rules: ``socketkit.address.limit_key`` of its IP
+    (all of loopback is one peer, IPv6 by /64), or ``uid:N`` on a Unix socket."""
     if conn.host is not None:
-        return conn.host
+        return limit_key(conn.host)
     sock = conn.transport.get_extra_info("socket") if conn.transport is not None else None
     peercred = getattr(socket, "SO_PEERCRED", None)
     if sock is not None and peercred is not None:
@@ -91,7 +94,8 @@ class WireGate:
         token: the shared secret, or ``None`` for an auth-less (loopback-only) server.
         throttle: the failure bookkeeping (shared by every connection of the service).
         timeout: seconds for the hello and the authentication.
-        max_unauthenticated: connections per address in that phase at once.
+        max_unauthenticated: connections per peer in that phase at once.
+        max_unauthenticated_total: connections in that phase at once, all peers.
     """
 
     service: str
@@ -99,11 +103,13 @@ class WireGate:
     throttle: AuthThrottle = field(default_factory=AuthThrottle)
     timeout: float = DEFAULT_AUTH_TIMEOUT_S
     max_unauthenticated: int = DEFAULT_MAX_UNAUTHENTICATED_PER_ADDRESS
+    max_unauthenticated_total: int = DEFAULT_MAX_UNAUTHENTICATED
     _pending: dict[str, int] = field(default_factory=dict)
+    _pending_total: int = 0
 
     def unauthenticated(self) -> int:
         """Connections in the unauthenticated phase now (for status pages)."""
-        return sum(self._pending.values())
+        return self._pending_total
 
     async def open(self, conn: Connection[WireEvent]) -> bool:
         """Hello and authentication; return whether the client may go on.
@@ -112,18 +118,22 @@ class WireGate:
         can read one, and one line has been logged.
         """
         key = peer_key(conn)
-        if self._pending.get(key, 0) >= self.max_unauthenticated:
-            logger.warning(
-                "%s: refused %s: %d connections from it are not authenticated yet",
-                self.service,
-                conn.peer,
-                self.max_unauthenticated,
-            )
+        if self._pending_total >= self.max_unauthenticated_total:
+            refusal = f"{self.max_unauthenticated_total} connections are not authenticated yet"
+        elif self._pending.get(key, 0) >= self.max_unauthenticated:
+            refusal = f"{self.max_unauthenticated} connections from it are not authenticated yet"
+        else:
+            refusal = ""
+        if refusal:
+            count = REFUSALS.count(f"{self.service} unauthenticated")
+            if sampled(count):
+                logger.warning("%s: refused %s: %s (%d so far)", self.service, conn.peer, refusal, count)
             # Our hello first, so the client reads the refusal as ours, not as garbage.
             conn.send(encode_hello())
-            self._refuse(conn, "busy", "too many unauthenticated connections from your address; try again")
+            self._refuse(conn, "busy", "too many unauthenticated connections; try again")
             return False
         self._pending[key] = self._pending.get(key, 0) + 1
+        self._pending_total += 1
         loop = asyncio.get_running_loop()
         delay = self.throttle.wait_time(key, loop.time()) if self.token is not None else 0.0
         try:
@@ -150,6 +160,7 @@ class WireGate:
             conn.close()
             return False
         finally:
+            self._pending_total -= 1
             left = self._pending.get(key, 1) - 1
             if left > 0:
                 self._pending[key] = left

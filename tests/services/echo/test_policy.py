@@ -143,3 +143,18 @@ def test_the_default_table_holds_udp_max_sources_addresses() -> None:
     for i in range(UDP_MAX_SOURCES + 1000):
         policy.check(f"10.{i >> 16}.{(i >> 8) & 255}.{i & 255}", CLIENT_PORT, 0.0)
     assert policy.sources() == UDP_MAX_SOURCES
+
+
+def test_peers_share_a_bucket_as_every_per_address_rule_counts_them() -> None:
+    # All of loopback is one peer (a local user can send from any 127.x.y.z), an IPv6
+    # peer is its /64, and ::ffff:a.b.c.d is a.b.c.d: rotating among them buys nothing.
+    policy = EchoPolicy(burst=2, rate=1)
+    for group in (
+        ["127.0.0.1", "127.1.2.3", "::1"],
+        ["2001:db8:0:1::1", "2001:db8:0:1::ffff"],
+        ["192.0.2.7", "::ffff:192.0.2.7"],
+    ):
+        answers = [policy.check(host, 5000, 0.0) for host in group * 2]
+        assert answers[:2] == [None, None]
+        assert set(answers[2:]) == {DROP_RATE_LIMITED}
+    assert policy.check("2001:db8:0:2::1", 5000, 0.0) is None  # another /64

@@ -33,6 +33,8 @@ from collections import OrderedDict
 from collections.abc import Iterable
 from typing import Final
 
+from socketkit.address import limit_key
+
 __all__ = [
     "DROP_OWN_PORT",
     "DROP_PRIVILEGED_PORT",
@@ -133,9 +135,10 @@ class EchoPolicy:
             return DROP_PRIVILEGED_PORT
         if port in self._own_ports:
             return DROP_OWN_PORT
-        # (Written for speed: this runs for every datagram.)
-        if ":" in host and host[:7] == "::ffff:" and "." in host:
-            host = host[7:]  # a dual-stack socket shows IPv4 peers as ::ffff:a.b.c.d
+        # One bucket per peer as every per-address rule counts them (all of loopback
+        # is one; IPv6 by /64; ::ffff:a.b.c.d is a.b.c.d): forging addresses of the
+        # same /64 does not buy more replies. (Cached: this runs for every datagram.)
+        host = limit_key(host)
         buckets = self._buckets
         bucket = buckets.get(host)
         if bucket is None:
