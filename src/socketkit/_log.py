@@ -11,15 +11,12 @@ Tracebacks are left alone: they are ours, not the peer's.
 from __future__ import annotations
 
 import logging
-import re
 import threading
 import time
 
-from socketkit._text import escape_controls
+from socketkit._text import CONTROL, escape_controls
 
 __all__ = ["LOG_SAMPLE_WINDOW_S", "REFUSALS", "EventSampler", "escape_controls", "get_logger", "sampled"]
-
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 
 class _EscapeControls(logging.Filter):
@@ -27,7 +24,7 @@ class _EscapeControls(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
-        if _CONTROL.search(message):
+        if CONTROL.search(message):
             message = escape_controls(message)
         record.msg, record.args = message, None
         return True

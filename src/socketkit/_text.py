@@ -11,10 +11,20 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["escape_controls", "strip_irc_formatting"]
+__all__ = ["CONTROL", "escape_controls", "strip_irc_formatting"]
 
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
-_CONTROL_BUT_TAB_NL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+# Besides C0, DEL and C1: U+2028/U+2029 (line and paragraph separators: some log tools
+# split lines there) and the bidirectional controls (U+202E shows "rtl\u202etxt.exe" as
+# "rtlexe.txt"), which reorder what the reader sees.
+_UNICODE = "\u2028\u2029\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069"
+CONTROL = re.compile(f"[\x00-\x1f\x7f-\x9f{_UNICODE}]")
+_CONTROL_BUT_TAB_NL = re.compile(f"[\x00-\x08\x0b-\x1f\x7f-\x9f{_UNICODE}]")
+
+
+def _shown(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
 
 # mIRC formatting: bold, italics, underline, strike, monospace, reverse, reset, and
 # colours (\x03 with up to two 1-2 digit numbers, \x04 with hex RGB).
@@ -24,10 +34,11 @@ _IRC_FORMAT = re.compile(
 
 
 def escape_controls(text: str, *, keep_newlines: bool = False) -> str:
-    """``text`` with every control character shown as ``\\xNN`` (``keep_newlines``: tab
-    and newline stay, for multi-line messages whose lines the caller marks)."""
-    pattern = _CONTROL_BUT_TAB_NL if keep_newlines else _CONTROL
-    return pattern.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+    """``text`` with every control character shown as ``\\xNN`` (the separators and
+    bidirectional controls as ``\\uNNNN``; ``keep_newlines``: tab and newline stay, for
+    multi-line messages whose lines the caller marks)."""
+    pattern = _CONTROL_BUT_TAB_NL if keep_newlines else CONTROL
+    return pattern.sub(_shown, text)
 
 
 def strip_irc_formatting(text: str) -> str:

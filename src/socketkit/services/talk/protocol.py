@@ -66,7 +66,7 @@ never start a line that looks like someone else's (``[#2 ...] text``)."""
 def console_line(who: str, text: str) -> str:
     """How the console shows ``text`` from ``who``: control characters escaped (no
     terminal escapes from peers), later lines marked as continuations."""
-    first, *rest = escape_controls(text, keep_newlines=True).replace("\r\n", "\n").split("\n")
+    first, *rest = escape_controls(text.replace("\r\n", "\n"), keep_newlines=True).split("\n")
     return "\n".join([f"{who} {first}", *(CONTINUATION + line for line in rest)])
 
 
