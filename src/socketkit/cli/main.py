@@ -16,6 +16,7 @@ from collections.abc import Callable, Sequence
 
 from socketkit._version import __version__
 from socketkit.cli import cert, chat, files, listen, probe, rexec, send, serve, status, talk
+from socketkit.cli._stdio import fill_closed_standard_streams
 
 __all__ = ["build_parser", "main", "run"]
 
@@ -101,4 +102,5 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def run() -> None:
     """Console-script entry point."""
+    fill_closed_standard_streams()
     sys.exit(main())

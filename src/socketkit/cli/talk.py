@@ -107,7 +107,8 @@ async def _talk(args: argparse.Namespace) -> int:
     from socketkit.aio.client import open_connection  # noqa: PLC0415
     from socketkit.aio.wire import exchange_hello  # noqa: PLC0415
     from socketkit.codec.wire import ErrorFrame, WireDecoder  # noqa: PLC0415
-    from socketkit.errors import ResourceError  # noqa: PLC0415
+    from socketkit.errors import ProtocolError, ResourceError  # noqa: PLC0415
+    from socketkit.limits import DEFAULT_CLIENT_HANDSHAKE_TIMEOUT_S  # noqa: PLC0415
     from socketkit.services.talk.protocol import (  # noqa: PLC0415
         EXIT,
         MAX_MESSAGE_SIZE,
@@ -123,7 +124,32 @@ async def _talk(args: argparse.Namespace) -> int:
         args.address, WireDecoder(max_frame_size=MAX_MESSAGE_SIZE), timeout=args.timeout
     )
     try:
-        await exchange_hello(conn)
+        # A talk server says hello and welcome at once; anything else within the
+        # handshake timeout (a chat server's silence, an echo port's copy of our hello)
+        # is not a talk server.
+        try:
+            async with asyncio.timeout(DEFAULT_CLIENT_HANDSHAKE_TIMEOUT_S):
+                await exchange_hello(conn)
+                first = parse_event(await conn.receive())
+        except (TimeoutError, ProtocolError, EOFError) as exc:
+            why = "no answer" if isinstance(exc, TimeoutError) else str(exc) or "it closed"
+            print(
+                f"HandshakeError: {args.address} does not speak the socketkit talk protocol ({why})",
+                file=sys.stderr,
+                flush=True,
+            )
+            return 1
+        if isinstance(first, ErrorFrame):
+            print(console_line(f"ServiceError: {first.code}:", first.message), file=sys.stderr, flush=True)
+            return 1
+        if not isinstance(first, Welcome):
+            print(
+                f"HandshakeError: {args.address} does not speak the socketkit talk protocol (no welcome)",
+                file=sys.stderr,
+                flush=True,
+            )
+            return 1
+        print(f"* connected to {args.address} as #{first.id}; type `exit` to leave", flush=True)
         loop = asyncio.get_running_loop()
 
         def on_line(line: str | None) -> None:
