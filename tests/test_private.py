@@ -132,6 +132,7 @@ def test_token_files_are_read_up_to_a_cap(tmp_path: Path) -> None:
     # A pipe that never ends is read one byte past the cap, then refused.
     big = tmp_path / "big"
     big.write_text("a" * (MAX_TOKEN_FILE_SIZE + 1))
+    os.chmod(big, 0o600)
     with pytest.raises(PermissionDenied, match=f"larger than {MAX_TOKEN_FILE_SIZE} bytes"):
         load_client_token(big)
     with subprocess.Popen(["yes"], stdout=subprocess.PIPE) as endless:
@@ -174,3 +175,34 @@ def test_a_token_file_without_a_token_is_refused(tmp_path: Path, content: bytes)
     with pytest.raises(PermissionDenied) as info:
         load_client_token(path)
     assert info.value.code == "no-token"
+
+
+def test_a_client_token_file_others_can_read_is_refused(tmp_path: Path) -> None:
+    # As ssh does for private keys: a secret in a file others can read is no secret.
+    path = tmp_path / "token"
+    path.write_text("ab" * 32)
+    os.chmod(path, 0o644)
+    with pytest.raises(PermissionDenied, match="can be read by other users") as info:
+        load_client_token(path)
+    assert "chmod 600" in str(info.value)
+    os.chmod(path, 0o600)
+    assert load_client_token(path) == "ab" * 32
+
+
+def test_a_server_token_of_another_user_is_refused(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    token = load_or_create_token(state)
+    os.chown(token.path, 65534, 65534)
+    with pytest.raises(PermissionDenied, match="not a file of this user's") as info:
+        load_or_create_token(state)
+    assert info.value.code == "token-mode"
+
+
+def test_a_state_directory_in_a_directory_anyone_can_write_is_refused(tmp_path: Path) -> None:
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    os.chmod(shared, 0o777)  # no sticky bit: anyone may rename our directory away
+    with pytest.raises(PermissionDenied, match="without the sticky bit"):
+        private_dir(shared / "state")
+    os.chmod(shared, 0o1777)  # as /tmp: only the owner may rename it
+    assert_private(private_dir(shared / "state"))

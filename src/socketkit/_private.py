@@ -34,6 +34,13 @@ def private_dir(path: str | os.PathLike[str]) -> Path:
         OSError: it cannot be created.
     """
     directory = Path(path)
+    parent = os.stat(directory.absolute().parent) if directory.absolute().parent.exists() else None
+    if parent is not None and parent.st_mode & stat.S_IWOTH and not parent.st_mode & stat.S_ISVTX:
+        raise PermissionDenied(
+            f"{directory} lies in {directory.absolute().parent}, which every user can write without the "
+            "sticky bit (another user could rename it away and put theirs in its place): use another place",
+            code="state-mode",
+        )
     if not directory.exists():
         directory.parent.mkdir(parents=True, exist_ok=True)
         with contextlib.suppress(FileExistsError):

@@ -20,12 +20,16 @@ MAX_OPTION_FILE_SIZE = 1 << 20
 """The default limit: a MOTD or an operator list of a megabyte is far past any real one."""
 
 
-def read_option_file(path: str | os.PathLike[str], what: str, *, limit: int = MAX_OPTION_FILE_SIZE) -> bytes:
+def read_option_file(
+    path: str | os.PathLike[str], what: str, *, limit: int = MAX_OPTION_FILE_SIZE, secret: bool = False
+) -> bytes:
     """The bytes of the file ``path`` (``what`` names it in errors: "the token file").
+    ``secret``: a regular file must be private to its owner (as ssh insists for keys);
+    a pipe is private by nature.
 
     Raises:
-        ConfigError: missing, unreadable, not a regular file or a pipe, or larger than
-            ``limit`` bytes (one line saying which).
+        ConfigError: missing, unreadable, not a regular file or a pipe, larger than
+            ``limit`` bytes, or a secret others can read (one line saying which).
     """
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
@@ -35,6 +39,11 @@ def read_option_file(path: str | os.PathLike[str], what: str, *, limit: int = MA
         mode = os.fstat(fd).st_mode
         if not (stat.S_ISREG(mode) or stat.S_ISFIFO(mode)):
             raise ConfigError(f"{what} {os.fspath(path)} is not a regular file or a pipe")
+        if secret and stat.S_ISREG(mode) and mode & (stat.S_IRWXG | stat.S_IRWXO):
+            raise ConfigError(
+                f"{what} {os.fspath(path)} can be read by other users (mode {stat.filemode(mode)}): "
+                f"chmod 600 {os.fspath(path)}"
+            )
         os.set_blocking(fd, True)  # a pipe's writer may still be writing: wait for it
         chunks: list[bytes] = []
         size = 0

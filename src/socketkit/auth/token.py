@@ -41,7 +41,7 @@ holds more is refused instead of being read to its end (``socketkit._readfile``)
 
 def _read_token(path: Path) -> str:
     try:
-        data = read_option_file(path, "the token file", limit=MAX_TOKEN_FILE_SIZE)
+        data = read_option_file(path, "the token file", limit=MAX_TOKEN_FILE_SIZE, secret=True)
     except ConfigError as exc:
         raise PermissionDenied(str(exc), code="no-token") from None
     return _checked(data.decode("utf-8", errors="surrogateescape").strip(), str(path))
@@ -85,7 +85,13 @@ def load_or_create_token(state_dir: str | os.PathLike[str]) -> ServerToken:
         finally:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp)
-    mode = path.stat().st_mode
+    st = path.lstat()
+    if not stat.S_ISREG(st.st_mode) or st.st_uid != os.geteuid():
+        raise PermissionDenied(
+            f"{path} is not a file of this user's (uid {os.geteuid()}): remove it to make a new token",
+            code="token-mode",
+        )
+    mode = st.st_mode
     if mode & (stat.S_IRWXG | stat.S_IRWXO):
         raise PermissionDenied(
             f"{path} is readable by other users (mode {stat.filemode(mode)}): chmod 600 it",
