@@ -222,7 +222,8 @@ async def _serve_all(services: Sequence[Service], admin: Listener | None) -> Non
             servers.append(server)
             announcements.append((service.name, bound))
         if admin is not None:
-            admin_server = await stack.enter_async_context(make_admin_server(snapshot))
+            names = frozenset({admin.address.host})  # a name given to --admin-host is its own
+            admin_server = await stack.enter_async_context(make_admin_server(snapshot, names=names))
             bound = await start_listeners("admin", admin_server, [admin])
             servers.append(admin_server)
             announcements.append(("admin", bound))

@@ -48,7 +48,7 @@ def connect_from(source: str, address: tuple[str, int]) -> socket.socket:
 
 def get_status(address: tuple[str, int], source: str = "127.0.0.1") -> tuple[bytes, Any]:
     with connect_from(source, address) as sock:
-        sock.sendall(b"GET /status HTTP/1.1\r\nHost: x\r\n\r\n")
+        sock.sendall(b"GET /status HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
         response = recv_until_closed(sock)
     head, _, body = response.partition(b"\r\n\r\n")
     return head.split(b"\r\n", 1)[0], json.loads(body) if body else {}

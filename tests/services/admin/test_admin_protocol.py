@@ -12,6 +12,7 @@ from socketkit.services.admin.protocol import (
     Request,
     RequestHead,
     ServiceStatus,
+    host_allowed,
     route,
 )
 
@@ -126,3 +127,28 @@ def test_head_has_no_body_and_other_methods_and_paths_are_refused() -> None:
     status, _, body = _split(route(Request("GET", "/nope"), SERVICES, uptime_s=0, version="9"))
     assert status == "HTTP/1.1 404 Not Found"
     assert b"/nope" in body
+
+
+@pytest.mark.parametrize(
+    ("host", "allowed"),
+    [
+        (None, True),  # HTTP/1.0 tools send none
+        ("127.0.0.1:7080", True),
+        ("127.0.0.1", True),
+        ("[::1]:7080", True),
+        ("localhost:7080", True),
+        ("LOCALHOST", True),
+        ("box.example:7080", True),  # one of the endpoint's own names
+        ("evil.example:7080", False),  # DNS rebinding: a page's own name pointed at us
+        ("evil.example", False),
+        ("127.0.0.1.evil.example", False),
+    ],
+)
+def test_host_names_other_than_its_own_are_refused(host: str | None, allowed: bool) -> None:
+    headers = {} if host is None else {"host": host}
+    request = Request("GET", "/status", headers)
+    assert host_allowed(request, frozenset({"box.example"})) is allowed
+    response = route(request, [], uptime_s=1.0, version="1", names=frozenset({"box.example"}))
+    assert response.startswith(b"HTTP/1.1 200 ") is allowed
+    if not allowed:
+        assert response.startswith(b"HTTP/1.1 421 Misdirected Request\r\n")

@@ -9,6 +9,7 @@ slowly and 503 for a peer over its connection cap).
 
 from __future__ import annotations
 
+import ipaddress
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -33,6 +34,7 @@ _REASONS = {
     404: "Not Found",
     405: "Method Not Allowed",
     408: "Request Timeout",
+    421: "Misdirected Request",
     431: "Request Header Fields Too Large",
     503: "Service Unavailable",
     505: "HTTP Version Not Supported",
@@ -191,8 +193,43 @@ def render_metrics(services: Sequence[ServiceStatus], *, uptime_s: float) -> byt
     return ("\n".join(lines) + "\n").encode()
 
 
-def route(request: Request, services: Sequence[ServiceStatus], *, uptime_s: float, version: str) -> bytes:
-    """The response to a well-formed request."""
+def host_allowed(request: Request, names: frozenset[str]) -> bool:
+    """Whether the request's ``Host`` may reach the endpoint (DNS rebinding defence).
+
+    A web page on ``evil.example`` can make its name resolve to 127.0.0.1 and then read
+    ``http://evil.example:7080/status`` from the visitor's browser: the browser sends
+    ``Host: evil.example``. So a name is allowed only if it is ``localhost`` or one of
+    ``names`` (the endpoint's own host and the machine's names); an IP literal is
+    always allowed (rebinding needs a name), and so is a request without ``Host``
+    (HTTP/1.0 tools).
+    """
+    host = request.headers.get("host")
+    if host is None:
+        return True
+    host = host.strip().lower()
+    if host.startswith("["):  # [v6]:port
+        return True
+    name = host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+    if name.rstrip(".") in ("localhost", *names):
+        return True
+    try:
+        ipaddress.ip_address(name)
+    except ValueError:
+        return False
+    return True
+
+
+def route(
+    request: Request,
+    services: Sequence[ServiceStatus],
+    *,
+    uptime_s: float,
+    version: str,
+    names: frozenset[str] = frozenset(),
+) -> bytes:
+    """The response to a well-formed request (``names``: see ``host_allowed``)."""
+    if not host_allowed(request, names):
+        return error_response(AdminRequestError(421, "this endpoint answers to its own addresses only"))
     if request.method not in ("GET", "HEAD"):
         return error_response(AdminRequestError(405, f"{request.method} is not supported"))
     head_only = request.method == "HEAD"

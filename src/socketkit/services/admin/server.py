@@ -10,6 +10,7 @@ a slowloris neither keeps a slot for long nor takes every slot.
 from __future__ import annotations
 
 import asyncio
+import socket
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -42,7 +43,7 @@ logger = get_logger(__name__)
 class AdminSession(Session[bytes]):
     """One HTTP request, one response, then close; 408 if the head takes too long."""
 
-    __slots__ = ("_deadline", "_head", "_header_timeout", "_services", "_started")
+    __slots__ = ("_deadline", "_head", "_header_timeout", "_names", "_services", "_started")
 
     def __init__(
         self,
@@ -50,8 +51,10 @@ class AdminSession(Session[bytes]):
         services: Callable[[], Sequence[ServiceStatus]],
         started: float,
         header_timeout: float = ADMIN_HEADER_TIMEOUT_S,
+        names: frozenset[str] = frozenset(),
     ) -> None:
         super().__init__(conn)
+        self._names = names
         self._head = RequestHead()
         self._services = services
         self._started = started
@@ -79,7 +82,10 @@ class AdminSession(Session[bytes]):
             return
         if request is not None:
             uptime = time.monotonic() - self._started
-            self._finish(route(request, self._services(), uptime_s=uptime, version=__version__))
+            response = route(
+                request, self._services(), uptime_s=uptime, version=__version__, names=self._names
+            )
+            self._finish(response)
 
     def protocol_error(self, exc: RemoteProtocolError) -> None:
         status = 431 if isinstance(exc, FrameTooLarge) else 400
@@ -100,6 +106,13 @@ class AdminSession(Session[bytes]):
             self.conn.close()
 
 
+def _machine_names() -> frozenset[str]:
+    """This machine's own names (short and fully qualified): a request for
+    ``http://$(hostname):7080/`` is ours (no lookup: ``getfqdn`` could block on DNS)."""
+    name = socket.gethostname().lower()
+    return frozenset({name, name.split(".", 1)[0]})
+
+
 def _refusal(reason: str) -> bytes:
     """What a peer over a connection cap reads before the close."""
     return error_response(AdminRequestError(503, reason))
@@ -111,6 +124,7 @@ def make_admin_server(
     header_timeout: float = ADMIN_HEADER_TIMEOUT_S,
     max_connections: int = ADMIN_MAX_CONNECTIONS,
     max_connections_per_address: int = ADMIN_MAX_CONNECTIONS_PER_ADDRESS,
+    names: frozenset[str] = frozenset(),
     **options: Any,
 ) -> AsyncServer:
     """An ``AsyncServer`` for the admin endpoint; ``services`` is called per request.
@@ -120,6 +134,8 @@ def make_admin_server(
         header_timeout: seconds from connecting to the end of the request head.
         max_connections: open connections at once.
         max_connections_per_address: open connections from one IP address.
+        names: host names the endpoint answers to besides ``localhost`` and IP literals
+            (``protocol.host_allowed``), with this machine's own names.
         options: other ``AsyncServer`` keyword arguments.
 
     Raises:
@@ -128,12 +144,13 @@ def make_admin_server(
     if not header_timeout > 0:
         raise ValueError("header_timeout must be positive")
     started = time.monotonic()
+    names = _machine_names() | {name.lower() for name in names}
     # The deadline covers the only phase in which the endpoint reads, from the first
     # byte to the last of the head: the engine's read timeouts would only repeat it.
     # A peer that does not read the response is still cut by the write timeout.
     limits = ConnectionLimits(idle_timeout=None, handshake_timeout=None, message_timeout=None)
     return AsyncServer(
-        session_factory=lambda conn: AdminSession(conn, services, started, header_timeout),
+        session_factory=lambda conn: AdminSession(conn, services, started, header_timeout, names),
         decoder_factory=lambda: LineDecoder(max_line_length=ADMIN_MAX_LINE),
         limits=limits,
         max_connections=max_connections,
