@@ -55,3 +55,12 @@ def test_talk_says_when_a_port_does_not_speak_talk(
     assert status == 1
     assert len(err) == 1
     assert "does not speak the socketkit talk protocol" in err[0]
+
+
+def test_errors_say_what_failed_in_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["send", "unix:/nonexistent/sock", "x"]) == 1
+    assert capsys.readouterr().err == "FileNotFoundError: /nonexistent/sock: No such file or directory\n"
+    assert main(["send", "no-such-host.invalid:7", "x"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("LookupError: cannot resolve the host name: ")
+    assert err.count("\n") == 1

@@ -51,12 +51,15 @@ async def open_connection(
     conn: Connection[T] = Connection(decoder=decoder, limits=limits)
     async with asyncio.timeout(timeout):
         if address.path is not None:
-            await loop.create_unix_connection(
-                lambda: conn,
-                address.path,
-                ssl=ssl,
-                server_hostname=server_hostname if ssl else None,
-            )
+            try:
+                await loop.create_unix_connection(
+                    lambda: conn,
+                    address.path,
+                    ssl=ssl,
+                    server_hostname=server_hostname if ssl else None,
+                )
+            except OSError as exc:  # name the socket: "No such file or directory" alone says little
+                raise type(exc)(exc.errno, exc.strerror, address.path) from None
         else:
             await loop.create_connection(
                 lambda: conn,

@@ -95,9 +95,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:
         if args.debug:
             raise
-        print(f"{type(exc).__name__}: {exc}", file=sys.stderr)
+        print(error_line(exc), file=sys.stderr)
         return EXIT_FAILURE
     return status
+
+
+def error_line(exc: BaseException) -> str:
+    """The one line a failure prints: ``TypeName: message``, in words a user can act on
+    where Python's own are cryptic (``gaierror: [Errno -2] ...``, a path left out)."""
+    name = type(exc).__name__
+    if name == "gaierror":  # socket.gaierror, without importing socket here
+        return f"LookupError: cannot resolve the host name: {getattr(exc, 'strerror', None) or exc}"
+    if isinstance(exc, OSError) and exc.strerror and exc.filename is not None:
+        return f"{name}: {exc.filename}: {exc.strerror}"
+    return f"{name}: {exc}"
 
 
 def run() -> None:

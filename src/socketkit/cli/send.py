@@ -73,6 +73,9 @@ def _connect(address: Address, timeout: float) -> socket.socket:
         try:
             sock.settimeout(timeout)
             sock.connect(address.path)
+        except OSError as exc:
+            sock.close()
+            raise type(exc)(exc.errno, exc.strerror, address.path) from None
         except BaseException:
             sock.close()
             raise
