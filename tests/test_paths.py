@@ -8,7 +8,15 @@ from pathlib import Path
 import pytest
 
 from socketkit.errors import PathOutsideRoot, PermissionDenied
-from socketkit.paths import MAX_NAME_LENGTH, jail_parts, relative_to_root, resolve_under, split_virtual
+from socketkit.paths import (
+    MAX_NAME_LENGTH,
+    display_name,
+    jail_parts,
+    relative_to_root,
+    resolve_under,
+    split_virtual,
+    unsafe_character,
+)
 
 
 @pytest.fixture
@@ -123,3 +131,68 @@ def test_a_name_longer_than_name_max_is_refused_with_its_own_code() -> None:
         with pytest.raises(PermissionDenied) as info:
             jail_parts(path)
         assert info.value.code == "name-too-long"
+
+
+# What each name holds: one of every kind of character the rule refuses
+# (``socketkit.paths.REFUSED_CATEGORIES``), as the red team sent them.
+INVISIBLE_OR_CONTROL = {
+    "C1 NEL": "nel\x85x",
+    "C1 CSI": "c1\x9bx",
+    "DEL": "del\x7fx",
+    "bidi override (shows as rtlexe.txt)": "rtl\u202etxt.exe",
+    "bidi embedding": "a\u202ab",
+    "bidi isolate": "a\u2066b\u2069",
+    "left-to-right mark": "a\u200eb",
+    "right-to-left mark": "a\u200fb",
+    "Arabic letter mark": "a\u061cb",
+    "line separator": "ls\u2028FORGED INFO line",
+    "paragraph separator": "ps\u2029x",
+    "zero-width space": "report\u200b.pdf",
+    "zero-width joiner": "rep\u200dort.pdf",
+    "BOM": "\ufeffbom",
+    "word joiner": "a\u2060b",
+    "tag character": "flag\U000e0041",
+    "private use": "pua\ue000",
+    "unassigned": "un\U000effffx",
+    "lone surrogate (a byte that is not UTF-8)": "bad\udcffname",
+}
+
+
+@pytest.mark.parametrize("kind", sorted(INVISIBLE_OR_CONTROL))
+def test_names_with_invisible_or_control_characters_are_refused(kind: str) -> None:
+    name = INVISIBLE_OR_CONTROL[kind]
+    for path in (name, f"dir/{name}", f"{name}/below"):
+        with pytest.raises(PermissionDenied) as info:
+            jail_parts(path)
+        assert info.value.code == "bad-path"
+        message = str(info.value)
+        assert unsafe_character(message) is None, message  # the refusal quotes it escaped
+    assert unsafe_character(name) is not None
+    shown = display_name(name)
+    assert unsafe_character(shown) is None
+    assert shown.isprintable()
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "名前.txt",
+        "café",
+        "e\u0301",
+        "naïve résumé",
+        "😀.png",
+        "\u0430pple",
+        "a\u00a0b",
+        "新しい\u3000フォルダ",
+    ],
+)
+def test_visible_text_in_any_script_is_a_name(name: str) -> None:
+    assert jail_parts(f"d/{name}") == ["d", name]
+    assert display_name(name) == name
+
+
+def test_display_name_shows_what_a_name_really_holds() -> None:
+    assert display_name("rtl\u202etxt.exe") == "rtl\\u202etxt.exe"
+    assert display_name("c1\x9bx\x1b") == "c1\\x9bx\\x1b"
+    assert display_name("bad\udcffname") == "bad\\xffname"  # the byte on disk
+    assert display_name("flag\U000e0041") == "flag\\U000e0041"

@@ -212,36 +212,42 @@ class Jail:
         parents: bool,
         mode: int = 0o755,
         owner: tuple[int, int] | None = None,
+        admit: Callable[[], Callable[[], None]] = lambda: lambda: None,
     ) -> bool:
         """Create the directory ``parts`` (``parents``: and the missing ones above it,
         each made and entered relative to the one before). Returns whether it was
         created (``False``: it already was a directory, with ``parents``). Each
         directory made is given to ``owner`` (uid, gid) when one is named.
 
+        ``admit()`` is called before each directory is made (it may raise to refuse it:
+        the quota), and the function it returns if that one was not made after all.
+
         Raises:
             OSError: EEXIST (it exists and is not a directory, or without ``parents``),
                 ENOENT (a missing parent without ``parents``), ELOOP, ENOTDIR.
             ValueError: ``parts`` is empty.
+            Exception: what ``admit`` raised.
         """
         if not parts:
             raise ValueError("the root exists")
         if not parents:
             with self.parent(parts) as (dir_fd, name):
-                os.mkdir(name, mode, dir_fd=dir_fd)
-                if owner is not None:
-                    os.chown(name, *owner, dir_fd=dir_fd, follow_symlinks=False)
+                _make_dir(dir_fd, name, mode, owner, admit)
             return True
         fd = os.dup(self.fd)
         created = False
         try:
             for index, name in enumerate(parts):
                 try:
-                    os.mkdir(name, mode, dir_fd=fd)
-                    created = True
-                except FileExistsError:
+                    os.stat(name, dir_fd=fd, follow_symlinks=False)
+                except FileNotFoundError:  # only then is it charged and made
+                    try:
+                        _make_dir(fd, name, mode, owner, admit)
+                        created = True
+                    except FileExistsError:
+                        created = False
+                else:
                     created = False
-                if created and owner is not None:
-                    os.chown(name, *owner, dir_fd=fd, follow_symlinks=False)
                 try:
                     child = _open_at(fd, name, _DIR_FLAGS, 0)
                 except NotADirectoryError:
@@ -259,12 +265,13 @@ class Jail:
         parts: Sequence[str],
         *,
         keep: Callable[[list[str]], bool] = lambda parts: False,
-        on_unlink: Callable[[int], None] = lambda size: None,
+        on_remove: Callable[[os.stat_result], None] = lambda st: None,
     ) -> None:
-        """Remove the directory ``parts`` and everything in it, calling ``on_unlink``
-        with the size of each regular file removed (as it goes: an error midway leaves
-        the count right). Entries for which ``keep(parts)`` is true are left (the
-        directories holding them then stay too, and ENOTEMPTY is raised at the end).
+        """Remove the directory ``parts`` and everything in it, calling ``on_remove``
+        with the status (lstat) of each entry removed, directories included (as it
+        goes: an error midway leaves the count right). Entries for which
+        ``keep(parts)`` is true are left (the directories holding them then stay too,
+        and ENOTEMPTY is raised at the end).
 
         Each directory is resolved from the root when its turn comes; an entry that
         was a directory when listed and is a symlink (or a file) when entered is
@@ -279,7 +286,9 @@ class Jail:
             directory, listed = stack.pop()
             if listed:
                 with self.parent(directory) as (dir_fd, name):
+                    st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
                     os.rmdir(name, dir_fd=dir_fd)
+                on_remove(st)
                 continue
             stack.append((directory, True))
             try:
@@ -289,7 +298,7 @@ class Jail:
                     raise
                 stack.pop()  # no longer a directory: remove the entry itself
                 with self.parent(directory) as (parent_fd, name):
-                    on_unlink(_unlink(parent_fd, name))
+                    _unlink(parent_fd, name, on_remove)
                 continue
             try:
                 with os.scandir(dir_fd) as entries:
@@ -301,7 +310,7 @@ class Jail:
                     if is_dir:
                         stack.append((child, False))
                     else:
-                        on_unlink(_unlink(dir_fd, name))
+                        _unlink(dir_fd, name, on_remove)
             finally:
                 os.close(dir_fd)
 
@@ -358,11 +367,29 @@ def _open_at(dir_fd: int, name: str, flags: int, mode: int) -> int:
         raise
 
 
-def _unlink(dir_fd: int, name: str) -> int:
-    """Unlink one non-directory entry; the bytes it held if it was a regular file."""
+def _unlink(dir_fd: int, name: str, on_remove: Callable[[os.stat_result], None]) -> None:
+    """Unlink one non-directory entry and report what it was."""
     try:
         st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
         os.unlink(name, dir_fd=dir_fd)
     except FileNotFoundError:
-        return 0  # someone else removed it first
-    return st.st_size if stat.S_ISREG(st.st_mode) else 0
+        return  # someone else removed it first
+    on_remove(st)
+
+
+def _make_dir(
+    dir_fd: int,
+    name: str,
+    mode: int,
+    owner: tuple[int, int] | None,
+    admit: Callable[[], Callable[[], None]],
+) -> None:
+    """mkdirat, charged by ``admit`` first (and refunded if it is not made)."""
+    refund = admit()
+    try:
+        os.mkdir(name, mode, dir_fd=dir_fd)
+    except BaseException:
+        refund()
+        raise
+    if owner is not None:
+        os.chown(name, *owner, dir_fd=dir_fd, follow_symlinks=False)

@@ -15,7 +15,13 @@ Two parts:
 A client path is refused (``PathOutsideRoot``, or ``PermissionDenied`` with code
 ``bad-path``) when it:
 
-- contains NUL or other control characters (terminal escapes in names are attacks);
+- holds a character that is not plain visible text (``unsafe_character``): a control
+  character, C0 or C1 (terminal escapes, newlines that forge log lines), a format
+  character (bidi controls such as U+202E, which make ``rtl\u202etxt.exe`` show as
+  ``rtlexe.txt``; zero-width characters and the BOM, which make two names look the
+  same), a line or paragraph separator (U+2028/9 split log lines), a private-use or
+  unassigned code point (no agreed glyph), or a lone surrogate (bytes that are not
+  UTF-8);
 - has a component longer than ``MAX_NAME_LENGTH`` bytes (code ``name-too-long``);
 - is absolute, or has a drive letter or a UNC prefix (``C:``, ``\\\\server``);
 - uses a Windows-reserved device name (``CON``, ``NUL``, ``COM1``...), which would
@@ -27,17 +33,23 @@ from __future__ import annotations
 
 import os
 import re
+import unicodedata
+from collections.abc import Mapping
+from typing import Final
 
 from socketkit.errors import PathOutsideRoot, PermissionDenied
 
 __all__ = [
     "MAX_PATH_LENGTH",
     "MAX_NAME_LENGTH",
+    "REFUSED_CATEGORIES",
     "check_name",
+    "display_name",
     "jail_parts",
     "relative_to_root",
     "resolve_under",
     "split_virtual",
+    "unsafe_character",
     "virtual_path",
 ]
 
@@ -53,24 +65,86 @@ _RESERVED = frozenset(
     | {f"COM{i}" for i in range(1, 10)}
     | {f"LPT{i}" for i in range(1, 10)}
 )
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _DRIVE = re.compile(r"^[A-Za-z]:")
+
+REFUSED_CATEGORIES: Final[Mapping[str, str]] = {
+    "Cc": "a control character",
+    "Cf": "an invisible format character (bidi control, zero-width character, BOM...)",
+    "Cs": "a lone surrogate (the name is not valid UTF-8)",
+    "Co": "a private-use character",
+    "Cn": "an unassigned code point",
+    "Zl": "a line separator",
+    "Zp": "a paragraph separator",
+}
+"""Unicode general categories a name may not hold, with what each is: everything that
+is not visible text of its own. ZWJ and ZWNJ (U+200D, U+200C) are format characters
+too, so emoji sequences and the Persian and Indic names that use them are refused: a
+character that shows as nothing is what makes two different names look alike.
+Homoglyphs (Latin ``a`` and Cyrillic ``\u0430``) and unusual spaces are allowed: they are
+visible, and telling them apart is a matter for the reader's font."""
+
+_ASCII_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def unsafe_character(text: str) -> str | None:
+    """The first character of ``text`` in ``REFUSED_CATEGORIES``, or ``None``."""
+    if text.isascii():
+        match = _ASCII_CONTROL.search(text)
+        return match.group() if match else None
+    for char in text:
+        if unicodedata.category(char) in REFUSED_CATEGORIES:
+            return char
+    return None
+
+
+def _describe(char: str) -> str:
+    name = unicodedata.name(char, "")
+    what = REFUSED_CATEGORIES[unicodedata.category(char)]
+    return f"U+{ord(char):04X}{f' ({name})' if name else ''}, {what}"
+
+
+def _escape(char: str) -> str:
+    code = ord(char)
+    if 0xDC80 <= code <= 0xDCFF:  # a byte that is not UTF-8, as os.fsdecode keeps it
+        return f"\\x{code - 0xDC00:02x}"
+    if code < 0x100:
+        return f"\\x{code:02x}"
+    return f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
+
+
+def display_name(text: str) -> str:
+    """``text`` safe to print or log: every character ``unsafe_character`` refuses is
+    shown as ``\\xNN``, ``\\uNNNN`` or ``\\UNNNNNNNN`` (a name on disk that the rule
+    refuses can still be reported, and what a peer sent can be quoted)."""
+    if unsafe_character(text) is None:
+        return text
+    return "".join(_escape(c) if unicodedata.category(c) in REFUSED_CATEGORIES else c for c in text)
+
+
+def _byte_length(text: str) -> int:
+    """Bytes of ``text`` on disk (a name decoded with ``surrogateescape`` counts its
+    original bytes; any other lone surrogate, 3 bytes)."""
+    try:
+        return len(text.encode("utf-8", errors="surrogateescape"))
+    except UnicodeEncodeError:
+        return len(text.encode("utf-8", errors="surrogatepass"))
 
 
 def check_name(name: str) -> None:
     """Refuse one path component that is unsafe on any platform a file may travel to.
 
     Raises:
-        PermissionDenied: control characters, a reserved device name, a name made only
-            of dots and spaces (code ``bad-path``), or a name longer than
-            ``MAX_NAME_LENGTH`` bytes (code ``name-too-long``).
+        PermissionDenied: a character ``unsafe_character`` refuses, a reserved device
+            name, a name made only of dots and spaces (code ``bad-path``), or a name
+            longer than ``MAX_NAME_LENGTH`` bytes (code ``name-too-long``).
     """
-    if len(name.encode("utf-8", errors="surrogateescape")) > MAX_NAME_LENGTH:
+    if _byte_length(name) > MAX_NAME_LENGTH:
         raise PermissionDenied(
             f"a name in the path is longer than {MAX_NAME_LENGTH} bytes", code="name-too-long"
         )
-    if _CONTROL.search(name):
-        raise PermissionDenied(f"control characters in the name {name!r}", code="bad-path")
+    char = unsafe_character(name)
+    if char is not None:
+        raise PermissionDenied(f"the name '{display_name(name)}' holds {_describe(char)}", code="bad-path")
     stem = name.split(".", 1)[0].rstrip(" ").upper()
     if stem in _RESERVED:
         raise PermissionDenied(f"{name!r} is a reserved device name on Windows", code="bad-path")
@@ -85,7 +159,7 @@ def split_virtual(path: str) -> list[str]:
         PathOutsideRoot: absolute, drive-lettered or UNC paths.
         PermissionDenied: too long, or a component that fails ``check_name``.
     """
-    if len(path.encode("utf-8", errors="surrogateescape")) > MAX_PATH_LENGTH:
+    if _byte_length(path) > MAX_PATH_LENGTH:
         raise PermissionDenied(f"path longer than {MAX_PATH_LENGTH} bytes", code="bad-path")
     if "\0" in path:
         raise PermissionDenied("NUL byte in path", code="bad-path")

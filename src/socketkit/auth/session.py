@@ -33,6 +33,7 @@ from socketkit.auth.handshake import NONCE_SIZE, ClientAuth, ServerAuth
 from socketkit.auth.throttle import AuthThrottle
 from socketkit.codec.wire import Control, ErrorFrame, WireEvent, encode_control, encode_error, encode_hello
 from socketkit.errors import (
+    BrokenResourceError,
     HandshakeError,
     PermissionDenied,
     ProtocolError,
@@ -48,7 +49,7 @@ from socketkit.limits import (
     DEFAULT_MAX_UNAUTHENTICATED_PER_ADDRESS,
 )
 
-__all__ = ["WireGate", "authenticate_client", "receive_control"]
+__all__ = ["WireGate", "authenticate_client", "receive_control", "receive_from_client"]
 
 logger = get_logger(__name__)
 
@@ -68,6 +69,28 @@ async def receive_control(conn: Connection[WireEvent]) -> Control:
         raise ServiceError(event.message, code=event.code)
     if not isinstance(event, Control):
         raise RemoteProtocolError(f"expected a control frame, got {type(event).__name__}")
+    return event
+
+
+_SHOWN_ERROR = 200
+"""Characters of a client's ERROR message quoted in our log line (it may be 64 KiB)."""
+
+
+async def receive_from_client(conn: Connection[WireEvent]) -> WireEvent:
+    """The next event from a client, for servers: a client's ERROR frame means it gives
+    up and closes, so it ends the connection like EOF does (``BrokenResourceError``,
+    whose message quotes the client's code and message, escaped and cut short). It is
+    never answered: an error frame sent back would echo the client's own words.
+
+    Raises:
+        BrokenResourceError: the client sent an ERROR frame, or the connection broke.
+        EOFError, RemoteProtocolError, ClosedResourceError: see ``Connection.receive``.
+    """
+    event = await conn.receive()
+    if isinstance(event, ErrorFrame):
+        raise BrokenResourceError(
+            f"it gave up with an error frame ({event.code[:40]!r}: {event.message[:_SHOWN_ERROR]!r})"
+        )
     return event
 
 
@@ -174,7 +197,9 @@ class WireGate:
         conn.send(encode_control(auth.challenge(delay)))
         if self.token is None:
             return True
-        response = await receive_control(conn)
+        response = await receive_from_client(conn)
+        if not isinstance(response, Control):
+            raise RemoteProtocolError(f"expected the authentication, got {type(response).__name__}")
         hold = started + delay - loop.time()
         if hold > 0:  # the verdict waits out the delay announced for this address
             await asyncio.sleep(hold)

@@ -10,14 +10,19 @@ from pathlib import Path
 from typing import Any
 
 from socketkit.address import Address
+from socketkit.aio.connection import Connection, ConnectionLimits
+from socketkit.aio.wire import exchange_hello
 from socketkit.auth.connect import ServiceTarget
-from socketkit.codec.wire import encode_body_header, encode_control
+from socketkit.auth.session import authenticate_client
+from socketkit.codec.wire import WireDecoder, WireEvent, encode_body_header, encode_control
+from socketkit.errors import ResourceError
 from socketkit.services.filexfer.client import FileClient
 from socketkit.services.filexfer.protocol import PutRequest
 from socketkit.services.filexfer.server import FileServer, FileSettings
 from socketkit.services.filexfer.store import FileStore, StoreLimits
 from socketkit.state import StateDB
 from tests.aio_thread import server_thread
+from tests.helpers import TIMEOUT
 
 TOKEN = "f00d" * 16
 
@@ -64,3 +69,29 @@ async def send_body(client: FileClient, data: bytes, offset: int = 0) -> dict[st
     if len(data) > offset:
         client.conn.send(data[offset:])
     return await client._reply()
+
+
+async def raw_session(address: Address, *, login: bool) -> Connection[WireEvent]:
+    """A wire-v1 connection to the file server after the hello and the challenge, logged
+    in (``login``) or not: frames are sent and read as they are, with no client logic."""
+    conn: Connection[WireEvent] = Connection(
+        decoder=WireDecoder(), limits=ConnectionLimits(None, None, None, None)
+    )
+    await asyncio.get_running_loop().create_connection(lambda: conn, address.host, address.port)
+    if login:
+        await authenticate_client(conn, TOKEN, service="files")
+    else:
+        await exchange_hello(conn)
+        await conn.receive()  # the challenge
+    return conn
+
+
+async def closed_without_answer(conn: Connection[WireEvent]) -> bool:
+    """Whether the server closes ``conn`` without sending it anything more."""
+    try:
+        event = await asyncio.wait_for(conn.receive(), TIMEOUT)
+    except (EOFError, ResourceError):
+        return True
+    finally:
+        conn.abort()
+    raise AssertionError(f"the server answered {event!r}")

@@ -510,8 +510,8 @@ def test_a_listing_is_streamed_batch_by_batch(root: Path) -> None:
     produced: list[int] = []
 
     class CountingStore(FileStore):
-        def walk(self, path: str, *, recursive: bool, with_hash: bool) -> Any:
-            for entry in super().walk(path, recursive=recursive, with_hash=with_hash):
+        def walk(self, path: str, *, recursive: bool, with_hash: bool, unlisted: Any = None) -> Any:
+            for entry in super().walk(path, recursive=recursive, with_hash=with_hash, unlisted=unlisted):
                 produced.append(1)
                 yield entry
 

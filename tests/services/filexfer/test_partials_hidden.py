@@ -12,6 +12,7 @@ import pytest
 
 from socketkit.errors import ServiceError
 from socketkit.services.filexfer.client import FileClient
+from socketkit.services.filexfer.quota import BLOCK
 from socketkit.services.filexfer.store import FileStore
 from tests.services.filexfer.helpers import client_run, serving, sha
 
@@ -98,10 +99,11 @@ def test_rm_of_a_directory_with_partials(tmp_path: Path) -> None:
     (root / "old" / ".abandoned.part").write_bytes(b"x" * 1000)
     (root / "busy").mkdir()
     with FileStore(str(root), None) as store:
-        assert store.usage.total == 1000
+        assert store.usage.total == 3 * BLOCK  # two directories and the partial, a block each
         store.delete("old", recursive=False)
         assert not (root / "old").exists()
-        assert store.usage.total == 0
+        assert store.usage.total == BLOCK  # "busy"
+        assert store.usage.entries == 1
         upload = store.begin_put("busy/f", 4, sha(b"data"), force=False, resume=False)
         try:
             for recursive in (False, True):

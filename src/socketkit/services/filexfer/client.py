@@ -27,8 +27,8 @@ from socketkit.aio.writer import BatchWriter, abort_all, close_all
 from socketkit.auth.connect import ServiceTarget, connect_authenticated
 from socketkit.auth.session import receive_control
 from socketkit.codec.wire import BodyChunk, BodyEnd, BodyStart, WireEvent, encode_body_header, encode_control
-from socketkit.errors import RemoteProtocolError, ServiceError
-from socketkit.paths import resolve_under
+from socketkit.errors import PermissionDenied, RemoteProtocolError, ServiceError
+from socketkit.paths import display_name, resolve_under
 from socketkit.services.filexfer.protocol import (
     Entry,
     GetRequest,
@@ -38,7 +38,7 @@ from socketkit.services.filexfer.protocol import (
     parse_entry,
 )
 
-__all__ = ["FileClient", "Progress", "TransferResult", "file_sha256"]
+__all__ = ["FileClient", "Listing", "Progress", "TransferResult", "check_remote_name", "file_sha256"]
 
 Progress = Callable[[int], None]
 HASH_CHUNK = 1 << 20
@@ -69,6 +69,30 @@ def file_sha256(fd: int, size: int, *, stop: threading.Event | None = None) -> A
         digest.update(chunk)
         position += len(chunk)
     return digest
+
+
+class Listing(list[Entry]):
+    """The entries of a listing, and how many the server left out (``unlisted``: names
+    on its disk that cannot be shown, not UTF-8 or refused by the name rule)."""
+
+    unlisted: int = 0
+
+
+def check_remote_name(path: str) -> None:
+    """Refuse, before anything is sent, a remote path that is not valid Unicode text (a
+    local name that is not UTF-8 decodes to lone surrogates, which no request can
+    carry).
+
+    Raises:
+        PermissionDenied: code ``bad-path``.
+    """
+    try:
+        path.encode("utf-8")
+    except UnicodeEncodeError:
+        raise PermissionDenied(
+            f"the remote name '{display_name(path)}' is not valid UTF-8 (remote names are Unicode text)",
+            code="bad-path",
+        ) from None
 
 
 def _partial_path(destination: str) -> str:
@@ -117,6 +141,7 @@ class FileClient:
         Raises:
             ServiceError: the server refused.
         """
+        check_remote_name(request.path)
         delays = iter(RESUME_RETRY_DELAYS)
         while True:
             self.conn.send(encode_control(request.to_header()))
@@ -218,7 +243,11 @@ class FileClient:
         if os.path.lexists(local) and not force:
             raise FileExistsError(f"{local} exists (use --force to replace it)")
         partial = _partial_path(local)
-        fd = os.open(partial, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o644)
+        try:
+            fd = os.open(partial, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o644)
+        except FileNotFoundError:
+            directory = os.path.dirname(local) or "."
+            raise FileNotFoundError(f"{directory}: no such local directory") from None
         keep_partial = resume
         try:
             offset = os.fstat(fd).st_size if resume else 0
@@ -291,6 +320,7 @@ class FileClient:
         return TransferResult("-", size, sha, size)
 
     async def _request_file(self, remote: str, offset: int, prefix: str | None) -> dict[str, Any]:
+        check_remote_name(remote)
         self.conn.send(encode_control(GetRequest(remote, offset, prefix).to_header()))
         header = await self._reply()
         if (
@@ -322,20 +352,24 @@ class FileClient:
 
     # --- the rest --------------------------------------------------------------------
 
-    async def list(self, path: str = "", *, with_hash: bool = False, recursive: bool = False) -> list[Entry]:
-        """Entries under ``path`` (or the entry of a file).
+    async def list(self, path: str = "", *, with_hash: bool = False, recursive: bool = False) -> Listing:
+        """Entries under ``path`` (or the entry of a file), with the count of those the
+        server could not show.
 
         Raises:
-            ServiceError: not found.
+            ServiceError: not found; ``bad-path`` for a path that is not UTF-8.
         """
+        check_remote_name(path)
         self.conn.send(encode_control(ListRequest(path, with_hash, recursive).to_header()))
-        entries: list[Entry] = []
+        entries = Listing()
         while True:
             reply = await self._reply()
             if reply.get("event") != "entries" or not isinstance(reply.get("entries"), list):
                 raise RemoteProtocolError(f"unexpected reply to a listing: {reply}")
             entries.extend(parse_entry(e) for e in reply["entries"])
             if not reply.get("more"):
+                unlisted = reply.get("unlisted", 0)
+                entries.unlisted = unlisted if isinstance(unlisted, int) and unlisted > 0 else 0
                 return entries
 
     async def stat(self, path: str, *, with_hash: bool = False) -> Entry:
@@ -344,6 +378,7 @@ class FileClient:
         Raises:
             ServiceError: not found.
         """
+        check_remote_name(path)
         self.conn.send(encode_control(PathRequest("stat", path, with_hash).to_header()))
         return parse_entry((await self._reply()).get("entry"))
 
@@ -353,6 +388,7 @@ class FileClient:
         Raises:
             ServiceError: not found, not empty, read-only.
         """
+        check_remote_name(path)
         self.conn.send(encode_control(PathRequest("delete", path, recursive).to_header()))
         return str((await self._reply()).get("path", path))
 
@@ -362,6 +398,7 @@ class FileClient:
         Raises:
             ServiceError: exists as a file, read-only.
         """
+        check_remote_name(path)
         self.conn.send(encode_control(PathRequest("mkdir", path, parents).to_header()))
         return str((await self._reply()).get("path", path))
 

@@ -48,7 +48,7 @@ from socketkit.codec.base import EndOfStream, NeedData
 from socketkit.codec.fields import Fields
 from socketkit.codec.wire import Control, WireDecoder, WireEvent
 from socketkit.errors import PermissionDenied, RemoteProtocolError
-from socketkit.paths import MAX_PATH_LENGTH, jail_parts, split_virtual
+from socketkit.paths import MAX_PATH_LENGTH, display_name, jail_parts, split_virtual
 
 __all__ = [
     "ENTRIES_PER_FRAME",
@@ -310,10 +310,8 @@ def parse_entry(obj: Any) -> Entry:
     return Entry(obj["path"], obj["type"], size, float(mtime), sha if isinstance(sha, str) else None)
 
 
-_UNSAFE = re.compile(r"[\x00-\x1f\x7f-\x9f]")
-
-
 def safe_display(name: str) -> str:
-    """A name from the network made safe to print: control characters (terminal
-    escape sequences, newlines) shown as ``\\xNN``."""
-    return _UNSAFE.sub(lambda m: f"\\x{ord(m.group()):02x}", name)
+    """A name from the network (or the disk) made safe to print or log: every character
+    the name rule refuses (controls, bidi and zero-width characters, line separators...:
+    ``socketkit.paths.unsafe_character``) shown escaped, as ``\\xNN`` or ``\\uNNNN``."""
+    return display_name(name)

@@ -8,13 +8,17 @@ over TLS, where the kernel cannot encrypt. Every operation is in the audit log.
 
 A refused request (a bad path, a header whose JSON is refused, an error of the file
 system) gets an ERROR frame with its code and one log line, and the connection reads
-the next request. The quota is reconciled with the disk every ``reconcile_interval``
+the next request. A client's own ERROR frame, wherever it comes (between requests,
+after "ready", instead of a commit), means it gives up: one log line, the connection
+closes, and nothing is sent back (``auth.session.receive_from_client``). Paths are
+logged escaped (``protocol.safe_display``). The quota is reconciled with the disk every ``reconcile_interval``
 seconds by a task of the server (``on_started``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import itertools
 import os
@@ -33,7 +37,7 @@ from socketkit.aio.threads import to_thread_shielded
 from socketkit.aio.wire import send_error
 from socketkit.aio.writer import BatchWriter, abort_all, close_all
 from socketkit.auth.exposure import check_exposure
-from socketkit.auth.session import WireGate, receive_control
+from socketkit.auth.session import WireGate, receive_from_client
 from socketkit.auth.throttle import AuthThrottle
 from socketkit.codec.wire import (
     BodyChunk,
@@ -57,9 +61,10 @@ from socketkit.services.filexfer.protocol import (
     RequestDecoder,
     parse_commit,
     parse_request,
+    safe_display,
 )
 from socketkit.services.filexfer.quota import RECONCILE_INTERVAL_S
-from socketkit.services.filexfer.store import Download, FileStore, Upload
+from socketkit.services.filexfer.store import Download, FileStore, Unlisted, Upload
 
 __all__ = ["DEFAULT_MAX_TRANSFERS", "FileServer", "FileSettings"]
 
@@ -69,6 +74,21 @@ DEFAULT_MAX_TRANSFERS = 64
 """Uploads and downloads running at once; more get a "busy" error."""
 
 _CONTROL_BUDGET = 48 * 1024  # bytes of entries per listing frame (the control limit is 64 KiB)
+
+
+async def _receive_control(conn: Connection[WireEvent]) -> Control:
+    """The client's next CONTROL frame (a ``BadHeader`` for refused JSON).
+
+    Raises:
+        BrokenResourceError: the client gave up with an ERROR frame (never answered).
+        RemoteProtocolError: another frame.
+        EOFError, ResourceError: the connection ended.
+    """
+    event = await receive_from_client(conn)
+    if not isinstance(event, Control):
+        raise RemoteProtocolError(f"expected a control frame, got {type(event).__name__}")
+    return event
+
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -165,7 +185,7 @@ class FileServer:
                 return
             while True:
                 try:
-                    control = await receive_control(conn)
+                    control = await _receive_control(conn)
                 except EOFError:
                     return
                 if isinstance(control, BadHeader):
@@ -202,7 +222,13 @@ class FileServer:
                 await self._path_op(conn, request)
         except (ServiceError, OSError) as exc:
             error = exc if isinstance(exc, ServiceError) else service_error_from_os(exc, request.path or ".")
-            logger.info("files: %s %s %s refused: %s", conn.peer, header.get("op"), request.path, error)
+            logger.info(
+                "files: %s %s %s refused: %s",
+                conn.peer,
+                header.get("op"),
+                safe_display(request.path),
+                safe_display(str(error)),
+            )
             conn.send(encode_error(error.code, error.message))
             await to_thread_shielded(
                 store.audit,
@@ -233,21 +259,23 @@ class FileServer:
             )
             prefix = upload.digest.hexdigest() if upload.offset else None
             conn.send(encode_control({"event": "ready", "offset": upload.offset, "prefix_sha256": prefix}))
-            event = await conn.receive()
+            event = await receive_from_client(conn)
             if isinstance(event, Control) and event.header.get("op") == "restart":
                 await _to_thread_settled(upload.restart)
                 conn.send(encode_control({"event": "ready", "offset": 0, "prefix_sha256": None}))
-                event = await conn.receive()
+                event = await receive_from_client(conn)
             if not isinstance(event, BodyStart) or event.size != upload.size - upload.offset:
                 raise RemoteProtocolError(f"expected a body of {upload.size - upload.offset} bytes")
             await self._receive_body(conn, upload)
             if upload.sha256 is None:  # hashed while sending: the hash follows the body
-                upload.sha256 = parse_commit((await receive_control(conn)).header)
+                upload.sha256 = parse_commit((await _receive_control(conn)).header)
             await _to_thread_settled(upload.finish)
         finally:
             self.transfers -= 1
             if upload is not None:
-                upload.close()  # keeps an unfinished partial; settles the quota
+                # Keeps an unfinished partial that holds bytes, deletes an empty one;
+                # settles the quota. In a thread: it may unlink.
+                await _to_thread_settled(upload.close)
         duration = (time.monotonic() - started) * 1000
         conn.send(
             encode_control(
@@ -259,7 +287,13 @@ class FileServer:
                 }
             )
         )
-        logger.info("files: %s put %s (%d bytes, %.0f ms)", conn.peer, request.path, request.size, duration)
+        logger.info(
+            "files: %s put %s (%d bytes, %.0f ms)",
+            conn.peer,
+            safe_display(request.path),
+            request.size,
+            duration,
+        )
         await to_thread_shielded(
             store.audit,
             conn.peer,
@@ -276,12 +310,18 @@ class FileServer:
         """Body chunks into the partial file. The event loop only receives; one worker
         thread hashes and another writes, so the three overlap (SHA-256 is the costly
         part: about 0.55 s per GiB on one core here). Memory is bounded by the two
-        threads' queues."""
+        threads' queues.
+
+        A client that stops sending (it closed, broke off, gave up, or broke the
+        framing) leaves what it sent: the bytes still waiting for the writer are
+        written before the error goes on, so the partial holds every byte received
+        and ``--resume`` continues from there. Only our own failure (a full disk) or a
+        cancellation (the server stopping) drops what is waiting."""
         hasher = BatchWriter(upload.hash_all)
         writer = BatchWriter(upload.write_raw)
         try:
             while True:
-                event = await conn.receive()
+                event = await receive_from_client(conn)
                 if isinstance(event, BodyChunk):
                     await hasher.add(event.data)
                     await writer.add(event.data)
@@ -289,6 +329,14 @@ class FileServer:
                     break
                 else:
                     raise RemoteProtocolError(f"unexpected {type(event).__name__} inside a body")
+        except (EOFError, ResourceError, ProtocolError):
+            hasher.abort()  # at once (the digest of a kept partial is computed again on resume)
+            try:
+                with contextlib.suppress(ServiceError):  # the partial keeps what could be written
+                    await close_all(writer)  # aborts it too if this task is cancelled meanwhile
+            finally:
+                await abort_all(hasher)  # joins its thread
+            raise
         except BaseException:
             await abort_all(hasher, writer)
             raise
@@ -326,7 +374,13 @@ class FileServer:
         finally:
             self.transfers -= 1
         duration = (time.monotonic() - started) * 1000
-        logger.info("files: %s got %s (%d bytes, %.0f ms)", conn.peer, request.path, download.size, duration)
+        logger.info(
+            "files: %s got %s (%d bytes, %.0f ms)",
+            conn.peer,
+            safe_display(request.path),
+            download.size,
+            duration,
+        )
         await to_thread_shielded(
             store.audit,
             conn.peer,
@@ -344,9 +398,15 @@ class FileServer:
     async def _list(self, conn: Connection[WireEvent], request: ListRequest) -> None:
         """Stream a listing: the walk advances ENTRIES_PER_FRAME entries at a time in a
         worker thread and each batch is sent (with back-pressure) before the next is
-        read, so a tree of a million names costs one batch of memory, not the list."""
+        read, so a tree of a million names costs one batch of memory, not the list.
+
+        Names that cannot be shown (``store.unshowable``) are left out; the last frame
+        says how many (``"unlisted"``), and one log line per listing names the first."""
         store = self.settings.store
-        walk = store.walk(request.path, recursive=request.recursive, with_hash=request.hash)
+        unlisted = Unlisted()
+        walk = store.walk(
+            request.path, recursive=request.recursive, with_hash=request.hash, unlisted=unlisted
+        )
         try:
             while True:
                 entries = await asyncio.to_thread(_take, walk, ENTRIES_PER_FRAME)
@@ -364,12 +424,23 @@ class FileServer:
                     batch.append(obj)
                     budget += size
                 if batch or last:
-                    frame = {"event": "entries", "entries": batch, "more": not last}
+                    frame: dict[str, Any] = {"event": "entries", "entries": batch, "more": not last}
+                    if last and unlisted.count:
+                        frame["unlisted"] = unlisted.count
                     await conn.send_all(encode_control(frame))
                 if last:
-                    return
+                    break
         finally:
             await asyncio.to_thread(walk.close)  # releases the walk's directory fds
+        if unlisted.count:
+            logger.info(
+                "files: listing %s for %s left out %d name(s) that cannot be shown (not UTF-8, or "
+                "characters the name rule refuses), such as %s",
+                safe_display(request.path or "."),
+                conn.peer,
+                unlisted.count,
+                unlisted.example,
+            )
 
     async def _path_op(self, conn: Connection[WireEvent], request: PathRequest) -> None:
         store = self.settings.store
@@ -383,7 +454,7 @@ class FileServer:
         else:
             done = await asyncio.to_thread(store.mkdir, request.path, parents=request.flag)
             conn.send(encode_control({"event": "created", "path": done}))
-        logger.info("files: %s %s %s", conn.peer, request.op, request.path)
+        logger.info("files: %s %s %s", conn.peer, request.op, safe_display(request.path))
         await to_thread_shielded(store.audit, conn.peer, request.op, request.path, "ok")
 
 

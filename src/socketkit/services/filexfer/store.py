@@ -9,9 +9,15 @@
   it; every open is non-blocking and the type is checked on the open fd, so no worker
   thread ever waits on one (and neither does the server's shutdown).
 - Partial files (``.NAME.part``) are invisible: skipped in listings, refused as names.
-- Uploads: ``upload.Upload``. Quota: ``quota.Usage``, reconciled with the disk when the
-  store opens and on the server's timer (``reconcile``), which also removes partials
-  abandoned for ``PARTIAL_MAX_AGE_S``.
+- Names on disk that a client could not send back (``unshowable``: not UTF-8, or a
+  character ``socketkit.paths`` refuses) are left out of listings too, and counted
+  (``Unlisted``) so that the server can say so; they count in the quota like anything
+  else, and ``rm -r`` of their directory removes them.
+- Uploads: ``upload.Upload``. Quota: ``quota.Usage`` (bytes of disk and entries),
+  reconciled with the disk when the store opens and on the server's timer
+  (``reconcile``), which also removes partials abandoned for ``PARTIAL_MAX_AGE_S``;
+  every entry made (an upload's partial, a directory) is admitted first, so one the
+  quota refuses is never made.
 - SHA-256s and the audit log: ``records.Records``.
 
 Blocking: call through ``asyncio.to_thread``.
@@ -31,8 +37,18 @@ from dataclasses import dataclass
 from socketkit._log import get_logger
 from socketkit.errors import PathOutsideRoot, PermissionDenied, ServiceError
 from socketkit.fsjail import FILE_FLAGS, Jail
+from socketkit.paths import display_name, unsafe_character
 from socketkit.services.filexfer.protocol import Entry, is_partial, request_parts
-from socketkit.services.filexfer.quota import PARTIAL_MAX_AGE_S, Usage
+from socketkit.services.filexfer.quota import (
+    BLOCK,
+    DEFAULT_MAX_ENTRIES,
+    MIN_FREE_INODES,
+    PARTIAL_MAX_AGE_S,
+    Usage,
+    check_free,
+    entry_cost,
+    scan,
+)
 from socketkit.services.filexfer.records import Records
 from socketkit.services.filexfer.upload import HASH_CHUNK, Upload
 from socketkit.state import StateDB
@@ -54,8 +70,10 @@ class StoreLimits:
     """Size limits of the store."""
 
     max_file_size: int = 1 << 40
-    quota: int | None = None  # bytes under the root: files, kept partials, running uploads
+    quota: int | None = None  # bytes under the root (``quota.entry_cost`` of every entry, running uploads)
+    max_entries: int | None = DEFAULT_MAX_ENTRIES  # files, directories, links under the root
     min_free: int = 64 * 1024 * 1024  # keep this much disk free
+    min_free_inodes: int = MIN_FREE_INODES
     read_only: bool = False
     file_mode: int = FILE_MODE
     owner: tuple[int, int] | None = None  # (uid, gid) given every file and directory made
@@ -73,16 +91,20 @@ class Download:
     offset: int
 
 
-def _hidden(name: str) -> bool:
-    """Left out of listings: partials, and names no client could send back (not UTF-8
-    on disk: JSON cannot carry them)."""
-    if is_partial(name):
-        return True
-    try:
-        name.encode("utf-8")
-    except UnicodeEncodeError:
-        return True
-    return False
+def unshowable(name: str) -> bool:
+    """A name on disk that no client may see or send back: not UTF-8 (JSON cannot carry
+    it), or holding a character the name rule refuses (``socketkit.paths``): put there
+    by someone on the machine, or by an older version."""
+    return unsafe_character(name) is not None
+
+
+@dataclass(slots=True)
+class Unlisted:
+    """Entries a listing left out because ``unshowable`` names them (partials are not
+    counted: they are the protocol's own); the server reports them."""
+
+    count: int = 0
+    example: str = ""  # the first one's path, escaped for a log line
 
 
 def _kind(st: os.stat_result) -> str:
@@ -133,7 +155,7 @@ class FileStore:
         self.db = db
         self.limits = limits
         self.clock = clock
-        self.usage = Usage(limits.quota)
+        self.usage = Usage(limits.quota, limits.max_entries)
         self.reconciled = threading.Event()  # set after each reconcile (tests, status)
         self._measured = False
         try:
@@ -161,36 +183,33 @@ class FileStore:
         Raises:
             OSError: the root cannot be listed.
         """
-        now = self.clock()
-        total = removed = 0
-        for directory, fd, entries in self.jail.walk([]):
-            for name, st in entries:
-                if not stat.S_ISREG(st.st_mode):
-                    continue
-                if is_partial(name):
-                    key = "/".join([*directory, name])
-                    with self.usage.lock:  # so that no upload claims it while it goes
-                        if self.usage.is_active(key):
-                            continue  # counted by its declared size
-                        if now - st.st_mtime > PARTIAL_MAX_AGE_S:
-                            try:
-                                os.unlink(name, dir_fd=fd)
-                            except FileNotFoundError:
-                                continue
-                            removed += 1
-                            continue
-                total += st.st_size
-        drift = self.usage.reset(total)
+        removed, drift = scan(self.jail, self.usage, self.clock())
         first, self._measured = not self._measured, True
         if removed or (drift and not first):
             logger.info(
-                "files: usage %d bytes (off by %d); removed %d partial(s) older than %.0f h",
+                "files: usage %d bytes in %d entries (off by %d); removed %d partial(s) older than %.0f h",
                 self.usage.total,
+                self.usage.entries,
                 drift,
                 removed,
                 PARTIAL_MAX_AGE_S / 3600,
             )
         self.reconciled.set()
+
+    def check_free(self, dir_fd: int, size: int) -> None:
+        """``quota.check_free`` with the store's limits.
+
+        Raises:
+            ServiceError: not enough room (code ``disk-full``).
+        """
+        check_free(dir_fd, size, min_free=self.limits.min_free, min_free_inodes=self.limits.min_free_inodes)
+
+    def _admit_directory(self) -> Callable[[], None]:
+        """``Jail.mkdir``'s ``admit``: room on the disk and in the quota for one more
+        directory, and the refund if it is not made."""
+        self.check_free(self.jail.fd, BLOCK)
+        self.usage.admit_entry(BLOCK)
+        return lambda: self.usage.add(-BLOCK, entries=-1)
 
     # --- uploads ---------------------------------------------------------------------------
 
@@ -308,9 +327,12 @@ class FileStore:
         parts = request_parts(path)
         return self._entry(parts, self.jail.lstat(parts), with_hash)
 
-    def walk(self, path: str, *, recursive: bool, with_hash: bool) -> Generator[Entry, None, None]:
-        """Entries under a directory (or the one entry of anything else), hidden names
-        left out, symlinks listed and never entered.
+    def walk(
+        self, path: str, *, recursive: bool, with_hash: bool, unlisted: Unlisted | None = None
+    ) -> Generator[Entry, None, None]:
+        """Entries under a directory (or the one entry of anything else), symlinks
+        listed and never entered; partials and ``unshowable`` names left out (the
+        latter counted in ``unlisted``, with what they hold).
 
         Raises:
             OSError: not found... (mapped by the server).
@@ -320,7 +342,19 @@ class FileStore:
         if not stat.S_ISDIR(st.st_mode):
             yield self._entry(parts, st, with_hash)
             return
-        for directory, fd, entries in self.jail.walk(parts, skip=_hidden):
+        counted = unlisted if unlisted is not None else Unlisted()
+
+        def skip(name: str) -> bool:
+            if is_partial(name):
+                return True
+            if unshowable(name):
+                if not counted.count:
+                    counted.example = display_name("/".join([*parts, name]))
+                counted.count += 1
+                return True
+            return False
+
+        for directory, fd, entries in self.jail.walk(parts, skip=skip):
             for name, child in entries:
                 yield self._entry([*directory, name], child, with_hash, dir_fd=fd)
             if not recursive:
@@ -348,10 +382,10 @@ class FileStore:
             st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
             if not stat.S_ISDIR(st.st_mode):
                 os.unlink(name, dir_fd=dir_fd)
-                self.usage.add(-st.st_size if stat.S_ISREG(st.st_mode) else 0)
+                self._removed(st)
             elif recursive:
                 try:
-                    self.jail.remove_tree(parts, keep=self._in_use, on_unlink=lambda n: self.usage.add(-n))
+                    self.jail.remove_tree(parts, keep=self._in_use, on_remove=self._removed)
                 except OSError as exc:
                     if exc.errno in (errno.ENOTEMPTY, errno.EEXIST) and self.usage.active_under(virtual):
                         raise ServiceError(
@@ -363,6 +397,9 @@ class FileStore:
             os.fsync(dir_fd)
         return virtual
 
+    def _removed(self, st: os.stat_result) -> None:
+        self.usage.add(-entry_cost(st), entries=-1)
+
     def _in_use(self, parts: list[str]) -> bool:
         return is_partial(parts[-1]) and self.usage.is_active("/".join(parts))
 
@@ -370,7 +407,7 @@ class FileStore:
         """rmdir; a directory that only holds abandoned partials counts as empty (the
         client cannot see them, so it could never empty it)."""
         try:
-            os.rmdir(name, dir_fd=dir_fd)
+            self._rmdir_counted(dir_fd, name)
         except OSError as exc:
             if exc.errno not in (errno.ENOTEMPTY, errno.EEXIST):
                 raise
@@ -384,19 +421,24 @@ class FileStore:
                 raise ServiceError(
                     f"{'/'.join(parts)} is a directory that is not empty (use -r)", code="not-empty"
                 )
-            freed = 0
             with self.usage.lock:  # no upload may claim one of them meanwhile
                 if any(self.usage.is_active("/".join([*parts, n])) for n, _ in names):
                     raise ServiceError(
                         f"{'/'.join(parts)}: an upload into it is still running", code="upload-in-progress"
                     )
+                freed = [os.stat(partial, dir_fd=fd, follow_symlinks=False) for partial, _ in names]
                 for partial, _ in names:
-                    freed += os.stat(partial, dir_fd=fd, follow_symlinks=False).st_size
                     os.unlink(partial, dir_fd=fd)
-            self.usage.add(-freed)
+            for st in freed:
+                self._removed(st)
         finally:
             os.close(fd)
+        self._rmdir_counted(dir_fd, name)
+
+    def _rmdir_counted(self, dir_fd: int, name: str) -> None:
+        st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
         os.rmdir(name, dir_fd=dir_fd)
+        self._removed(st)
 
     def mkdir(self, path: str, *, parents: bool) -> str:
         """Create a directory (``parents``: and the missing ones above it).
@@ -415,7 +457,7 @@ class FileStore:
                 return "."
             raise ServiceError(". exists", code="exists")
         try:
-            self.jail.mkdir(parts, parents=parents, owner=self.limits.owner)
+            self.jail.mkdir(parts, parents=parents, owner=self.limits.owner, admit=self._admit_directory)
         except FileExistsError:
             raise ServiceError(f"{path} exists", code="exists") from None
         except FileNotFoundError:

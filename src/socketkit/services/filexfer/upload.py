@@ -1,9 +1,11 @@
 """One upload: a hidden partial next to its target, verified, made durable, moved in.
 
 - The partial (``.NAME.part``) is created relative to the target's directory fd,
-  resolved beneath the root (``socketkit.fsjail``), with ``O_NOFOLLOW | O_NONBLOCK``;
-  its type is checked on the open fd (something else put under that name, a FIFO say,
-  is refused, never read).
+  resolved beneath the root (``socketkit.fsjail``), with ``O_NOFOLLOW | O_NONBLOCK``,
+  and only once every check has passed and the quota has admitted it: a refused
+  upload creates nothing. An existing partial is reopened (to resume) only if it is
+  a regular file (something else put under that name, a FIFO say, is refused, never
+  opened), and its type is checked again on the open fd.
 - The body is hashed as it is written and flushed every ``SYNC_EVERY`` bytes; at the end
   it is verified against the SHA-256 the client declared and fsynced.
 - It is moved in relative to the target's directory resolved again from the root, and
@@ -14,8 +16,10 @@
   dies at.
 - Its room in the quota is reserved when it starts and turned into what it left on disk
   when it ends (``socketkit.services.filexfer.quota``). An interrupted upload keeps its
-  partial for a later ``--resume``, which continues once the client has compared the
-  partial's SHA-256 prefix with its own file (a different file starts over).
+  partial for a later ``--resume`` only if the partial holds bytes (the server writes
+  out every byte it received first); an empty one is deleted at ``close``. A resume
+  continues once the client has compared the partial's SHA-256 prefix with its own
+  file (a different file starts over).
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 from socketkit.errors import ServiceError
 from socketkit.fsjail import FILE_FLAGS
 from socketkit.services.filexfer.protocol import partial_name
+from socketkit.services.filexfer.quota import entry_cost, file_cost
 
 if TYPE_CHECKING:
     from socketkit.services.filexfer.store import FileStore
@@ -81,8 +86,9 @@ class Upload:
     def open(
         cls, store: FileStore, parts: list[str], size: int, sha256: str | None, *, force: bool, resume: bool
     ) -> Upload:
-        """Check the target and the disk, claim the partial, reserve the quota, and open
-        (or reopen, to resume) the partial file.
+        """Check the target and the disk, claim the partial, reserve the quota, and only
+        then open (or create) the partial file: an upload refused for any reason
+        creates nothing.
 
         Raises:
             ServiceError: exists, is a directory, no such directory, disk full, over the
@@ -90,6 +96,8 @@ class Upload:
             OSError: the directory cannot be resolved beneath the root (ELOOP...).
         """
         path = "/".join(parts)
+        partial = partial_name(parts[-1])
+        key = "/".join([*parts[:-1], partial])
         try:
             dir_fd = store.jail.open_dir(parts[:-1])
         except FileNotFoundError:
@@ -98,19 +106,10 @@ class Upload:
             ) from None
         try:
             _check_target(dir_fd, parts[-1], path, force=force)
-            vfs = os.fstatvfs(dir_fd)
-            free = vfs.f_bavail * vfs.f_frsize
-            if size + store.limits.min_free > free:
-                raise ServiceError(
-                    f"not enough free disk: {free} bytes free, {size} needed", code="disk-full"
-                )
-            key = "/".join([*parts[:-1], partial_name(parts[-1])])
-            _check_partial(dir_fd, partial_name(parts[-1]), path)
+            store.check_free(dir_fd, size)
             store.usage.claim(key, path)
             try:
-                fd = os.open(
-                    partial_name(parts[-1]), os.O_RDWR | os.O_CREAT | FILE_FLAGS, 0o600, dir_fd=dir_fd
-                )
+                fd = _open_partial(store, dir_fd, partial, path, key, size)
             except BaseException:
                 store.usage.release(key, 0)
                 raise
@@ -127,12 +126,8 @@ class Upload:
 
     def _prepare(self, resume: bool) -> None:
         st = os.fstat(self.fd)
-        if not stat.S_ISREG(st.st_mode):
-            self._outcome = "discarded"  # not ours: nothing of it counts
-            raise ServiceError(f"{self.path}: its partial file is not a regular file", code="not-a-file")
         os.set_blocking(self.fd, True)
         self.identity = (st.st_dev, st.st_ino)
-        self.store.usage.admit(self.key, self.size, st.st_size)
         offset = 0
         if resume:
             offset = min(st.st_size, self.size)
@@ -243,7 +238,7 @@ class Upload:
                 raise ServiceError(
                     f"{self.path}: the partial file was moved or replaced during the upload", code="conflict"
                 )
-            replaced = _regular_size(dir_fd, name)
+            replaced = _lstat(dir_fd, name)
             if self.force:
                 os.rename(self.partial, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
             else:
@@ -253,11 +248,12 @@ class Upload:
                     raise ServiceError(
                         f"{self.path} exists (use --force to replace it)", code="exists"
                     ) from None
-                replaced = 0
+                replaced = None
                 os.unlink(self.partial, dir_fd=dir_fd)
             self._outcome = "moved"
             os.fsync(dir_fd)
-        store.usage.add(-replaced)
+        if replaced is not None:  # the partial took the place (and the inode) of an entry
+            store.usage.add(-entry_cost(replaced), entries=-1)
         assert self.sha256 is not None  # verified above
         store.records.store_hash(self.path, os.fstat(self.fd), self.sha256)
 
@@ -269,20 +265,31 @@ class Upload:
         return (st.st_dev, st.st_ino) == self.identity
 
     def close(self) -> None:
-        """Release the fds and settle the quota: the reservation becomes the bytes the
-        upload leaves on disk (a kept partial stays hidden, for a later ``--resume``)."""
+        """Release the fds and settle the quota: the reservation becomes what the upload
+        leaves on disk. A partial is kept (hidden, for a later ``--resume``) only if it
+        holds bytes; an empty one is deleted, so a refused, failed or abandoned upload
+        that wrote nothing leaves nothing behind."""
         if self.fd < 0:
             return
-        kept = {"moved": self.size, "discarded": 0}.get(self._outcome)
-        if kept is None:
+        entries = 0
+        if self._outcome == "moved":
+            kept = file_cost(self.size)
+        elif self._outcome == "discarded":
+            kept, entries = 0, -1
+        else:
             try:
-                kept = os.fstat(self.fd).st_size
+                held = os.fstat(self.fd).st_size
             except OSError:
-                kept = self.written
+                held = self.written
+            kept = file_cost(held)
+            if held == 0 and self._is_ours(self.dir_fd):
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(self.partial, dir_fd=self.dir_fd)
+                kept, entries = 0, -1
         os.close(self.fd)
         os.close(self.dir_fd)
         self.fd = self.dir_fd = -1
-        self.store.usage.release(self.key, kept)
+        self.store.usage.release(self.key, kept, entries=entries)
 
 
 def _check_target(dir_fd: int, name: str, path: str, *, force: bool) -> None:
@@ -296,20 +303,45 @@ def _check_target(dir_fd: int, name: str, path: str, *, force: bool) -> None:
         raise ServiceError(f"{path} exists (use --force to replace it)", code="exists")
 
 
-def _check_partial(dir_fd: int, partial: str, path: str) -> None:
-    """Refuse, without opening it, a partial name taken by something else than a file
-    (a FIFO or a device put there on the machine: opening a device can act on it)."""
-    try:
-        st = os.stat(partial, dir_fd=dir_fd, follow_symlinks=False)
-    except FileNotFoundError:
-        return
-    if not stat.S_ISREG(st.st_mode):
+def _open_partial(store: FileStore, dir_fd: int, partial: str, path: str, key: str, size: int) -> int:
+    """The claimed partial of an upload of ``size`` bytes, opened once its room is
+    admitted: an existing one (a regular file: anything else put under that name, a
+    FIFO or a device, is refused without being opened) is reopened, a new one is
+    created only now, exclusively.
+
+    Raises:
+        ServiceError: not a regular file (``not-a-file``), over the quota.
+    """
+    existing = _lstat(dir_fd, partial)
+    if existing is not None and not stat.S_ISREG(existing.st_mode):
         raise ServiceError(f"{path}: its partial file is not a regular file", code="not-a-file")
-
-
-def _regular_size(dir_fd: int, name: str) -> int:
+    already = 0 if existing is None else file_cost(existing.st_size)
+    store.usage.admit(key, file_cost(size), already, new_entry=existing is None)
     try:
-        st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+        try:
+            if existing is None:
+                return os.open(partial, os.O_RDWR | os.O_CREAT | os.O_EXCL | FILE_FLAGS, 0o600, dir_fd=dir_fd)
+            fd = os.open(partial, os.O_RDWR | FILE_FLAGS, dir_fd=dir_fd)
+        except (FileExistsError, FileNotFoundError):
+            # Made or removed on the machine since the lstat: not ours to take over.
+            raise ServiceError(
+                f"{path}: its partial file changed meanwhile; try again", code="conflict"
+            ) from None
+        try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):  # swapped in since the lstat
+                raise ServiceError(f"{path}: its partial file is not a regular file", code="not-a-file")
+        except BaseException:
+            os.close(fd)
+            raise
+    except BaseException:
+        # Nothing was made: the reservation goes, what was there stays counted.
+        store.usage.release(key, already, entries=-1 if existing is None else 0)
+        raise
+    return fd
+
+
+def _lstat(dir_fd: int, name: str) -> os.stat_result | None:
+    try:
+        return os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
     except FileNotFoundError:
-        return 0
-    return st.st_size if stat.S_ISREG(st.st_mode) else 0
+        return None

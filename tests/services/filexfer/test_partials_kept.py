@@ -1,0 +1,138 @@
+"""An upload leaves a hidden partial only when the partial holds bytes worth resuming,
+and then it holds every byte the server received: a refused upload creates nothing, one
+that ends before its body (a protocol error, a client that leaves) leaves nothing, and
+one cut mid-body is resumed from the last byte that arrived."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from socketkit.address import Address
+from socketkit.codec.wire import encode_body_header, encode_control, encode_data
+from socketkit.errors import ResourceError, ServiceError
+from socketkit.services.filexfer.client import FileClient
+from socketkit.services.filexfer.protocol import PutRequest
+from socketkit.services.filexfer.quota import BLOCK
+from socketkit.services.filexfer.store import FileStore, StoreLimits
+from tests.helpers import TIMEOUT
+from tests.services.filexfer.helpers import client_run, raw_session, request_put, send_body, serving, sha
+
+KIB = 1024
+
+
+def hidden(root: Path) -> list[str]:
+    return sorted(p.name for p in root.rglob(".*"))
+
+
+def test_a_refused_upload_creates_no_partial(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    (root / "dir").mkdir(parents=True)
+    (root / "taken").write_bytes(b"t")
+    fill = b"f" * (1000 * KIB)
+
+    async def body(client: FileClient) -> None:
+        await request_put(client, "fill", fill)
+        await send_body(client, fill)
+        refusals = {
+            **{f"over{i}": (600 * KIB, "quota-exceeded") for i in range(50)},
+            "taken": (1, "exists"),
+            "dir": (1, "is-a-directory"),
+            "missing/f": (1, "not-found"),
+            "huge": (1 << 30, "too-large"),
+        }
+        for name, (size, code) in refusals.items():
+            client.conn.send(encode_control(PutRequest(name, size, None).to_header()))
+            with pytest.raises(ServiceError) as info:
+                await client._reply()
+            assert info.value.code == code, name
+
+    with serving(root, quota=1024 * KIB, max_file_size=1000 * KIB) as (address, store):
+        client_run(address, body)
+        assert hidden(root) == []
+        assert sorted(p.name for p in root.iterdir()) == ["dir", "fill", "taken"]
+        usage = store.usage.total, store.usage.entries
+        store.reconcile()
+        assert (store.usage.total, store.usage.entries) == usage  # the refusals left no trace
+
+
+@pytest.mark.parametrize("how", ["protocol error", "wrong body size", "client leaves"])
+def test_an_upload_that_ends_before_its_body_leaves_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, how: str
+) -> None:
+    root = tmp_path / "root"
+    root.mkdir()
+
+    async def session(address: Address) -> None:
+        conn = await raw_session(address, login=True)
+        conn.send(encode_control(PutRequest("f", 1000, None).to_header()))
+        assert (await conn.receive()).header["event"] == "ready"  # type: ignore[union-attr]
+        if how == "client leaves":
+            await conn.aclose()
+            return
+        conn.send(encode_data(b"not a body") if how == "protocol error" else encode_body_header(999))
+        try:  # the server's error frame, then it closes
+            while True:
+                await asyncio.wait_for(conn.receive(), TIMEOUT)
+        except (EOFError, ResourceError):
+            pass
+        finally:
+            conn.abort()
+
+    with serving(root) as (address, store):
+        ended = threading.Event()  # the upload's end, as the server settles it
+        release = store.usage.release
+        monkeypatch.setattr(store.usage, "release", lambda *a, **k: (release(*a, **k), ended.set()))
+        asyncio.run(session(address))
+        assert ended.wait(TIMEOUT)
+        assert hidden(root) == []
+        assert store.usage.entries == 0
+
+
+def test_a_client_that_closes_mid_body_keeps_every_byte_it_sent(tmp_path: Path) -> None:
+    """300 KB of a 500 KB body, then the client closes: the partial holds the 300 KB
+    (they were waiting for the writer thread, not yet on disk), and --resume sends only
+    the rest."""
+    data = os.urandom(500_000)
+    (tmp_path / "local").write_bytes(data)
+    root = tmp_path / "root"
+    root.mkdir()
+
+    async def cut(address: Address) -> None:
+        conn = await raw_session(address, login=True)
+        conn.send(encode_control(PutRequest("half", len(data), sha(data)).to_header()))
+        assert (await conn.receive()).header["event"] == "ready"  # type: ignore[union-attr]
+        await conn.send_all(encode_body_header(len(data)) + data[:300_000])
+        await conn.aclose()
+
+    async def resume(client: FileClient) -> Any:
+        return await client.put_file(str(tmp_path / "local"), "half", resume=True)
+
+    with serving(root) as (address, store):
+        asyncio.run(cut(address))
+        result = client_run(address, resume)  # retried while the server ends the first
+        assert result.transferred == 200_000
+        assert (root / "half").read_bytes() == data
+        assert hidden(root) == []
+        assert store.usage.total == -(-len(data) // BLOCK) * BLOCK
+
+
+def test_an_upload_closed_empty_deletes_its_partial_and_its_entry(tmp_path: Path) -> None:
+    with FileStore(str(tmp_path), None, StoreLimits(quota=1 << 20)) as store:
+        upload = store.begin_put("a", 100 * KIB, None, force=False, resume=False)
+        try:
+            assert (tmp_path / ".a.part").exists()
+        finally:
+            upload.close()
+        assert not (tmp_path / ".a.part").exists()
+        assert (store.usage.total, store.usage.entries) == (0, 0)
+        upload = store.begin_put("b", 100 * KIB, None, force=False, resume=False)
+        upload.write(b"b" * 5000)
+        upload.close()
+        assert (tmp_path / ".b.part").stat().st_size == 5000
+        assert (store.usage.total, store.usage.entries) == (2 * BLOCK, 1)  # kept, counted
