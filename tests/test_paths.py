@@ -155,6 +155,11 @@ INVISIBLE_OR_CONTROL = {
     "private use": "pua\ue000",
     "unassigned": "un\U000effffx",
     "lone surrogate (a byte that is not UTF-8)": "bad\udcffname",
+    "Hangul filler": "a\u3164b",
+    "combining grapheme joiner": "e\u034fx",
+    "variation selector 1": "a\ufe00",
+    "Mongolian free variation selector": "a\u180bb",
+    "soft hyphen": "soft\u00adhyphen",
 }
 
 
@@ -189,6 +194,22 @@ def test_names_with_invisible_or_control_characters_are_refused(kind: str) -> No
 def test_visible_text_in_any_script_is_a_name(name: str) -> None:
     assert jail_parts(f"d/{name}") == ["d", name]
     assert display_name(name) == name
+
+
+@pytest.mark.parametrize("name", ["\u00a0", "\u3000", "\u2800", " .\u2003.", "\t"])
+def test_a_name_that_shows_as_blank_is_refused(name: str) -> None:
+    with pytest.raises(PermissionDenied) as info:
+        jail_parts(f"d/{name}")
+    assert info.value.code == "bad-path"
+    assert unsafe_character(str(info.value)) is None
+    assert "\u2800" not in str(info.value)
+
+
+def test_the_refusal_names_the_character() -> None:
+    with pytest.raises(PermissionDenied) as info:
+        jail_parts("rtl\u202etxt.exe")
+    assert "U+202E (RIGHT-TO-LEFT OVERRIDE)" in str(info.value)
+    assert "'rtl\\u202etxt.exe'" in str(info.value)
 
 
 def test_display_name_shows_what_a_name_really_holds() -> None:

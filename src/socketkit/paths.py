@@ -20,8 +20,10 @@ A client path is refused (``PathOutsideRoot``, or ``PermissionDenied`` with code
   character (bidi controls such as U+202E, which make ``rtl\u202etxt.exe`` show as
   ``rtlexe.txt``; zero-width characters and the BOM, which make two names look the
   same), a line or paragraph separator (U+2028/9 split log lines), a private-use or
-  unassigned code point (no agreed glyph), or a lone surrogate (bytes that are not
-  UTF-8);
+  unassigned code point (no agreed glyph), a lone surrogate (bytes that are not
+  UTF-8), or another character that shows as nothing (``INVISIBLE``: fillers,
+  joiners, variation selectors);
+- is made only of dots and blanks (spaces of any kind, U+2800);
 - has a component longer than ``MAX_NAME_LENGTH`` bytes (code ``name-too-long``);
 - is absolute, or has a drive letter or a UNC prefix (``C:``, ``\\\\server``);
 - uses a Windows-reserved device name (``CON``, ``NUL``, ``COM1``...), which would
@@ -42,6 +44,7 @@ from socketkit.errors import PathOutsideRoot, PermissionDenied
 __all__ = [
     "MAX_PATH_LENGTH",
     "MAX_NAME_LENGTH",
+    "INVISIBLE",
     "REFUSED_CATEGORIES",
     "check_name",
     "display_name",
@@ -80,27 +83,49 @@ REFUSED_CATEGORIES: Final[Mapping[str, str]] = {
 is not visible text of its own. ZWJ and ZWNJ (U+200D, U+200C) are format characters
 too, so emoji sequences and the Persian and Indic names that use them are refused: a
 character that shows as nothing is what makes two different names look alike.
-Homoglyphs (Latin ``a`` and Cyrillic ``\u0430``) and unusual spaces are allowed: they are
-visible, and telling them apart is a matter for the reader's font."""
+Homoglyphs (Latin ``a`` and Cyrillic ``\u0430``), unusual spaces and decomposed accents
+(``e`` + U+0301 beside ``\u00e9``) are allowed: they are visible, and telling them
+apart is a matter for the reader's font (see ``docs/security.md``)."""
+
+INVISIBLE: Final = (
+    (0x034F, 0x034F),  # COMBINING GRAPHEME JOINER
+    (0x115F, 0x1160),  # HANGUL CHOSEONG and JUNGSEONG FILLER
+    (0x17B4, 0x17B5),  # KHMER VOWEL INHERENT AQ, AA
+    (0x180B, 0x180F),  # MONGOLIAN FREE VARIATION SELECTORS (and the vowel separator)
+    (0x3164, 0x3164),  # HANGUL FILLER
+    (0xFE00, 0xFE0D),  # VARIATION SELECTOR-1 to 14 (15 and 16 choose text or emoji style)
+    (0xFFA0, 0xFFA0),  # HALFWIDTH HANGUL FILLER
+    (0xE0100, 0xE01EF),  # VARIATION SELECTOR-17 to 256
+)
+"""Letters and marks that Unicode says show as nothing (its Default_Ignorable_Code_Point
+property, less the format characters ``REFUSED_CATEGORIES`` already refuses): refused
+too. U+FE0E and U+FE0F stay allowed: emoji need them (``\u2764\ufe0f``)."""
 
 _ASCII_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
+def _why_refused(char: str) -> str | None:
+    what = REFUSED_CATEGORIES.get(unicodedata.category(char))
+    if what is None and any(low <= ord(char) <= high for low, high in INVISIBLE):
+        what = "an invisible character (a filler, joiner or variation selector)"
+    return what
+
+
 def unsafe_character(text: str) -> str | None:
-    """The first character of ``text`` in ``REFUSED_CATEGORIES``, or ``None``."""
+    """The first character of ``text`` that a name may not hold (``REFUSED_CATEGORIES``,
+    ``INVISIBLE``), or ``None``."""
     if text.isascii():
         match = _ASCII_CONTROL.search(text)
         return match.group() if match else None
     for char in text:
-        if unicodedata.category(char) in REFUSED_CATEGORIES:
+        if _why_refused(char) is not None:
             return char
     return None
 
 
 def _describe(char: str) -> str:
     name = unicodedata.name(char, "")
-    what = REFUSED_CATEGORIES[unicodedata.category(char)]
-    return f"U+{ord(char):04X}{f' ({name})' if name else ''}, {what}"
+    return f"U+{ord(char):04X}{f' ({name})' if name else ''}, {_why_refused(char)}"
 
 
 def _escape(char: str) -> str:
@@ -118,7 +143,10 @@ def display_name(text: str) -> str:
     refuses can still be reported, and what a peer sent can be quoted)."""
     if unsafe_character(text) is None:
         return text
-    return "".join(_escape(c) if unicodedata.category(c) in REFUSED_CATEGORIES else c for c in text)
+    return "".join(_escape(c) if _why_refused(c) is not None else c for c in text)
+
+
+_BLANK = frozenset(". \u2800")  # and every whitespace character (str.isspace)
 
 
 def _byte_length(text: str) -> int:
@@ -135,7 +163,7 @@ def check_name(name: str) -> None:
 
     Raises:
         PermissionDenied: a character ``unsafe_character`` refuses, a reserved device
-            name, a name made only of dots and spaces (code ``bad-path``), or a name
+            name, a name made only of dots and blanks (code ``bad-path``), or a name
             longer than ``MAX_NAME_LENGTH`` bytes (code ``name-too-long``).
     """
     if _byte_length(name) > MAX_NAME_LENGTH:
@@ -148,8 +176,9 @@ def check_name(name: str) -> None:
     stem = name.split(".", 1)[0].rstrip(" ").upper()
     if stem in _RESERVED:
         raise PermissionDenied(f"{name!r} is a reserved device name on Windows", code="bad-path")
-    if name.strip(". ") == "" and name not in (".", ".."):
-        raise PermissionDenied(f"{name!r} is not a usable name", code="bad-path")
+    if all(c in _BLANK or c.isspace() for c in name) and name not in (".", ".."):
+        shown = "".join(c if c in ". " else f"\\u{ord(c):04x}" for c in name)
+        raise PermissionDenied(f"'{shown}' is not a usable name (it shows as blank or dots)", code="bad-path")
 
 
 def split_virtual(path: str) -> list[str]:

@@ -130,7 +130,12 @@ class _Session:
         from socketkit.services.filexfer.protocol import safe_display  # noqa: PLC0415
 
         self.failures += 1
-        print(f"{safe_display(what)}: {type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
+        # The message may come from the server: shown escaped, as names are.
+        print(
+            f"{safe_display(what)}: {type(exc).__name__}: {safe_display(str(exc))}",
+            file=sys.stderr,
+            flush=True,
+        )
 
     @contextmanager
     def bar(self, label: str, total: int | None) -> Iterator[Callable[[int], None]]:
@@ -142,6 +147,13 @@ class _Session:
             yield lambda n: self.progress.advance(task, n)
         finally:
             self.progress.remove_task(task)
+
+
+def _shown(exc: BaseException) -> str:
+    """An error's message as printed: what the server wrote in it is escaped."""
+    from socketkit.services.filexfer.protocol import safe_display  # noqa: PLC0415
+
+    return safe_display(str(exc))
 
 
 def _client(
@@ -182,7 +194,7 @@ async def _run_client(args: argparse.Namespace, body: Callable[[_Session], Await
             reason = exc.strerror or exc
             print(f"{type(exc).__name__}: cannot connect to {args.address}: {reason}", file=sys.stderr)
         else:
-            print(f"{type(exc).__name__}: {exc}", file=sys.stderr)
+            print(f"{type(exc).__name__}: {_shown(exc)}", file=sys.stderr)
         return EXIT_CONNECTION
     session = _Session(client, args)
     show = not getattr(args, "no_progress", True) and sys.stderr.isatty()
@@ -214,7 +226,7 @@ async def _run_client(args: argparse.Namespace, body: Callable[[_Session], Await
             raise
         from socketkit.errors import ResourceError  # noqa: PLC0415
 
-        print(f"{type(exc).__name__}: {exc}", file=sys.stderr)
+        print(f"{type(exc).__name__}: {_shown(exc)}", file=sys.stderr)
         return EXIT_CONNECTION if isinstance(exc, (ResourceError, OSError)) else EXIT_FAILED
     finally:
         client.conn.abort()

@@ -108,3 +108,17 @@ def test_get_into_a_missing_local_directory_says_so(
         assert "no such local directory" in err
         assert ".part" not in err  # the hidden partial is ours, not the user's business
     assert not missing.exists()
+
+
+def test_what_a_server_says_in_an_error_is_printed_escaped(capsys: pytest.CaptureFixture[str]) -> None:
+    """A server's error message reaches the terminal only escaped: no screen clearing,
+    no reordered text, no forged second line."""
+    import argparse
+
+    from socketkit.cli.files_client import _Session
+    from socketkit.errors import ServiceError
+
+    session = _Session(None, argparse.Namespace())  # type: ignore[arg-type]
+    session.fail("name\u202e", ServiceError("refused\x1b[2J\u2028forged line\u202eevil", code="x"))
+    err = capsys.readouterr().err
+    assert err == "name\\u202e: ServiceError: refused\\x1b[2J\\u2028forged line\\u202eevil\n"

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from socketkit.address import Address
 from socketkit.codec.wire import encode_body_header, encode_control, encode_error
 from socketkit.services.filexfer.protocol import PutRequest
 from tests.services.filexfer.helpers import client_run, closed_without_answer, raw_session, serving
@@ -64,3 +65,19 @@ def test_a_client_error_frame_is_the_client_giving_up(
         assert (root / ".up.part").read_bytes() == b"0123456789"
     else:  # nothing was written: nothing is left (the restarted partial was emptied)
         assert partials == []
+
+
+def test_a_long_client_error_is_quoted_short(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO)
+
+    async def session(address: Address) -> bool:
+        conn = await raw_session(address, login=True)
+        conn.send(encode_error("x", "m" * 60_000))
+        return await closed_without_answer(conn)
+
+    with serving(tmp_path) as (address, _):
+        caplog.clear()
+        assert asyncio.run(session(address))
+    (line,) = [r.getMessage() for r in caplog.records if "gave up" in r.getMessage()]
+    assert "m" * 200 in line
+    assert "m" * 201 not in line

@@ -99,8 +99,8 @@ def test_such_names_are_refused_and_logged_escaped(
         assert unsafe_character(line) is None, line
 
 
-def test_ls_says_when_names_were_left_out(
-    root: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+def test_ls_and_get_say_when_names_were_left_out(
+    root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     monkeypatch.setenv("SOCKETKIT_TOKEN", TOKEN)
     with serving(root) as (address, _):
@@ -111,3 +111,6 @@ def test_ls_says_when_names_were_left_out(
         assert "4 name(s) on the server cannot be shown" in err
         assert main(["ls", "--json", str(address), "sub"]) == 0
         assert "4 name(s)" in capsys.readouterr().err
+        assert main(["get", "-r", str(address), "sub", str(tmp_path / "out")]) == 0
+        assert "4 name(s)" in capsys.readouterr().err
+    assert [p.name for p in (tmp_path / "out" / "sub").iterdir()] == ["ok"]

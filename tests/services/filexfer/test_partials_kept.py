@@ -136,3 +136,18 @@ def test_an_upload_closed_empty_deletes_its_partial_and_its_entry(tmp_path: Path
         upload.close()
         assert (tmp_path / ".b.part").stat().st_size == 5000
         assert (store.usage.total, store.usage.entries) == (2 * BLOCK, 1)  # kept, counted
+
+
+def test_an_empty_partial_left_by_a_crash_is_removed_by_the_next_scan(tmp_path: Path) -> None:
+    (tmp_path / ".crashed.part").write_bytes(b"")  # the server died before writing to it
+    (tmp_path / ".started.part").write_bytes(b"s")
+    with FileStore(str(tmp_path), None) as store:  # a scan when the store opens
+        assert hidden(tmp_path) == [".started.part"]
+        assert (store.usage.total, store.usage.entries) == (BLOCK, 1)
+        upload = store.begin_put("running", 10, None, force=False, resume=False)
+        try:
+            store.reconcile()  # an upload in progress keeps its (still empty) partial
+            assert hidden(tmp_path) == [".running.part", ".started.part"]
+        finally:
+            upload.close()
+    assert hidden(tmp_path) == [".started.part"]

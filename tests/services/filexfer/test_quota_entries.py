@@ -156,7 +156,8 @@ def test_the_default_entry_limit_is_the_cli_default() -> None:
     from socketkit.cli.main import build_parser
 
     args = build_parser().parse_args(["serve", "files", "--root", "."])
-    assert args.max_entries == DEFAULT_MAX_ENTRIES == StoreLimits().max_entries
+    assert args.max_entries == DEFAULT_MAX_ENTRIES == StoreLimits().max_entries == 1_000_000  # as documented
+    assert StoreLimits().min_free_inodes == 10_000
     args = build_parser().parse_args(["serve", "files", "--root", ".", "--max-entries", "7"])
     assert args.max_entries == 7
     for bad in ("0", "-1", "x", "1e3"):

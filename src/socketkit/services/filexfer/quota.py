@@ -61,7 +61,7 @@ operator copying files in) are taken into account within ten minutes."""
 
 PARTIAL_MAX_AGE_S: Final = 24 * 3600.0
 """An abandoned partial (not being written, last written this long ago) is removed by the
-next scan. A day covers a client resuming the next morning; until then it counts in the
+next scan (an empty one at once). A day covers a client resuming the next morning; until then it counts in the
 quota, so abandoned uploads cannot fill the disk behind it."""
 
 BLOCK: Final = 4096
@@ -230,8 +230,10 @@ def check_free(dir_fd: int, size: int, *, min_free: int, min_free_inodes: int) -
 
 def scan(jail: Jail, usage: Usage, now: float) -> tuple[int, int]:
     """Measure every entry under the jail's root and ``usage.reset`` the totals to it,
-    removing on the way the partials not written for ``PARTIAL_MAX_AGE_S`` (those of
-    uploads in progress are counted by their reservation, and left alone). Returns
+    removing on the way the partials not written for ``PARTIAL_MAX_AGE_S`` and the
+    empty ones (nothing to resume: a server killed between creating a partial and
+    writing to it leaves one); those of uploads in progress are counted by their
+    reservation, and left alone. Returns
     ``(partials removed, how far the byte total was off)``.
 
     Raises:
@@ -245,7 +247,7 @@ def scan(jail: Jail, usage: Usage, now: float) -> tuple[int, int]:
                 with usage.lock:  # so that no upload claims it while it goes
                     if usage.is_active(key):
                         continue
-                    if now - st.st_mtime > PARTIAL_MAX_AGE_S:
+                    if st.st_size == 0 or now - st.st_mtime > PARTIAL_MAX_AGE_S:
                         try:
                             os.unlink(name, dir_fd=fd)
                         except FileNotFoundError:

@@ -190,15 +190,17 @@ class FileServer:
                     return
                 if isinstance(control, BadHeader):
                     assert control.error is not None
-                    logger.info("files: %s sent a bad request: %s", conn.peer, control.error)
+                    logger.info(
+                        "files: %s sent a bad request: %s", conn.peer, safe_display(str(control.error))
+                    )
                     conn.send(encode_error(control.error.error_code, str(control.error)))
                     continue
                 await self._operation(conn, control.header)
         except ProtocolError as exc:
-            logger.info("files: protocol error from %s: %s", conn.peer, exc)
+            logger.info("files: protocol error from %s: %s", conn.peer, safe_display(str(exc)))
             send_error(conn, exc)
         except (EOFError, ResourceError) as exc:
-            logger.info("files: %s is gone (%s)", conn.peer, exc)
+            logger.info("files: %s is gone (%s)", conn.peer, safe_display(str(exc)))
 
     async def _operation(self, conn: Connection[WireEvent], header: dict[str, Any] | Any) -> None:
         try:
@@ -206,7 +208,7 @@ class FileServer:
         except RemoteProtocolError as exc:
             # A malformed request is refused on its own: the framing is intact, so the
             # connection goes on (a recursive upload is not lost to one odd name).
-            logger.info("files: %s sent a bad request: %s", conn.peer, exc)
+            logger.info("files: %s sent a bad request: %s", conn.peer, safe_display(str(exc)))
             conn.send(encode_error(exc.error_code, str(exc)))
             return
         started = time.monotonic()

@@ -184,6 +184,7 @@ class FileStore:
             OSError: the root cannot be listed.
         """
         removed, drift = scan(self.jail, self.usage, self.clock())
+        self.records.prune()
         first, self._measured = not self._measured, True
         if removed or (drift and not first):
             logger.info(
@@ -395,6 +396,7 @@ class FileStore:
             else:
                 self._rmdir(dir_fd, name, parts)
             os.fsync(dir_fd)
+        self.records.forget(virtual)
         return virtual
 
     def _removed(self, st: os.stat_result) -> None:
