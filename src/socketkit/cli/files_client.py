@@ -156,6 +156,23 @@ def _shown(exc: BaseException) -> str:
     return safe_display(str(exc))
 
 
+def _connect_error(exc: Exception, address: object) -> str:
+    """The line a failed connection prints, naming what it tried to reach (the errors of
+    TCP connects and name lookups name neither the host nor the port)."""
+    from socketkit.cli.main import error_line  # noqa: PLC0415 (main imports this module)
+
+    if isinstance(exc, OSError) and exc.filename is None:
+        name = "LookupError" if type(exc).__name__ == "gaierror" else type(exc).__name__
+        return f"{name}: cannot connect to {address}: {exc.strerror or exc}"
+    return _shown_line(error_line(exc))
+
+
+def _shown_line(line: str) -> str:
+    from socketkit.services.filexfer.protocol import safe_display  # noqa: PLC0415
+
+    return safe_display(line)
+
+
 def _client(
     args: argparse.Namespace, body: Callable[[_Session], Awaitable[None]], remote: Sequence[str | None] = ()
 ) -> int:
@@ -189,12 +206,7 @@ async def _run_client(args: argparse.Namespace, body: Callable[[_Session], Await
     except Exception as exc:
         if args.debug:
             raise
-        if isinstance(exc, OSError) and exc.filename is None:
-            # The connect errors of sockets name no path or address: say which one.
-            reason = exc.strerror or exc
-            print(f"{type(exc).__name__}: cannot connect to {args.address}: {reason}", file=sys.stderr)
-        else:
-            print(f"{type(exc).__name__}: {_shown(exc)}", file=sys.stderr)
+        print(_connect_error(exc, args.address), file=sys.stderr)
         return EXIT_CONNECTION
     session = _Session(client, args)
     show = not getattr(args, "no_progress", True) and sys.stderr.isatty()
