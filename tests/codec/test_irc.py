@@ -12,6 +12,8 @@ from hypothesis import strategies as st
 
 from socketkit.codec.irc import (
     FORBIDDEN_CHARACTER,
+    INVALID_UTF8,
+    InvalidText,
     IRCDecoder,
     IRCMessage,
     casefold,
@@ -57,10 +59,39 @@ def test_join_vectors(case: dict[str, Any]) -> None:
     assert format_message(message) in case["matches"]
 
 
-def test_invalid_utf8_survives_a_round_trip() -> None:
+def test_invalid_utf8_survives_a_round_trip_when_asked_to() -> None:
     raw = b":nick!u@h PRIVMSG #chan :caf\xe9 \xff\xfe ok"
-    message = parse_message(raw)
+    message = parse_message(raw, text_errors="surrogateescape")
     assert encode_message(message) == raw + b"\r\n"
+    assert parse_message(raw, text_errors="replace").params[1] == "caf\ufffd \ufffd\ufffd ok"
+
+
+@pytest.mark.parametrize(
+    ("raw", "command"),
+    [
+        (b"PRIVMSG #bad :\xff", "PRIVMSG"),
+        (b"@+x=\xff :n!u@h privmsg #a :ok", "PRIVMSG"),  # in a tag, after a source
+        (b"TOPIC #caf\xe9 :x", "TOPIC"),
+        (b"NO\xffTICE #a :x", "*"),  # the command itself: nothing to name
+        ("PRIVMSG #a :\udcff", "PRIVMSG"),  # text holding a lone surrogate
+    ],
+)
+def test_lines_that_are_not_utf8_are_refused_by_default(raw: str | bytes, command: str) -> None:
+    with pytest.raises(InvalidText) as refused:
+        parse_message(raw)
+    assert refused.value.command == command
+    assert refused.value.error_code == INVALID_UTF8
+
+
+def test_the_decoder_refuses_a_line_that_is_not_utf8_and_goes_on() -> None:
+    decoder = IRCDecoder()
+    decoder.feed(b"PRIVMSG #a :\xe9t\xe9\r\nPRIVMSG #a :\xc3\xa9t\xc3\xa9\r\n")
+    with pytest.raises(InvalidText) as refused:
+        decoder.next_event()
+    assert refused.value.recoverable
+    assert decoder.next_event() == IRCMessage("PRIVMSG", ("#a", "été"))
+    with pytest.raises(ValueError, match="text_errors"):
+        IRCDecoder(text_errors="ignore")
 
 
 def test_message_part_limit_and_tags_allowance() -> None:

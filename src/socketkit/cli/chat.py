@@ -8,8 +8,10 @@ import socket
 import sys
 from typing import Any
 
+from socketkit._readfile import MAX_OPTION_FILE_SIZE, read_option_file
 from socketkit.cli._args import address_arg, port_arg, positive_number
 from socketkit.cli._serving import Service, add_server_options, listeners_from_args, positive_int, run_service
+from socketkit.errors import ConfigError
 
 __all__ = ["CHAT_PORT", "add_parsers", "add_serve_parser"]
 
@@ -62,6 +64,35 @@ def add_serve_parser(services: argparse._SubParsersAction[argparse.ArgumentParse
     parser.set_defaults(func=serve_chat)
 
 
+MAX_NICK_ARG = 64
+"""Characters of ``--nick``: servers allow 9 (RFC 1459) to 30 or more (NICKLEN), and say
+so with 432 if it is too long for them; longer than this is a typing mistake."""
+
+
+def _nick_arg(text: str) -> str:
+    """argparse type: an RFC 2812 nickname."""
+    from socketkit.services.chat.names import valid_nick  # noqa: PLC0415
+
+    if not valid_nick(text, MAX_NICK_ARG):
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a nickname (a letter or one of []\\`_^{{|}} first, then also digits and -, "
+            f"at most {MAX_NICK_ARG})"
+        )
+    return text
+
+
+def _channel_arg(text: str) -> str:
+    """argparse type: a channel name (``#`` is added if missing)."""
+    from socketkit.services.chat.names import valid_channel  # noqa: PLC0415
+
+    name = text if text.startswith("#") else "#" + text
+    if not valid_channel(name, MAX_NICK_ARG * 4):
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a channel name (no spaces, commas, colons or control characters)"
+        )
+    return name
+
+
 def add_parsers(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add ``chat`` and ``passwd``."""
     chat = commands.add_parser(
@@ -70,8 +101,10 @@ def add_parsers(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
         description="Join an IRC server: /join, /part, /msg, /nick, /names, /topic, /quit.",
     )
     chat.add_argument("address", type=address_arg, metavar="ADDR", help="HOST:PORT (6667 plain, 6697 TLS)")
-    chat.add_argument("--nick", required=True, help="your nickname")
-    chat.add_argument("--join", action="append", default=[], metavar="#CHANNEL", help="channels to join")
+    chat.add_argument("--nick", required=True, type=_nick_arg, help="your nickname")
+    chat.add_argument(
+        "--join", action="append", default=[], type=_channel_arg, metavar="#CHANNEL", help="channels to join"
+    )
     chat.add_argument("--tls", action="store_true", help="use TLS")
     chat.add_argument("--tls-ca", metavar="FILE", help="trust this CA for TLS")
     chat.add_argument("--insecure", action="store_true", help="TLS without verification")
@@ -91,11 +124,24 @@ def add_parsers(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
     passwd.set_defaults(func=make_password_hash)
 
 
-def _read(path: str | None) -> str | None:
+MAX_PASSWORD_FILE_SIZE = 4096
+"""Bytes of a password file: a password is a line; anything larger is not one."""
+
+
+def _read(path: str | None, what: str, limit: int = MAX_OPTION_FILE_SIZE) -> str | None:
+    """The text of a file an option names, through the one capped reader (regular files
+    and pipes only, never a blocking open, at most ``limit`` bytes).
+
+    Raises:
+        ConfigError: unreadable, not a regular file or a pipe, too large, or not UTF-8.
+    """
     if path is None:
         return None
-    with open(path, encoding="utf-8") as f:
-        return f.read()
+    data = read_option_file(path, what, limit=limit)
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{what} {path} is not UTF-8 text (byte {exc.start})") from None
 
 
 def serve_chat(args: argparse.Namespace) -> int:
@@ -110,21 +156,21 @@ def chat_service(args: argparse.Namespace) -> Service:
     from socketkit.address import Address  # noqa: PLC0415
     from socketkit.aio.listeners import Listener  # noqa: PLC0415
     from socketkit.services.chat.server import ChatServer  # noqa: PLC0415
-    from socketkit.services.chat.state import ChatConfig  # noqa: PLC0415
+    from socketkit.services.chat.state import MAX_MOTD_FILE_SIZE, ChatConfig, motd_lines  # noqa: PLC0415
     from socketkit.services.chat.store import ChatStore  # noqa: PLC0415
     from socketkit.state import StateDB  # noqa: PLC0415
 
     if args.workers != 1:
         raise ValueError("one chat server is one process: --workers does not apply")
     opers = {}
-    for number, line in enumerate((_read(args.oper_file) or "").splitlines(), 1):
+    for number, line in enumerate((_read(args.oper_file, "the operator file") or "").splitlines(), 1):
         if line.strip() and not line.lstrip().startswith("#"):
             name, _, stored = line.strip().partition(" ")
             if not stored.strip():
                 raise ValueError(f"{args.oper_file}:{number}: expected 'NAME PASSWORD'")
             opers[name] = stored.strip()
-    password = _read(args.password_file)
-    motd = _read(args.motd_file)
+    password = _read(args.password_file, "the password file", MAX_PASSWORD_FILE_SIZE)
+    motd = _read(args.motd_file, "the MOTD file", MAX_MOTD_FILE_SIZE)
     burst, rate = (10**9, 10.0**9) if args.no_flood_limit else (args.flood_burst, args.flood_rate)
     config = ChatConfig(
         server_name=args.server_name or socket.gethostname() or "socketkit.local",
@@ -136,7 +182,7 @@ def chat_service(args: argparse.Namespace) -> Service:
         ping_timeout_s=args.idle_timeout,
     )
     if motd is not None:
-        config.motd = tuple(motd.splitlines())
+        config.motd = motd_lines(motd)
     listeners = listeners_from_args(args)
     if args.tls_port is not None:
         if not args.tls_cert:
@@ -171,6 +217,9 @@ def make_password_hash(args: argparse.Namespace) -> int:
     """``passwd``: print ``pbkdf2-sha256$...`` for the password typed (or piped)."""
     from socketkit.services.chat.session import hash_password  # noqa: PLC0415
 
+    if sys.stdin is None:  # fd 0 was closed
+        print("no password: the standard input is closed", file=sys.stderr)
+        return 1
     if sys.stdin.isatty():
         import getpass  # noqa: PLC0415
 
@@ -192,6 +241,10 @@ def run_chat_client(args: argparse.Namespace) -> int:
     never from the command line (where every user of the machine could read it)."""
     from socketkit.services.chat.client import run_client  # noqa: PLC0415
 
-    password = _read(args.password_file) if args.password_file else os.environ.get(PASSWORD_ENV)
+    password = (
+        _read(args.password_file, "the password file", MAX_PASSWORD_FILE_SIZE)
+        if args.password_file
+        else os.environ.get(PASSWORD_ENV)
+    )
     args.password = password.strip() if password else None
     return run_client(args)

@@ -1,9 +1,12 @@
 """IRC messages (RFC 1459/2812 as clarified by modern.ircdocs.horse, plus IRCv3 message
 tags): parse, format, and the line decoder with IRC's limits. Pure.
 
-Text is ``str`` decoded from UTF-8 with ``surrogateescape``: invalid bytes survive a
-parse/format round trip unchanged, so clients sending Latin-1 or garbage are passed
-through, never crashed on, and never "fixed".
+Text is ``str`` decoded from UTF-8. What happens to a line that is not UTF-8 is the
+caller's choice (``text_errors``): ``"strict"`` (the default, what the chat server
+uses) refuses it with ``InvalidText`` (recoverable: the decoder goes on with the next
+line), so that no surrogate ever reaches a handler, a database or a log; ``"replace"``
+shows U+FFFD instead (a client displaying another server's text); ``"surrogateescape"``
+keeps the bytes through a parse/format round trip (a relay that must not touch them).
 
 Limits: the message part (source, command, params) is at most 510 bytes before CRLF
 (RFC 1459's 512 with the CRLF); tags may add 8191 bytes (IRCv3). The decoder accepts
@@ -29,9 +32,12 @@ from socketkit.limits import IRC_MAX_LINE_LENGTH, IRC_MAX_TAGS_LENGTH
 
 __all__ = [
     "FORBIDDEN_CHARACTER",
+    "INVALID_UTF8",
     "MAX_BODY",
+    "TEXT_ERRORS",
     "IRCDecoder",
     "IRCMessage",
+    "InvalidText",
     "casefold",
     "encode_message",
     "format_message",
@@ -43,6 +49,24 @@ MAX_BODY: Final = IRC_MAX_LINE_LENGTH - 2
 
 FORBIDDEN_CHARACTER: Final = "forbidden-character"
 """``RemoteProtocolError.error_code`` of a line holding NUL, CR or LF."""
+
+INVALID_UTF8: Final = "invalid-utf8"
+"""``RemoteProtocolError.error_code`` of a line that is not UTF-8 (``InvalidText``)."""
+
+
+class InvalidText(RemoteProtocolError):
+    """A line that is not valid UTF-8, refused whole (IRCv3 ``UTF8ONLY``: the server
+    answers ``FAIL <command> INVALID_UTF8``).
+
+    Attributes:
+        command: the line's command if it could be read (ASCII), else ``"*"``: what the
+            ``FAIL`` reply names.
+    """
+
+    def __init__(self, command: str) -> None:
+        super().__init__("IRC line refused: it is not valid UTF-8", error_code=INVALID_UTF8)
+        self.command = command
+
 
 # modern.ircdocs.horse: no part of a message (tags, source, command, parameters) may hold
 # NUL, CR or LF; servers "MAY handle a single CR as if it was CRLF". We refuse the line
@@ -105,28 +129,57 @@ def _forbidden() -> RemoteProtocolError:
     )
 
 
-def parse_message(line: str | bytes, *, max_body: int | None = MAX_BODY) -> IRCMessage:
+TEXT_ERRORS: Final = ("strict", "replace", "surrogateescape")
+"""What ``parse_message`` may do with bytes that are not UTF-8 (see the module docstring)."""
+
+
+def _command_of(text: str) -> str:
+    """The command of a line that failed to decode, if it is plain ASCII (else ``*``)."""
+    rest = text.partition(" ")[2] if text.startswith("@") else text
+    rest = rest.lstrip(" ")
+    if rest.startswith(":"):
+        rest = rest.partition(" ")[2].lstrip(" ")
+    command = rest.partition(" ")[0]
+    return command.upper() if command.isascii() and command.isalnum() else "*"
+
+
+def parse_message(
+    line: str | bytes, *, max_body: int | None = MAX_BODY, text_errors: str = "strict"
+) -> IRCMessage:
     """Parse one line (without its CRLF).
 
     Args:
-        line: the message, as text or raw bytes (decoded as UTF-8, surrogateescape).
+        line: the message, as text or raw bytes (decoded as UTF-8).
         max_body: refuse a message part (after the tags) longer than this many bytes.
+        text_errors: bytes that are not UTF-8: ``"strict"`` refuses the line
+            (``InvalidText``), ``"replace"`` or ``"surrogateescape"`` decode it so.
 
     Returns:
         the message.
 
     Raises:
         FrameTooLarge: the message part is over ``max_body`` bytes.
+        InvalidText: the line is not UTF-8 (with ``text_errors="strict"``).
         RemoteProtocolError: no command, or a NUL, CR or LF in the line (error code
             ``FORBIDDEN_CHARACTER``).
     """
     if isinstance(line, bytes):
         if b"\0" in line or b"\r" in line or b"\n" in line:  # three C scans: the hot path
             raise _forbidden()
-        text = line.decode("utf-8", errors="surrogateescape")
+        try:
+            text = line.decode("utf-8")
+        except UnicodeDecodeError:
+            if text_errors == "strict":
+                raise InvalidText(_command_of(line.decode("utf-8", errors="replace"))) from None
+            text = line.decode("utf-8", errors=text_errors)
     else:
         if "\0" in line or "\r" in line or "\n" in line:
             raise _forbidden()
+        if text_errors == "strict" and not line.isascii():
+            try:
+                line.encode("utf-8")
+            except UnicodeEncodeError:  # lone surrogates: bytes that were not UTF-8
+                raise InvalidText(_command_of(line)) from None
         text = line
     tags: dict[str, str] = {}
     rest = text
@@ -228,11 +281,19 @@ class IRCDecoder:
     """Split an IRC byte stream into ``IRCMessage``s (LF or CRLF; empty lines skipped).
 
     ``FrameTooLarge`` (ERR_INPUTTOOLONG) does not end the stream: the next call goes on
-    with the line after the offending one.
+    with the line after the offending one. ``text_errors`` is ``parse_message``'s.
+
+    Raises:
+        ValueError: ``text_errors`` is not one of ``TEXT_ERRORS``.
     """
 
-    def __init__(self, max_body: int = MAX_BODY, max_tags: int = IRC_MAX_TAGS_LENGTH) -> None:
+    def __init__(
+        self, max_body: int = MAX_BODY, max_tags: int = IRC_MAX_TAGS_LENGTH, *, text_errors: str = "strict"
+    ) -> None:
+        if text_errors not in TEXT_ERRORS:
+            raise ValueError(f"text_errors must be one of {', '.join(TEXT_ERRORS)}, not {text_errors!r}")
         self.max_body = max_body
+        self.text_errors = text_errors
         self._lines = LineDecoder(max_body + max_tags + 1)
 
     def feed(self, data: bytes) -> None:
@@ -245,6 +306,8 @@ class IRCDecoder:
         Raises:
             FrameTooLarge: a line or its message part is too long (the decoder can go on).
             IncompleteFrame: the stream ended inside a line.
+            InvalidText: a line that is not UTF-8 (``text_errors="strict"``); the
+                decoder goes on with the next line.
             RemoteProtocolError: a line without a command, or with NUL or a bare CR
                 (``FORBIDDEN_CHARACTER``); the decoder goes on with the next line.
         """
@@ -254,7 +317,7 @@ class IRCDecoder:
                 return line
             if line.strip(b" "):
                 try:
-                    return parse_message(line, max_body=self.max_body)
+                    return parse_message(line, max_body=self.max_body, text_errors=self.text_errors)
                 except RemoteProtocolError as exc:
                     exc.recoverable = True  # one bad line; the next one starts clean
                     raise

@@ -1,5 +1,6 @@
 """A chat "network" without sockets: the pure command layer driven with a fake clock,
-effects applied as the server glue applies them (so tests read what each client got).
+effects applied as the server glue applies them (so tests read what each client got;
+listings too long for one page are run to their end at once).
 
 Password checks run at once (``verify_password``), or, with ``defer_checks``, wait in
 ``pending`` until the test finishes them with ``finish_check``: what the glue's worker
@@ -18,6 +19,7 @@ from socketkit.services.chat.replies import (
     Disconnect,
     DropChannel,
     Effect,
+    ListingPending,
     Send,
     StoreChannel,
     StoreHistory,
@@ -39,6 +41,7 @@ class Net:
         self.closed: dict[int, str] = {}
         self.stored: list[Effect] = []
         self._next = 0
+        self.pages = 0  # listing pages made after the command that started them
 
     def connect(self, host: str = "127.0.0.1") -> Client:
         self._next += 1
@@ -83,6 +86,12 @@ class Net:
                     self.finish_check(effect, verify_password(effect.stored, effect.password))
             elif isinstance(effect, AuthFailed):
                 self.auth_failures.append(effect)
+            elif isinstance(effect, ListingPending):
+                # What the glue does over later turns, at once: page after page to the end.
+                self.pages += 1
+                client = self.state.clients.get(effect.id)
+                if client is not None and client.listings:
+                    self.apply(commands.resume(self.state, client, self.now))
             elif isinstance(effect, StoreChannel | DropChannel | StoreHistory):
                 self.stored.append(effect)
 

@@ -78,11 +78,12 @@ def test_garbage_bytes_never_hurt_anyone(address: Address) -> None:
             b":only-a-prefix",
             b"   ",
             b"\xc3\x28 PRIVMSG",
-            b"PRIVMSG bob :\xe9t\xe9",
+            b"PRIVMSG bob :\xe9t\xe9",  # Latin-1: refused (UTF8ONLY), never relayed
+            "PRIVMSG bob :été",
         )
-        got = bob.expect("PRIVMSG")
-        assert got.params[1] == b"\xe9t\xe9".decode("utf-8", "surrogateescape")  # passed through as sent
-        alice.sync()
+        assert bob.expect("PRIVMSG").params == ("bob", "été")
+        refused = [m for m in alice.sync() if m.command == "FAIL"]
+        assert [m.params[:2] for m in refused] == [("*", "INVALID_UTF8"), ("PRIVMSG", "INVALID_UTF8")]
         assert bob.sync() == []
 
 

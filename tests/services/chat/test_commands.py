@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import pytest
 
-from socketkit.codec.irc import encode_message
 from socketkit.services.chat import numerics as n
 from socketkit.services.chat.commands import COMMANDS
 from socketkit.services.chat.replies import StoreChannel, StoreHistory
@@ -41,7 +40,9 @@ def test_welcome_burst_and_isupport() -> None:
         assert name in tokens
     assert tokens["CASEMAPPING"] == "CASEMAPPING=rfc1459"
     assert tokens["PREFIX"] == "PREFIX=(ov)@+"
-    assert tokens["CHANMODES"] == "CHANMODES=b,k,l,imnst"
+    assert tokens["CHANMODES"] == "CHANMODES=b,k,l,Pimnst"
+    assert "UTF8ONLY" in tokens
+    assert "SAFELIST" in tokens
 
 
 def test_commands_before_registration_are_refused() -> None:
@@ -301,14 +302,6 @@ def test_ircv3_tags_echo_and_server_time() -> None:
     net.send(carol, "@+typing=active TAGMSG #room")
     assert net.take(bob) == []  # TAGMSG only reaches message-tags clients
     assert net.take(alice)[0].command == "TAGMSG"
-
-
-def test_invalid_utf8_is_passed_through_unchanged() -> None:
-    net = Net()
-    alice, bob = net.register("alice"), net.register("bob")
-    net.send(alice, b"PRIVMSG bob :caf\xe9 \xff\xfe")
-    (message,) = net.take(bob)
-    assert encode_message(message).endswith(b":caf\xe9 \xff\xfe\r\n")
 
 
 # --- channels ------------------------------------------------------------------------------

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from socketkit.codec.irc import casefold
 from socketkit.services.chat import numerics as n
-from socketkit.services.chat.state import mask_matches
+from socketkit.services.chat.names import mask_matches
 from tests.services.chat.harness import Net
 
 

@@ -11,7 +11,13 @@ the input the client sends QUIT and exits 0 once the server has closed, as ``nc`
 The connection is remade after it drops, with exponential back-off (1 s doubling to
 60 s, with jitter so that many clients of a restarted server do not return at once);
 rooms are joined again. A first connection that fails, or a refused password, ends the
-client with an error instead (nothing would change by retrying).
+client with an error instead (nothing would change by retrying). So does a peer that is
+not an IRC server: its first message must look like IRC (a PING or ERROR, or a numeric
+or a known command from a named source), and anything else (bytes of another protocol,
+the stream ending inside a line, an echo of our own lines) ends the client with one
+line, ``ADDR is not an IRC server``. Bad input from a server that did speak IRC ends
+that session (the connection cannot be trusted after it) and the client reconnects with
+back-off; it is never read again and again.
 """
 
 from __future__ import annotations
@@ -31,7 +37,7 @@ from typing import IO, TYPE_CHECKING, Any, Final, Protocol
 from socketkit.address import Address
 from socketkit.aio.client import open_connection
 from socketkit.codec.irc import IRCDecoder, IRCMessage, encode_message
-from socketkit.errors import LocalProtocolError, ProtocolError, ResourceError
+from socketkit.errors import ConfigError, LocalProtocolError, ProtocolError, ResourceError
 from socketkit.services.chat.conversation import Conversation, Line, nick_colour
 from socketkit.services.chat.numerics import ERR_PASSWDMISMATCH
 
@@ -43,6 +49,13 @@ if TYPE_CHECKING:
 __all__ = ["ChatClient", "PlainUI", "PromptUI", "UI", "backoff_delays", "render_plain", "run_client"]
 
 QUIT_WAIT_S = 5.0  # after QUIT, how long the server gets to close the connection
+
+MAX_SERVER_LINE: Final = 4096
+"""Bytes of a message from the server (without tags): RFC 1459 says 512, a few servers
+send longer ones; a line past this ends the session (the stream is not IRC as we know it)."""
+
+_IRC_FIRST: Final = frozenset({"NOTICE", "CAP", "PRIVMSG", "MODE", "JOIN", "NICK", "AUTHENTICATE", "FAIL"})
+"""Commands an IRC server may open with (from a named source), besides numerics."""
 
 MAX_INPUT_LINE: Final = 1 << 16
 """Bytes of one line of input; a longer one is dropped whole (the server would refuse
@@ -113,7 +126,8 @@ class PlainUI:
         data = await self._input.readline()
         if not data:
             return None
-        return data.decode("utf-8", errors="surrogateescape").rstrip("\r\n")
+        # Not UTF-8: the server would refuse the line (UTF8ONLY); U+FFFD says what was lost.
+        return data.decode("utf-8", errors="replace").rstrip("\r\n")
 
 
 class LineSource(Protocol):
@@ -284,6 +298,7 @@ class ChatClient:
         self.connected = asyncio.Event()
         self._fatal: str | None = None
         self._input_done = False
+        self._spoke_irc = False  # the server has spoken IRC at least once
 
     def _show(self, lines: Sequence[Line]) -> None:
         if lines:
@@ -336,19 +351,35 @@ class ChatClient:
                 await reader
 
     async def _session(self) -> None:
-        self.conn = conn = await open_connection(self.address, IRCDecoder(), ssl=self.ssl)
+        # Another server's text may not be UTF-8: shown with U+FFFD, never as surrogates.
+        decoder = IRCDecoder(MAX_SERVER_LINE, text_errors="replace")
+        self.conn = conn = await open_connection(self.address, decoder, ssl=self.ssl)
         self._info(f"connected to {self.address}")
         talk = self.talk
         self._send(talk.hello())
+        irc = False  # whether the peer has said something IRC-like on this connection
         try:
             while True:
                 try:
                     message = await conn.receive()
                 except EOFError:
+                    if not irc and not self._spoke_irc:
+                        self._fatal = f"{self.address} is not an IRC server (it closed without a word)"
                     break
                 except ProtocolError as exc:
-                    self._info(f"bad line from the server: {exc}", "error")
-                    continue
+                    # The connection hands out nothing more after bad input: the session is over.
+                    if not irc:
+                        self._fatal = f"{self.address} is not an IRC server ({exc})"
+                    else:
+                        self._info(f"bad data from the server ({exc}): disconnecting", "error")
+                    break
+                if not irc:
+                    if not _looks_like_irc(message):
+                        self._fatal = (
+                            f"{self.address} is not an IRC server (it began with {message.command!r})"
+                        )
+                        break
+                    irc = self._spoke_irc = True
                 replies, lines = talk.receive(message, self.clock())
                 if message.verb == ERR_PASSWDMISMATCH and not talk.registered:
                     # The connection password (an OPER refused later is no reason to stop).
@@ -364,7 +395,7 @@ class ChatClient:
             self.connected.clear()
             self.conn = None
             conn.abort()
-        if not talk.quitting:
+        if not talk.quitting and self._fatal is None:
             self._info("disconnected", "error")
 
     async def _read_input(self) -> None:
@@ -395,6 +426,16 @@ class ChatClient:
             async with asyncio.timeout(QUIT_WAIT_S):
                 await conn.wait_closed()
         conn.abort()
+
+
+def _looks_like_irc(message: IRCMessage) -> bool:
+    """Whether a first message is one an IRC server would open with."""
+    verb = message.verb
+    if verb in ("PING", "ERROR"):
+        return True
+    if not message.source:
+        return False
+    return (len(verb) == 3 and verb.isdigit()) or verb in _IRC_FIRST
 
 
 def _is_terminal(stream: IO[str] | None) -> bool:
@@ -430,7 +471,10 @@ def run_client(args: argparse.Namespace) -> int:
     if args.tls:
         from socketkit.tls import client_context  # noqa: PLC0415
 
-        ssl_context = client_context(args.tls_ca, insecure=args.insecure)
+        try:
+            ssl_context = client_context(args.tls_ca, insecure=args.insecure)
+        except OSError as exc:  # ssl names neither the file nor the option
+            raise ConfigError(f"--tls-ca {args.tls_ca}: {exc.strerror or exc}") from None
     channels = [c if c.startswith("#") else "#" + c for c in args.join]
     talk = Conversation(
         args.nick, password=args.password, channels=channels, current=channels[0] if channels else None

@@ -18,7 +18,8 @@ from dataclasses import dataclass, field
 from typing import Final
 
 from socketkit.codec.irc import IRCMessage
-from socketkit.services.chat.state import TAG_MESSAGE_TAGS, TAG_TIME, Channel, ChatState, Client, HistoryItem
+from socketkit.services.chat.history import HistoryItem
+from socketkit.services.chat.state import TAG_MESSAGE_TAGS, TAG_TIME, Channel, ChatState, Client
 
 __all__ = [
     "SUPPORTED_CAPS",
@@ -27,6 +28,7 @@ __all__ = [
     "Disconnect",
     "DropChannel",
     "Effect",
+    "ListingPending",
     "Outbox",
     "Send",
     "StoreChannel",
@@ -110,6 +112,15 @@ class CheckPassword:
 
 
 @dataclass(frozen=True, slots=True)
+class ListingPending:
+    """The client has replies still to make (``Client.listings``): the glue calls
+    ``commands.resume`` on a later turn, once the client's output has drained below
+    its high-water mark and its flood budget has a token."""
+
+    id: int
+
+
+@dataclass(frozen=True, slots=True)
 class AuthFailed:
     """A password attempt failed or was refused: one log line (never the password)."""
 
@@ -119,7 +130,16 @@ class AuthFailed:
     reason: str
 
 
-Effect = Send | Disconnect | StoreChannel | DropChannel | StoreHistory | CheckPassword | AuthFailed
+Effect = (
+    Send
+    | Disconnect
+    | StoreChannel
+    | DropChannel
+    | StoreHistory
+    | CheckPassword
+    | AuthFailed
+    | ListingPending
+)
 
 
 def safe_middle(param: str) -> str:
@@ -153,6 +173,7 @@ class Outbox:
     state: ChatState
     now: float
     effects: list[Effect] = field(default_factory=list)
+    work: int = 0  # units of work done for the requester (listings), charged to its flood budget
 
     @property
     def server(self) -> str:

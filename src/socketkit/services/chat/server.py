@@ -14,6 +14,12 @@ Flood control: each client has a token bucket; lines beyond it are held back and
 handled at the bucket's pace (the penalty), with reading from that client paused; a
 client whose backlog passes ``flood_queue`` lines is disconnected ("Excess Flood").
 
+Listings (LIST, WHO, NAMES: ``commands.listings``) longer than a page go on here, a
+page per ``commands.resume``, the waiting clients in turn, ``LISTING_TURN_BUDGET`` in
+all per event-loop turn (the socket poll, and others' PINGs, come between pages); a
+client is served again once its output is below the high-water mark and its flood
+budget has a token.
+
 Password checks (``CheckPassword`` effects: OPER, PASS) run on ``PasswordChecker``'s few
 worker threads, never on the event loop: a PBKDF2 check takes 0.1-0.2 s, and eight
 clients sending OPERs used to stop every PONG for a minute and a half. Its queue is
@@ -34,15 +40,17 @@ from typing import Any, Final
 from socketkit._log import get_logger
 from socketkit.aio.connection import Connection, ConnectionLimits, Session
 from socketkit.aio.server import AsyncServer
-from socketkit.codec.irc import FORBIDDEN_CHARACTER, IRCDecoder, IRCMessage, encode_message
+from socketkit.codec.irc import FORBIDDEN_CHARACTER, InvalidText, IRCDecoder, IRCMessage, encode_message
 from socketkit.errors import FrameTooLarge, LocalProtocolError, RemoteProtocolError, ResourceError
 from socketkit.services.chat import commands
+from socketkit.services.chat.commands.listings import LISTING_PAGE
 from socketkit.services.chat.replies import (
     AuthFailed,
     CheckPassword,
     Disconnect,
     DropChannel,
     Effect,
+    ListingPending,
     Send,
     StoreChannel,
     StoreHistory,
@@ -51,7 +59,14 @@ from socketkit.services.chat.session import verify_password
 from socketkit.services.chat.state import ChatConfig, ChatState
 from socketkit.services.chat.store import ChatStore
 
-__all__ = ["DEFAULT_SENDQ", "PASSWORD_QUEUE", "PASSWORD_WORKERS", "ChatServer", "PasswordChecker"]
+__all__ = [
+    "DEFAULT_SENDQ",
+    "LISTING_TURN_BUDGET",
+    "PASSWORD_QUEUE",
+    "PASSWORD_WORKERS",
+    "ChatServer",
+    "PasswordChecker",
+]
 
 logger = get_logger(__name__)
 
@@ -69,6 +84,11 @@ memory. Every sender still gets at least one line per turn."""
 TURN_TOTAL_BUDGET = 16 * 1024 * 1024
 """Output bytes all clients' lines may queue per turn; past it, every client yields after
 one line (bounds a turn when a thousand clients flood a thousand-member channel)."""
+
+LISTING_TURN_BUDGET: Final = 5 * LISTING_PAGE
+"""Units of listing work (channels or users looked at) all clients' listings may do in
+one event-loop turn: five pages, a few milliseconds, so however many clients list at
+once, a turn stays short and the others' lines are read and answered between pages."""
 
 TICK_S = 1.0
 
@@ -157,6 +177,8 @@ class ChatServer:
         self.queued_bytes = 0  # output bytes queued so far (for the per-turn budget)
         self.turn = 0  # flushes so far: one per event-loop turn that produced output
         self.turn_started_at = 0  # queued_bytes when this turn began
+        self._listing: collections.OrderedDict[int, None] = collections.OrderedDict()  # may go on, in turn
+        self._listing_scheduled = False
         if store is not None:
             store.load(self.state)
         self.server: AsyncServer | None = None
@@ -226,6 +248,8 @@ class ChatServer:
             elif isinstance(effect, CheckPassword):
                 if not self.passwords.submit(effect, self._password_checked):
                     self.apply(commands.password_checked(self.state, effect, None, self.clock()))
+            elif isinstance(effect, ListingPending):
+                self.listing_ready(effect.id)
             elif isinstance(effect, AuthFailed):
                 self._log_auth_failure(effect)
             elif self.store is not None:
@@ -238,6 +262,48 @@ class ChatServer:
                     if not self._flush_scheduled:
                         self._flush_scheduled = True
                         asyncio.get_running_loop().call_soon(self.flush)
+
+    def run_listings(self) -> None:
+        """Go on with the waiting listings, a page each in turn, up to
+        ``LISTING_TURN_BUDGET`` units in all; the rest waits for the next turn. A client
+        whose output is above its high-water mark waits for it to drain, one whose flood
+        budget is spent waits for a token; either is called again then."""
+        self._listing_scheduled = False
+        budget = LISTING_TURN_BUDGET
+        now = self.clock()
+        while self._listing and budget > 0:
+            cid, _ = self._listing.popitem(last=False)
+            conn = self.conns.get(cid)
+            client = self.state.clients.get(cid)
+            if conn is None or client is None or conn.is_closing or not client.listings:
+                continue
+            session = conn.session
+            if not isinstance(session, ChatSession):
+                continue
+            if conn.write_paused:
+                session.listing_after_drain()
+                continue
+            wait = client.flood.wait_time(now)
+            if wait > 0:
+                session.listing_after(wait)
+                continue
+            page = min(LISTING_PAGE, budget)
+            budget -= page
+            self.apply(commands.resume(self.state, client, now, page))  # back in the queue if not done
+            self._flush_one(cid)  # written now, so that write_paused says where it stands
+        if self._listing and not self._listing_scheduled:
+            self._listing_scheduled = True
+            asyncio.get_running_loop().call_soon(self.run_listings)
+
+    def listing_ready(self, cid: int) -> None:
+        """A client's listing may go on (it has one, or it waited for a drain or a token)."""
+        client = self.state.clients.get(cid)
+        if client is None or not client.listings:
+            return
+        self._listing[cid] = None
+        if not self._listing_scheduled:
+            self._listing_scheduled = True
+            asyncio.get_running_loop().call_soon(self.run_listings)
 
     def _password_checked(self, request: CheckPassword, ok: bool) -> None:
         self.apply(commands.password_checked(self.state, request, ok, self.clock()))
@@ -306,7 +372,7 @@ def _named(failure: AuthFailed) -> str:
 class ChatSession(Session[IRCMessage]):
     """One IRC connection."""
 
-    __slots__ = ("_backlog", "_spent", "_timer", "_turn", "chat")
+    __slots__ = ("_backlog", "_drain", "_listing_timer", "_spent", "_timer", "_turn", "chat")
 
     def __init__(self, chat: ChatServer, conn: Connection[IRCMessage]) -> None:
         super().__init__(conn)
@@ -315,6 +381,8 @@ class ChatSession(Session[IRCMessage]):
         self._timer: asyncio.TimerHandle | None = None
         self._turn = -1  # the turn ``_spent`` counts for
         self._spent = 0  # output bytes this client's lines queued in that turn
+        self._listing_timer: asyncio.TimerHandle | None = None  # a listing waiting for a token
+        self._drain: asyncio.Future[None] | None = None  # a listing waiting for the output to drain
 
     def connection_made(self) -> None:
         conn = self.conn
@@ -368,6 +436,26 @@ class ChatSession(Session[IRCMessage]):
         if client is not None:
             self.conn.resume_reading("user")
 
+    def listing_after(self, wait: float) -> None:
+        """Go on with this client's listing in ``wait`` seconds (its flood budget)."""
+        if self._listing_timer is None:
+            self._listing_timer = asyncio.get_running_loop().call_later(wait, self._listing_go)
+
+    def _listing_go(self) -> None:
+        self._listing_timer = None
+        self.chat.listing_ready(self.conn.id)
+
+    def listing_after_drain(self) -> None:
+        """Go on with this client's listing once its output is below the high-water mark."""
+        if self._drain is None:
+            self._drain = asyncio.ensure_future(self.conn.drain())
+            self._drain.add_done_callback(self._drained)
+
+    def _drained(self, future: asyncio.Future[None]) -> None:
+        self._drain = None
+        if not future.cancelled() and future.exception() is None:  # else: the connection is gone
+            self.chat.listing_ready(self.conn.id)
+
     def protocol_error(self, exc: RemoteProtocolError) -> None:
         chat = self.chat
         client = chat.state.clients.get(self.conn.id)
@@ -379,6 +467,8 @@ class ChatSession(Session[IRCMessage]):
                 chat.apply(commands.input_too_long(chat.state, client, chat.clock()))
             elif exc.error_code == FORBIDDEN_CHARACTER:
                 chat.apply(commands.forbidden_character(chat.state, client, chat.clock()))
+            elif isinstance(exc, InvalidText):
+                chat.apply(commands.invalid_text(chat.state, client, exc.command, chat.clock()))
             # Either way the client stays: one bad line is skipped (servers ignore
             # malformed lines, modern.ircdocs.horse), and never reaches a handler or
             # the history. The engine has logged it, on one line.
@@ -392,9 +482,12 @@ class ChatSession(Session[IRCMessage]):
         self.chat.close_client(self.conn.id, "Server shutting down")
 
     def connection_lost(self, exc: BaseException | None) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        for timer in (self._timer, self._listing_timer):
+            if timer is not None:
+                timer.cancel()
+        self._timer = self._listing_timer = None
+        if self._drain is not None:
+            self._drain.cancel()
         chat = self.chat
         client = chat.state.clients.get(self.conn.id)
         if client is not None:

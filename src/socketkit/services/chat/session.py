@@ -104,6 +104,12 @@ class TokenBucket:
         """Return a spent token (the attempt it paid for did not count)."""
         self.tokens = min(self.burst, self.tokens + 1.0)
 
+    def spend(self, tokens: float, now: float) -> None:
+        """Pay ``tokens`` for work already done, going into debt if need be: what comes
+        next waits until the debt is refilled (``wait_time``)."""
+        self.wait_time(now)
+        self.tokens -= tokens
+
 
 @dataclass(slots=True)
 class AttemptThrottle:

@@ -2,17 +2,21 @@
 
 Nicks and channel names are indexed by their RFC 1459 casefold. Clients are numbered
 by connection; a client is "registered" once NICK and USER (and CAP END, PASS) are done.
+Channels live in a ``ChannelTable`` (``registry``: quotas, lingering, expiry), history
+in a ``HistoryBook`` and departed nicks in a ``WhowasBook`` (``history``), each bounded.
 """
 
 from __future__ import annotations
 
-import re
 from collections import deque
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
+from socketkit.address import limit_key
 from socketkit.codec.irc import casefold
+from socketkit.services.chat.history import HistoryBook, HistoryItem, WhowasBook, WhowasEntry
+from socketkit.services.chat.registry import ChannelTable, SortedKeys
 from socketkit.services.chat.session import (
     OPER_ATTEMPT_INTERVAL_S,
     OPER_ATTEMPTS_BURST,
@@ -20,8 +24,15 @@ from socketkit.services.chat.session import (
     TokenBucket,
 )
 
+if TYPE_CHECKING:
+    from socketkit.services.chat.commands.listings import Listing
+
 __all__ = [
     "CHANNEL_FLAG_MODES",
+    "EMPTY_CHANNEL_TTL_S",
+    "MAX_HISTORY",
+    "MAX_MOTD_FILE_SIZE",
+    "MOTD_LINE_BYTES",
     "ChatConfig",
     "ChatState",
     "Channel",
@@ -30,10 +41,7 @@ __all__ = [
     "TAG_MESSAGE_TAGS",
     "TAG_TIME",
     "WhowasEntry",
-    "mask_matches",
-    "normalize_mask",
-    "valid_channel",
-    "valid_nick",
+    "motd_lines",
 ]
 
 TAG_TIME: Final = 1
@@ -41,83 +49,50 @@ TAG_TIME: Final = 1
 TAG_MESSAGE_TAGS: Final = 2
 """``Client.tag_class`` bit: the client gets msgid and client tags (message-tags)."""
 
-CHANNEL_FLAG_MODES: Final = "imnst"
-"""Channel modes without a parameter: invite-only, moderated, no external messages,
-secret, topic settable by operators only."""
+CHANNEL_FLAG_MODES: Final = "Pimnst"
+"""Channel modes without a parameter: registered (persistent, IRC operators only, as
+ngircd's ``+P``), invite-only, moderated, no external messages, secret, topic settable
+by operators only."""
 
-_NICK = re.compile(r"^[A-Za-z\[\]\\`_^{|}][A-Za-z0-9\[\]\\`_^{|}-]*$")
+EMPTY_CHANNEL_TTL_S: Final = 7 * 24 * 3600.0
+"""How long an unregistered channel with something to keep (a topic, modes, history)
+stays once empty: a week, so a room left over a weekend or a holiday, or a restarted
+server, finds its topic and history again; abandoned rooms go (``registry``)."""
 
+MAX_CHANNELS_PER_ADDRESS: Final = 1_000
+"""Unregistered channels that clients from one address (``limit_key``) may have created
+and that still exist: a tenth of the default table, so that filling it takes ten
+addresses holding a hundred connections each; lingering ones make room."""
 
-def valid_nick(nick: str, max_length: int) -> bool:
-    """RFC 2812 nicknames (letter or special first), at most ``max_length`` characters."""
-    return 0 < len(nick) <= max_length and bool(_NICK.match(nick))
+MAX_HISTORY: Final = 100_000
+"""History lines kept in memory across all channels (``HistoryBook``): a hundred busy
+channels' worth at the default 1,000 each, some 50 MB; without it, 10,000 channels of
+1,000 lines each would be ten million messages, and anyone may create channels."""
 
+MAX_MOTD_FILE_SIZE: Final = 64 * 1024
+"""Bytes of a MOTD file: a MOTD is a screenful, and every client gets it on registering
+(and again with MOTD), so a large one is an amplifier."""
 
-def valid_channel(name: str, max_length: int) -> bool:
-    """``#name`` without space, comma, BEL or NUL, at most ``max_length`` characters."""
-    return (
-        1 < len(name) <= max_length and name.startswith("#") and not any(c in name for c in " ,\x07\0\r\n:")
-    )
-
-
-def normalize_mask(mask: str) -> str:
-    """Complete a ban mask: ``nick`` -> ``nick!*@*``, ``user@host`` -> ``*!user@host``."""
-    if "!" not in mask and "@" not in mask:
-        return f"{mask}!*@*"
-    if "!" not in mask:
-        return f"*!{mask}"
-    if "@" not in mask:
-        return f"{mask}@*"
-    return mask
-
-
-def mask_matches(mask: str, hostmask: str) -> bool:
-    """Glob match (``*``, ``?``) of ``nick!user@host`` against a mask, case-insensitively.
-
-    Masks are anyone's input (WHO, a ban any channel operator sets), so the match must
-    not backtrack: a regex made of the mask (``*a*a*a...*b`` as ``.*a.*a.*a....*b``)
-    takes exponential time, and one ``WHO`` froze the server. Instead the mask is cut at
-    its stars: the first piece must match at the start, the last at the end, and each
-    piece between is found leftmost after the previous one (leftmost is always right
-    when the gaps can hold anything), each search a plain scan.
-    """
-    return _glob(casefold(mask), casefold(hostmask))
+MOTD_LINE_BYTES: Final = 400
+"""Bytes of one RPL_MOTD text: what fits in a 510-byte line with the longest server
+name and nick; a longer line of the file is cut into several."""
 
 
-def _glob(pattern: str, text: str) -> bool:
-    pieces = pattern.split("*")
-    if len(pieces) == 1:
-        return len(pattern) == len(text) and _piece_at(pattern, text, 0)
-    first, last = pieces[0], pieces[-1]
-    end = len(text) - len(last)  # where the last piece must start
-    if end < len(first) or not _piece_at(first, text, 0) or not _piece_at(last, text, end):
-        return False
-    at = len(first)
-    for piece in pieces[1:-1]:
-        if piece:
-            found = _find_piece(piece, text, at, end)
-            if found < 0:
-                return False
-            at = found + len(piece)
-    return True
-
-
-def _piece_at(piece: str, text: str, start: int) -> bool:
-    """Whether ``piece`` (``?`` for any one character) matches ``text`` at ``start``."""
-    if "?" not in piece:
-        return text.startswith(piece, start)
-    return all(c == "?" or c == text[start + i] for i, c in enumerate(piece))
-
-
-def _find_piece(piece: str, text: str, start: int, end: int) -> int:
-    """Where ``piece`` first matches within ``text[start:end]`` (-1: nowhere)."""
-    if "?" not in piece:
-        return text.find(piece, start, end)
-    # Literals and single-character dots only: no repetition, so no backtracking.
-    found = re.compile("".join("." if c == "?" else re.escape(c) for c in piece), re.DOTALL).search(
-        text, start, end
-    )
-    return -1 if found is None else found.start()
+def motd_lines(text: str) -> tuple[str, ...]:
+    """The MOTD file's text as RPL_MOTD lines: control characters (a CR or NUL cannot be
+    sent; ESC would reach every terminal) dropped, long lines cut at ``MOTD_LINE_BYTES``
+    (between characters), at most ``MAX_MOTD_FILE_SIZE`` in all."""
+    lines: list[str] = []
+    for raw in text.splitlines():
+        line = "".join(c for c in raw if c.isprintable() or c == "\t").replace("\t", "    ")
+        while len(line.encode()) > MOTD_LINE_BYTES:
+            cut = MOTD_LINE_BYTES
+            while len(line[:cut].encode()) > MOTD_LINE_BYTES:
+                cut -= 1
+            lines.append(line[:cut])
+            line = line[cut:]
+        lines.append(line)
+    return tuple(lines)
 
 
 @dataclass(slots=True)
@@ -135,11 +110,14 @@ class ChatConfig:
     away_length: int = 200
     kick_length: int = 255
     max_channels_per_client: int = 50
-    max_channels: int = 10_000  # channels on the server (each keeps up to history_per_channel)
+    max_channels: int = 10_000  # channels on the server (lingering ones make room: registry)
+    max_channels_per_address: int = MAX_CHANNELS_PER_ADDRESS
+    empty_channel_ttl_s: float = EMPTY_CHANNEL_TTL_S
     max_targets: int = 4
     modes_per_command: int = 4
     max_bans: int = 100
     history_per_channel: int = 1000
+    max_history: int = MAX_HISTORY  # lines in memory, all channels
     chathistory_limit: int = 100
     whowas_size: int = 1000
     ping_interval_s: float = 60.0
@@ -183,6 +161,12 @@ class Client:
     auth_pending: str | None = None  # what a password check now running is for ("OPER", "PASS")
     pass_attempt: str | None = field(default=None, repr=False)  # PASS, checked at registration
     tag_class: int = 0  # TAG_TIME | TAG_MESSAGE_TAGS: which variant of a message it gets
+    # Replies too long for one turn (LIST, WHO, NAMES), produced a page at a time, in order.
+    listings: deque[Listing] = field(default_factory=deque)
+    key: str = field(init=False, default="")  # limit_key(host): who it is for per-address rules
+
+    def __post_init__(self) -> None:
+        self.key = limit_key(self.host)
 
     def set_caps(self, caps: set[str]) -> None:
         """Replace the negotiated capabilities (and the variant class they imply)."""
@@ -203,17 +187,6 @@ class Client:
 
 
 @dataclass(slots=True)
-class HistoryItem:
-    """One stored channel message (for CHATHISTORY)."""
-
-    time: float
-    msgid: str
-    source: str
-    command: str  # PRIVMSG or NOTICE
-    text: str
-
-
-@dataclass(slots=True)
 class Channel:
     """One channel."""
 
@@ -228,20 +201,36 @@ class Channel:
     bans: list[tuple[str, str, float]] = field(default_factory=list)  # mask, setter, time
     invites: set[str] = field(default_factory=set)  # casefolded nicks
     members: dict[int, set[str]] = field(default_factory=dict)  # client id -> {"o", "v"}; see add/remove
-    history: deque[HistoryItem] = field(default_factory=deque)
+    history: deque[HistoryItem] = field(default_factory=deque)  # appended by ChatState.history
+    creator: str = ""  # limit_key of who created it (its address's quota); "" if not known
+    emptied_at: float | None = None  # when the last member left (None: it has members)
     # Members by tag class, for fan-out without a per-member look-up: rebuilt when the
     # membership or a member's capabilities change (``None``: to be rebuilt).
     groups: dict[int, tuple[int, ...]] | None = None
+    _roster: tuple[int, ...] | None = None  # member ids, for listings (rebuilt on change)
 
     def add_member(self, client_id: int, modes: set[str]) -> None:
         """``client_id`` joins with these prefix modes."""
         self.members[client_id] = modes
-        self.groups = None
+        self.groups = self._roster = None
 
     def remove_member(self, client_id: int) -> None:
         """``client_id`` leaves (if it was here)."""
         if self.members.pop(client_id, None) is not None:
-            self.groups = None
+            self.groups = self._roster = None
+
+    @property
+    def registered(self) -> bool:
+        """Kept empty and across restarts (``+P``, set by an IRC operator)."""
+        return "P" in self.modes
+
+    def roster(self) -> tuple[int, ...]:
+        """The member ids as they are now: a listing walks this tuple by index while the
+        membership changes (a change makes a new tuple; the listing keeps the old one)."""
+        roster = self._roster
+        if roster is None:
+            roster = self._roster = tuple(self.members)
+        return roster
 
     def delivery_groups(self, clients: Mapping[int, Client]) -> dict[int, tuple[int, ...]]:
         """Member ids by tag class (cached)."""
@@ -257,7 +246,8 @@ class Channel:
 
     @property
     def is_default(self) -> bool:
-        """Nothing worth keeping once empty (no topic, default modes, no bans, no history)."""
+        """Nothing worth keeping once empty (no topic, default modes, no bans, no history):
+        dropped when the last member leaves, instead of lingering."""
         return (
             not self.history
             and not self.topic
@@ -280,17 +270,6 @@ class Channel:
         return ("+" + flags, *params)
 
 
-@dataclass(slots=True)
-class WhowasEntry:
-    """A nick that left."""
-
-    nick: str
-    user: str
-    host: str
-    realname: str
-    time: float
-
-
 class ChatState:
     """Everything the server knows; mutated only by ``commands``."""
 
@@ -298,9 +277,16 @@ class ChatState:
         self.config = config
         self.created_at = created_at
         self.clients: dict[int, Client] = {}
-        self.nicks: dict[str, int] = {}  # casefolded nick -> client id
-        self.channels: dict[str, Channel] = {}  # casefolded name -> channel
-        self.whowas: deque[WhowasEntry] = deque(maxlen=config.whowas_size)
+        self.nicks: dict[str, int] = {}  # casefolded nick -> client id (see claim_nick)
+        self.nick_index = SortedKeys()  # the same nicks in order, for WHO listings
+        self.table = ChannelTable(
+            max_channels=config.max_channels,
+            max_per_address=config.max_channels_per_address,
+            ttl_s=config.empty_channel_ttl_s,
+        )
+        self.channels: dict[str, Channel] = self.table.by_name  # read here, changed by the table
+        self.history = HistoryBook(config.history_per_channel, config.max_history)
+        self.whowas = WhowasBook(config.whowas_size)
         self.msgid_counter = 0
         self.operators: set[int] = set()  # ids of clients with user mode +o (LUSERS counts them)
         self.password_attempts = AttemptThrottle()  # per address, for OPER and PASS
@@ -309,6 +295,23 @@ class ChatState:
         """The registered client using ``nick``, if any."""
         cid = self.nicks.get(casefold(nick))
         return None if cid is None else self.clients.get(cid)
+
+    def claim_nick(self, nick: str, client_id: int) -> None:
+        """``client_id`` now uses ``nick``."""
+        key = casefold(nick)
+        self.nicks[key] = client_id
+        self.nick_index.add(key)
+
+    def release_nick(self, nick: str) -> None:
+        """Nobody uses ``nick`` any more."""
+        key = casefold(nick)
+        if self.nicks.pop(key, None) is not None:
+            self.nick_index.discard(key)
+
+    def drop_channel(self, channel: Channel) -> None:
+        """Forget a channel and its history (its members must have left)."""
+        self.table.remove(channel)
+        self.history.forget(channel.history)
 
     def channel(self, name: str) -> Channel | None:
         """The channel called ``name`` (any case), if any."""

@@ -7,6 +7,16 @@ append per message, not a queue hand-off and a thread wake-up. The write queue i
 bounded: if the disk falls far behind, history rows are dropped (and that is logged)
 rather than memory growing or the server stalling; channel settings are always kept.
 
+Bounds on disk: ``KEEP_PER_CHANNEL`` rows per channel and ``MAX_HISTORY_ROWS`` in all
+(the oldest go first), each pruned every ``PRUNE_EVERY`` inserts; a channel that is
+dropped takes its rows with it, and rows whose channel is gone (left by older versions)
+are deleted at start.
+
+A bad row never costs the others: what SQLite cannot take (text with NUL, CR, LF or a
+lone surrogate, a number too large) is refused before it is queued, and if a batch still
+fails, its operations are written one by one and only the failing ones are dropped, with
+one log line and no traceback.
+
 History rows holding NUL, CR or LF (stored before the codec refused such lines; no
 line can be sent with them) are never loaded: they are deleted at start, with one log
 line, so that CHATHISTORY cannot replay them; a channel's topic, key or bans holding
@@ -18,16 +28,18 @@ from __future__ import annotations
 import contextlib
 import json
 import queue
+import sqlite3
 import threading
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Final
 
 from socketkit._log import get_logger
 from socketkit.codec.irc import casefold
-from socketkit.services.chat.state import Channel, ChatState, HistoryItem
+from socketkit.services.chat.history import HistoryItem
+from socketkit.services.chat.state import Channel, ChatState
 from socketkit.state import StateDB
 
-__all__ = ["ChatStore"]
+__all__ = ["KEEP_PER_CHANNEL", "MAX_HISTORY_ROWS", "ChatStore"]
 
 logger = get_logger(__name__)
 
@@ -48,18 +60,46 @@ _SCHEMA_V2 = [
     "DROP INDEX IF EXISTS chat_history_channel_time",
     "CREATE INDEX IF NOT EXISTS chat_history_channel_id ON chat_history (channel, id)",
 ]
+# Version 3: who created a channel (its address's quota) and when it was emptied (its
+# expiry), so that both survive a restart.
+_SCHEMA_V3 = [
+    "ALTER TABLE chat_channels ADD COLUMN creator TEXT",
+    "ALTER TABLE chat_channels ADD COLUMN emptied REAL",
+]
 
 MAX_BATCH_ROWS = 500  # history rows per hand-over to the writer thread
 MAX_QUEUE = 200  # hand-overs waiting (so at most 100,000 rows) before rows are dropped
 MAX_TRANSACTION_ROWS = 5_000  # rows per commit
-KEEP_PER_CHANNEL = 10_000  # history rows kept on disk per channel (older ones are pruned)
-PRUNE_EVERY = 1_000  # inserts into a channel between two prunes of it
+KEEP_PER_CHANNEL: Final = 10_000
+"""History rows kept on disk per channel (older ones are pruned)."""
+MAX_HISTORY_ROWS: Final = 1_000_000
+"""History rows kept on disk in all, the oldest pruned first: a few hundred MB at most,
+whatever the number of channels (10,000 channels of 10,000 rows would be 100 million)."""
+PRUNE_EVERY = 1_000  # inserts (into a channel, and in all) between two prunes
 _STOP = object()
 _Op = Callable[[StateDB], object] | list[tuple[Any, ...]]  # a statement, or history rows
+_WRITE_ERRORS = (sqlite3.Error, ValueError, TypeError, OverflowError)
+"""What a write can fail with because of what it writes (UnicodeEncodeError is a
+ValueError); anything else is a bug and propagates."""
 
 
 def _sendable(text: str) -> bool:
     return "\0" not in text and "\r" not in text and "\n" not in text
+
+
+def _storable(text: str | None) -> bool:
+    """Text SQLite can store and a reply can carry: no NUL, CR, LF or lone surrogate."""
+    if text is None:
+        return True
+    if not _sendable(text):
+        return False
+    if text.isascii():
+        return True
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _clean(channel: Channel) -> bool:
@@ -79,24 +119,33 @@ def _clean(channel: Channel) -> bool:
 class ChatStore:
     """Persistence for one chat server."""
 
-    def __init__(self, db: StateDB, *, keep_per_channel: int = KEEP_PER_CHANNEL) -> None:
+    def __init__(
+        self, db: StateDB, *, keep_per_channel: int = KEEP_PER_CHANNEL, keep_total: int = MAX_HISTORY_ROWS
+    ) -> None:
         self.db = db
         self.keep_per_channel = keep_per_channel
+        self.keep_total = keep_total
         self._inserts: dict[str, int] = {}
+        self._total_inserts = 0
         db.ensure_schema("chat", 1, _SCHEMA)
         db.ensure_schema("chat", 2, _SCHEMA_V2)
+        db.ensure_schema("chat", 3, _SCHEMA_V3)
         self._rows: list[tuple[Any, ...]] = []
         self._queue: queue.Queue[Any] = queue.Queue(maxsize=MAX_QUEUE)
         self._dropped = 0
+        self._refused = 0
         self._thread = threading.Thread(target=self._run, name="socketkit-chat-store", daemon=True)
         self._thread.start()
 
     # --- loading ---------------------------------------------------------------------
 
     def load(self, state: ChatState) -> None:
-        """Put the persisted channels (without members) and their recent history in ``state``."""
+        """Put the persisted channels (without members) and their recent history in
+        ``state``: registered ones to stay, the others lingering from when they were
+        emptied (or from now, if they had members when the server stopped)."""
         limit = state.config.history_per_channel
         unsendable: list[int] = []
+        loaded: list[Channel] = []
         for row in self.db.query("SELECT * FROM chat_channels"):
             channel = Channel(row["name"], row["created"] or 0.0)
             channel.topic = row["topic"] or ""
@@ -106,6 +155,8 @@ class ChatStore:
             channel.key = row["chan_key"]
             channel.limit = row["chan_limit"]
             channel.bans = [(str(m), str(s), float(t)) for m, s, t in json.loads(row["bans"] or "[]")]
+            channel.creator = row["creator"] or ""
+            channel.emptied_at = row["emptied"] if row["emptied"] is not None else state.created_at
             if _clean(channel):
                 logger.warning("chat store: %s had settings holding NUL, CR or LF; cleared", channel.name)
                 self.save_channel(channel)
@@ -122,16 +173,28 @@ class ChatStore:
                 ):
                     unsendable.append(item["id"])
                     continue
-                channel.history.append(
-                    HistoryItem(item["time"], item["msgid"], item["source"], item["command"], item["text"])
+                state.history.append(
+                    channel.history,
+                    HistoryItem(item["time"], item["msgid"], item["source"], item["command"], item["text"]),
                 )
-            state.channels[row["key"]] = channel
+            loaded.append(channel)
+        for channel in sorted(loaded, key=lambda c: c.emptied_at or 0.0):  # the table's expiry order
+            state.table.add(channel)
         if unsendable:
             logger.warning("chat store: %d history row(s) holding NUL, CR or LF deleted", len(unsendable))
             ids = [(row_id,) for row_id in unsendable]
             self._submit(
                 lambda db: db.executemany("DELETE FROM chat_history WHERE id = ?", ids), essential=True
             )
+        # Rows of channels that no longer exist (dropped by an older version, or whose drop
+        # was lost), and rows beyond the server-wide bound.
+        self._submit(
+            lambda db: db.execute(
+                "DELETE FROM chat_history WHERE channel NOT IN (SELECT key FROM chat_channels)"
+            ),
+            essential=True,
+        )
+        self._prune_total()
 
     # --- writing -----------------------------------------------------------------------
 
@@ -148,11 +211,17 @@ class ChatStore:
             channel.key,
             channel.limit,
             json.dumps(channel.bans),
+            channel.creator,
+            channel.emptied_at,
         )
+        if not all(_storable(v) for v in row if isinstance(v, str)):
+            self._refuse(f"channel {channel.name!r}")
+            return
         self._submit(
             lambda db: db.execute(
                 "INSERT OR REPLACE INTO chat_channels (key, name, created, topic, topic_setter, topic_time, "
-                "modes, chan_key, chan_limit, bans) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "modes, chan_key, chan_limit, bans, creator, emptied) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 row,
             ),
             essential=True,
@@ -173,9 +242,13 @@ class ChatStore:
     def add_history(self, channel: str, item: HistoryItem) -> None:
         """Persist one channel message (written at the next ``flush``)."""
         key = casefold(channel)
+        if not (_storable(key) and _storable(item.msgid) and _storable(item.source) and _storable(item.text)):
+            self._refuse(f"a history row of {channel!r}")
+            return
         rows = self._rows
         rows.append((key, item.time, item.msgid, item.source, item.command, item.text))
         count = self._inserts[key] = self._inserts.get(key, 0) + 1
+        self._total_inserts += 1
         if count % PRUNE_EVERY == 0:
             keep = self.keep_per_channel
             self.flush()  # the rows go before the prune that counts them
@@ -186,14 +259,39 @@ class ChatStore:
                     (key, key, keep),
                 )
             )
+        if self._total_inserts % PRUNE_EVERY == 0:
+            self.flush()
+            self._prune_total()
         elif len(rows) >= MAX_BATCH_ROWS:
             self.flush()
+
+    def _prune_total(self) -> None:
+        """Keep at most ``keep_total`` rows: ids only grow, so the rows older than the
+        last ``keep_total`` ids go (a range of the primary key, no scan)."""
+        keep = self.keep_total
+        self._submit(
+            lambda db: db.execute(
+                "DELETE FROM chat_history WHERE id <= (SELECT max(id) FROM chat_history) - ?", (keep,)
+            )
+        )
 
     def flush(self) -> None:
         """Hand the gathered history rows to the writer thread."""
         if self._rows:
             rows, self._rows = self._rows, []
             self._submit(rows)
+
+    def _refuse(self, what: str) -> None:
+        """Something SQLite cannot store was not queued: one line (the first, then at
+        each power of two), never the row itself."""
+        self._refused += 1
+        if self._refused & (self._refused - 1) == 0:
+            logger.warning(
+                "chat store: %s holds text that cannot be stored (NUL, CR, LF or not UTF-8); "
+                "not written (%d so far)",
+                what,
+                self._refused,
+            )
 
     def _submit(self, op: _Op, *, essential: bool = False) -> None:
         try:
@@ -220,21 +318,43 @@ class ChatStore:
                 ops.append(op)
                 count += len(op) if isinstance(op, list) else 1
             stop = any(op is _STOP for op in ops)
+            work = [op for op in ops if op is not _STOP]
             try:
-                with self.db.transaction():
-                    rows: list[tuple[Any, ...]] = []
-                    for op in ops:
-                        if isinstance(op, list):
-                            rows.extend(op)
-                            continue
-                        self._insert(rows)  # keep the order: rows before a later operation
-                        if op is not _STOP:
-                            op(self.db)
-                    self._insert(rows)
-            except Exception:
-                logger.exception("chat store write failed")
+                self._write(work)
+            except _WRITE_ERRORS:
+                self._write_each(work)  # rolled back: again one by one, so only the bad ones fail
             if stop:
                 return
+
+    def _write(self, ops: list[Any]) -> None:
+        with self.db.transaction():
+            rows: list[tuple[Any, ...]] = []
+            for op in ops:
+                if isinstance(op, list):
+                    rows.extend(op)
+                    continue
+                self._insert(rows)  # keep the order: rows before a later operation
+                op(self.db)
+            self._insert(rows)
+
+    def _write_each(self, ops: list[Any]) -> None:
+        """Write ``ops`` one operation (and one history row) at a time; log the failures
+        on one line."""
+        failed = 0
+        first: BaseException | None = None
+        for op in ops:
+            for one in [[row] for row in op] if isinstance(op, list) else [op]:
+                try:
+                    self._write([one])
+                except _WRITE_ERRORS as exc:
+                    failed += 1
+                    first = first or exc
+        if failed:
+            logger.error(
+                "chat store: %d write(s) failed and were dropped, the rest of the batch was written: %s",
+                failed,
+                first,
+            )
 
     def _insert(self, rows: list[tuple[Any, ...]]) -> None:
         if rows:

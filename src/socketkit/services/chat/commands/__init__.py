@@ -3,9 +3,11 @@
 ``handle(state, client, message, now)`` checks once, for every command, what ergo's
 ``Command`` table checks: is the client registered (or is the command allowed before
 registration), are there enough parameters, is it an operator command; then calls the
-handler, which fills an ``Outbox``. ``connect``, ``disconnect`` and ``tick`` (pings and
-timeouts) complete the set, with ``password_checked`` (the follow-up of a
-``CheckPassword`` effect) and the answers to lines the codec refused. Nothing here
+handler, which fills an ``Outbox``, and charges the work it did beyond its line (a
+page of a listing) to the client's flood budget. ``connect``, ``disconnect`` and
+``tick`` (pings, timeouts, expired channels) complete the set, with
+``password_checked`` (the follow-up of a ``CheckPassword`` effect), ``resume`` (the
+next page of a listing) and the answers to lines the codec refused. Nothing here
 touches a socket or reads a clock.
 """
 
@@ -16,8 +18,8 @@ from dataclasses import dataclass
 
 from socketkit.codec.irc import IRCMessage
 from socketkit.services.chat import numerics as n
-from socketkit.services.chat.commands import channels, messaging, modes, oper, queries, registration
-from socketkit.services.chat.replies import CheckPassword, Effect, Outbox
+from socketkit.services.chat.commands import channels, listings, messaging, modes, oper, queries, registration
+from socketkit.services.chat.replies import CheckPassword, Effect, ListingPending, Outbox
 from socketkit.services.chat.state import ChatState, Client
 
 __all__ = [
@@ -29,7 +31,9 @@ __all__ = [
     "forbidden_character",
     "handle",
     "input_too_long",
+    "invalid_text",
     "password_checked",
+    "resume",
     "tick",
 ]
 
@@ -124,6 +128,23 @@ def handle(state: ChatState, client: Client, message: IRCMessage, now: float) ->
     if command.idle_resets:
         client.last_active = now
     command.handler(out, client, message)
+    _settle(out, client)
+    return out.effects
+
+
+def _settle(out: Outbox, client: Client) -> None:
+    """Charge the work done for ``client`` beyond its line, and say if more is to come."""
+    if out.work:
+        client.flood.spend(out.work / listings.WORK_PER_TOKEN, out.now)
+    if client.listings and client.id in out.state.clients:
+        out.effects.append(ListingPending(client.id))
+
+
+def resume(state: ChatState, client: Client, now: float, budget: int = listings.LISTING_PAGE) -> list[Effect]:
+    """The next page (``budget`` units of work) of the client's waiting listings."""
+    out = Outbox(state, now)
+    listings.run(out, client, budget)
+    _settle(out, client)
     return out.effects
 
 
@@ -161,6 +182,18 @@ def forbidden_character(state: ChatState, client: Client, now: float) -> list[Ef
     return out.effects
 
 
+def invalid_text(state: ChatState, client: Client, command: str, now: float) -> list[Effect]:
+    """The client sent a line that is not UTF-8: refused, and it stays connected.
+
+    IRCv3 ``UTF8ONLY`` (advertised in ISUPPORT): ``FAIL <command> INVALID_UTF8``, and
+    the line is neither relayed nor stored. Text stays text everywhere after the codec
+    (SQLite, logs, every client's screen), with no undecodable byte to carry along.
+    """
+    out = Outbox(state, now)
+    out.to(client, "FAIL", command, "INVALID_UTF8", "Message refused: this server accepts UTF-8 text only")
+    return out.effects
+
+
 def disconnect(state: ChatState, client: Client, reason: str, now: float) -> list[Effect]:
     """The connection is gone (or is being closed): tell its channels, free its nick."""
     out = Outbox(state, now)
@@ -169,9 +202,12 @@ def disconnect(state: ChatState, client: Client, reason: str, now: float) -> lis
 
 
 def tick(state: ChatState, now: float) -> list[Effect]:
-    """Periodic duties: PING quiet clients, drop those that do not answer or never register."""
+    """Periodic duties: PING quiet clients, drop those that do not answer or never
+    register, forget channels empty for longer than ``empty_channel_ttl_s``."""
     out = Outbox(state, now)
     config = state.config
+    for channel in state.table.expired(now):
+        channels.drop(out, channel)
     for client in list(state.clients.values()):
         if not client.registered:
             if now - client.connected_at > config.registration_timeout_s:

@@ -1,33 +1,28 @@
-"""Channels: JOIN, PART, TOPIC, NAMES, LIST, KICK, INVITE."""
+"""Channels: JOIN, PART, TOPIC, NAMES, LIST, KICK, INVITE; channels made and dropped."""
 
 from __future__ import annotations
 
 from socketkit.codec.irc import IRCMessage, casefold
 from socketkit.services.chat import numerics as n
+from socketkit.services.chat.commands import listings
+from socketkit.services.chat.commands.listings import ChannelListing, RosterListing
+from socketkit.services.chat.names import mask_matches, valid_channel
+from socketkit.services.chat.registry import FULL_ADDRESS
 from socketkit.services.chat.replies import Outbox
-from socketkit.services.chat.state import Channel, Client, mask_matches, valid_channel
+from socketkit.services.chat.state import Channel, Client
 
 __all__ = [
+    "drop",
     "forget_if_unused",
     "invite",
+    "is_banned",
     "join",
     "kick",
     "list_",
     "names",
     "part",
-    "prefix_of",
-    "send_names",
     "topic",
 ]
-
-NAMES_PER_LINE = 400  # bytes of nicks per 353 line, under the 510-byte message limit
-
-
-def prefix_of(modes: set[str], *, multi: bool) -> str:
-    """``@`` for operators, ``+`` for voiced; both (``@+``) with multi-prefix."""
-    if multi:
-        return ("@" if "o" in modes else "") + ("+" if "v" in modes else "")
-    return "@" if "o" in modes else "+" if "v" in modes else ""
 
 
 def is_banned(channel: Channel, client: Client) -> bool:
@@ -63,11 +58,15 @@ def _join_one(out: Outbox, client: Client, name: str, key: str | None) -> None:
     channel = state.channels.get(folded)
     created = channel is None
     if channel is None:
-        if len(state.channels) >= config.max_channels:
-            out.numeric(client, n.ERR_TOOMANYCHANNELS, name, "The server has too many channels")
+        evict, full = state.table.make_room(client.key)
+        if full is not None:
+            whose = "Your address has" if full == FULL_ADDRESS else "The server has"
+            out.numeric(client, n.ERR_TOOMANYCHANNELS, name, f"{whose} too many channels")
             return
-        channel = Channel(name, out.now)
-        state.channels[folded] = channel
+        for old in evict:  # lingering channels (empty) give their slot
+            drop(out, old)
+        channel = Channel(name, out.now, creator=client.key)
+        state.table.add(channel)
     else:
         invited = casefold(client.target) in channel.invites
         if channel.key and key != channel.key:
@@ -89,8 +88,11 @@ def _join_one(out: Outbox, client: Client, name: str, key: str | None) -> None:
     out.deliver(channel.members, IRCMessage("JOIN", (channel.name,), client.prefix))
     if channel.topic:
         _send_topic(out, client, channel)
-    send_names(out, client, channel)
-    if created and not channel.is_default:
+    listings.start(out, client, RosterListing(channel, "NAMES"), "NAMES")
+    if channel.emptied_at is not None:  # lingering (or loaded from disk): in use again
+        state.table.occupied(channel)
+        out.store_channel(channel)
+    elif created and not channel.is_default:
         out.store_channel(channel)
 
 
@@ -112,10 +114,21 @@ def _leave(
 
 
 def forget_if_unused(out: Outbox, channel: Channel) -> None:
-    """An empty channel with nothing to keep (topic, modes, bans, history) is removed."""
-    if not channel.members and channel.is_default:
-        del out.state.channels[casefold(channel.name)]
-        out.drop_channel(channel.name)
+    """The last member left: a channel with nothing to keep is dropped; one with a
+    topic, modes, bans or history lingers (``registry``), or stays if registered."""
+    if channel.members:
+        return
+    if channel.is_default:
+        drop(out, channel)
+        return
+    out.state.table.emptied(channel, out.now)
+    out.store_channel(channel)  # when it was emptied, for its expiry after a restart
+
+
+def drop(out: Outbox, channel: Channel) -> None:
+    """Forget an empty channel, its settings and its history (in memory and on disk)."""
+    out.state.drop_channel(channel)
+    out.drop_channel(channel.name)
 
 
 def part(out: Outbox, client: Client, msg: IRCMessage) -> None:
@@ -164,55 +177,25 @@ def topic(out: Outbox, client: Client, msg: IRCMessage) -> None:
     out.store_channel(channel)
 
 
-def send_names(out: Outbox, client: Client, channel: Channel) -> None:
-    """353 lines with the members' prefixed nicks, then 366."""
-    multi = "multi-prefix" in client.caps
-    kind = "@" if "s" in channel.modes else "="
-    visible = client.id in channel.members or "s" not in channel.modes
-    if visible:
-        line: list[str] = []
-        size = 0
-        for member in out.state.members(channel):
-            if "i" in member.modes and client.id not in channel.members:
-                continue
-            entry = prefix_of(channel.members[member.id], multi=multi) + member.target
-            if line and size + len(entry) + 1 > NAMES_PER_LINE:
-                out.numeric(client, n.RPL_NAMREPLY, kind, channel.name, " ".join(line))
-                line, size = [], 0
-            line.append(entry)
-            size += len(entry) + 1
-        if line:
-            out.numeric(client, n.RPL_NAMREPLY, kind, channel.name, " ".join(line))
-    out.numeric(client, n.RPL_ENDOFNAMES, channel.name, "End of /NAMES list.")
-
-
 def names(out: Outbox, client: Client, msg: IRCMessage) -> None:
-    """NAMES #a,#b."""
+    """NAMES #a,#b (without a channel: only the end of the list, as ergo does)."""
     if not msg.params:
         out.numeric(client, n.RPL_ENDOFNAMES, "*", "End of /NAMES list.")
         return
     for name in msg.params[0].split(","):
         channel = out.state.channel(name)
         if channel is None:
-            out.numeric(client, n.RPL_ENDOFNAMES, name, "End of /NAMES list.")
+            out.numeric(client, n.RPL_ENDOFNAMES, name or "*", "End of /NAMES list.")
         else:
-            send_names(out, client, channel)
+            listings.start(out, client, RosterListing(channel, "NAMES"), "NAMES")
 
 
 def list_(out: Outbox, client: Client, msg: IRCMessage) -> None:
-    """LIST [#a,#b]: channels, their sizes and topics (secret ones only to members)."""
-    state = out.state
-    if msg.params and msg.params[0]:
-        wanted = [state.channel(name) for name in msg.params[0].split(",")]
-        channels = [c for c in wanted if c is not None]
-    else:
-        channels = sorted(state.channels.values(), key=lambda c: casefold(c.name))
+    """LIST [#a,#b]: channels, their sizes and topics (secret ones only to members), in
+    name order; made a page at a time (``listings``)."""
+    names = tuple(msg.params[0].split(",")) if msg.params and msg.params[0] else None
     out.numeric(client, n.RPL_LISTSTART, "Channel", "Users  Name")
-    for channel in channels:
-        if "s" in channel.modes and client.id not in channel.members:
-            continue
-        out.numeric(client, n.RPL_LIST, channel.name, str(len(channel.members)), channel.topic)
-    out.numeric(client, n.RPL_LISTEND, "End of /LIST")
+    listings.start(out, client, ChannelListing(names), "LIST")
 
 
 def kick(out: Outbox, client: Client, msg: IRCMessage) -> None:

@@ -7,8 +7,10 @@ import datetime
 from socketkit.codec.irc import IRCMessage
 from socketkit.services.chat import numerics as n
 from socketkit.services.chat.commands.channels import is_banned
+from socketkit.services.chat.history import HistoryItem
+from socketkit.services.chat.names import parse_count
 from socketkit.services.chat.replies import Outbox, Send, StoreHistory, server_time
-from socketkit.services.chat.state import Channel, Client, HistoryItem
+from socketkit.services.chat.state import Channel, Client
 
 __all__ = ["away", "chathistory", "notice", "privmsg", "tagmsg"]
 
@@ -78,10 +80,8 @@ def _message(out: Outbox, client: Client, msg: IRCMessage, command: str) -> None
                 out.deliver_channel(channel, line, tags, msgid=msgid, exclude=client.id)
             if command != "TAGMSG" and not status:
                 item = HistoryItem(out.now, msgid, client.prefix, command, text)
-                channel.history.append(item)
-                while len(channel.history) > state.config.history_per_channel:
-                    channel.history.popleft()
-                if len(channel.history) == 1:  # a channel with history is kept (and persisted)
+                state.history.append(channel.history, item)
+                if len(channel.history) == 1:  # a channel with history lingers when empty: persisted
                     out.store_channel(channel)
                 out.effects.append(StoreHistory(channel.name, item))
         else:
@@ -133,9 +133,9 @@ def _parse_time(selector: str) -> float | None:
         return None
     try:
         value = datetime.datetime.fromisoformat(selector.removeprefix("timestamp=").replace("Z", "+00:00"))
-    except ValueError:
+        return value.timestamp()
+    except (ValueError, OverflowError, OSError):  # not a time, or one no clock can hold
         return None
-    return value.timestamp()
 
 
 def _position(items: list[HistoryItem], selector: str, *, after: bool) -> int | None:
@@ -167,11 +167,11 @@ def chathistory(out: Outbox, client: Client, msg: IRCMessage) -> None:
     if channel is None or client.id not in channel.members:
         out.to(client, "FAIL", "CHATHISTORY", "INVALID_TARGET", target, "Messages could not be retrieved")
         return
-    limit_text = msg.params[3] if len(msg.params) > 3 else msg.params[2]
-    if not limit_text.isdigit():
+    asked = parse_count(msg.params[3] if len(msg.params) > 3 else msg.params[2])
+    if asked is None:
         out.to(client, "FAIL", "CHATHISTORY", "INVALID_PARAMS", sub, "Bad limit")
         return
-    limit = min(int(limit_text), state.config.chathistory_limit)
+    limit = min(asked, state.config.chathistory_limit)
     items = list(channel.history)
     selector = msg.params[2] if len(msg.params) > 3 else "*"
     if sub not in ("LATEST", "BEFORE", "AFTER") or (selector == "*" and sub != "LATEST"):
@@ -210,3 +210,4 @@ def chathistory(out: Outbox, client: Client, msg: IRCMessage) -> None:
         )
     if batch is not None:
         out.to(client, "BATCH", f"-{batch}")
+    out.work += len(selected)  # replayed lines cost as listed ones do

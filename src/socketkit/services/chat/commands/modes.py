@@ -1,11 +1,17 @@
-"""MODE: channel modes (o, v, b, k, l, i, m, n, s, t) and user modes (i, o)."""
+"""MODE: channel modes (o, v, b, k, l, P, i, m, n, s, t) and user modes (i, o).
+
+``+P`` (registered: the channel is kept empty and across restarts, see ``registry``)
+is ngircd's persistent mode, and as there only IRC operators may set or remove it:
+anyone else could otherwise keep channels for good.
+"""
 
 from __future__ import annotations
 
 from socketkit.codec.irc import IRCMessage, casefold
 from socketkit.services.chat import numerics as n
+from socketkit.services.chat.names import normalize_mask, parse_count, safe_name_text
 from socketkit.services.chat.replies import Outbox
-from socketkit.services.chat.state import CHANNEL_FLAG_MODES, Channel, Client, normalize_mask
+from socketkit.services.chat.state import CHANNEL_FLAG_MODES, Channel, Client
 
 __all__ = ["mode"]
 
@@ -125,9 +131,14 @@ def _apply(
             if with_param > config.modes_per_command:
                 break
         if char in CHANNEL_FLAG_MODES:
+            if char == "P" and "o" not in client.modes:
+                out.numeric(client, n.ERR_NOPRIVILEGES, "Permission Denied- You're not an IRC operator")
+                continue
             if adding != (char in channel.modes):
                 (channel.modes.add if adding else channel.modes.discard)(char)
                 changes.append((adding, char, None))
+                if char == "P":
+                    state.table.registration_changed(channel)
         elif char in "ov":
             assert param is not None
             target = state.client_by_nick(param)
@@ -159,7 +170,7 @@ def _apply(
         elif char == "k":
             if adding:
                 assert param is not None
-                if not param or " " in param or "," in param:
+                if not param or "," in param or not safe_name_text(param):
                     out.numeric(client, n.ERR_INVALIDKEY, channel.name, "Key is not well-formed")
                     continue
                 channel.key = param
@@ -170,11 +181,12 @@ def _apply(
         elif char == "l":
             if adding:
                 assert param is not None
-                if not param.isdigit() or int(param) < 1:
+                limit = parse_count(param)
+                if limit is None or limit < 1:
                     out.numeric(client, n.ERR_INVALIDMODEPARAM, channel.name, "l", param, "Invalid limit")
                     continue
-                channel.limit = int(param)
-                changes.append((True, "l", param))
+                channel.limit = limit
+                changes.append((True, "l", str(limit)))
             elif channel.limit is not None:
                 channel.limit = None
                 changes.append((False, "l", None))

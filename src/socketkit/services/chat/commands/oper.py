@@ -32,7 +32,7 @@ def oper(out: Outbox, client: Client, msg: IRCMessage) -> None:
         out.auth_failed(client, "OPER", name, "a check is already running")
         return
     state = out.state
-    wait = state.password_attempts.take(client.host, out.now, client.oper_attempts)
+    wait = state.password_attempts.take(client.key, out.now, client.oper_attempts)
     if wait > 0:
         seconds = math.ceil(wait)
         out.numeric(client, n.ERR_PASSWDMISMATCH, f"Too many OPER attempts; try again in {seconds} s")
@@ -51,7 +51,7 @@ def checked(out: Outbox, client: Client, request: CheckPassword, ok: bool | None
     """The check an OPER asked for is done (``ok is None``: the server had no room for it)."""
     state = out.state
     if ok is None:
-        state.password_attempts.give_back(client.host)  # it was never checked
+        state.password_attempts.give_back(client.key)  # it was never checked
         client.oper_attempts.give_back()
         out.numeric(client, n.RPL_TRYAGAIN, "OPER", TRY_AGAIN)
         out.auth_failed(client, "OPER", request.name, "the server is busy checking other passwords")
@@ -60,7 +60,7 @@ def checked(out: Outbox, client: Client, request: CheckPassword, ok: bool | None
         out.numeric(client, n.ERR_PASSWDMISMATCH, "Password incorrect")
         out.auth_failed(client, "OPER", request.name, "bad password" if request.known else "no such operator")
         return
-    state.password_attempts.give_back(client.host)  # successes do not use up the address's budget
+    state.password_attempts.give_back(client.key)  # successes do not use up the address's budget
     client.modes.add("o")
     state.operators.add(client.id)
     client.oper_name = request.name

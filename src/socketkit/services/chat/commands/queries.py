@@ -4,54 +4,32 @@ from __future__ import annotations
 
 import datetime
 
-from socketkit.codec.irc import IRCMessage, casefold
+from socketkit.codec.irc import IRCMessage
 from socketkit.services.chat import numerics as n
-from socketkit.services.chat.commands.channels import prefix_of
+from socketkit.services.chat.commands import listings
+from socketkit.services.chat.commands.listings import RosterListing, UserListing, prefix_of
 from socketkit.services.chat.commands.registration import VERSION
+from socketkit.services.chat.history import WHOWAS_REPLIES
+from socketkit.services.chat.names import parse_count
 from socketkit.services.chat.replies import Outbox
-from socketkit.services.chat.state import Channel, Client, mask_matches
+from socketkit.services.chat.state import Client
 
 __all__ = ["ison", "time_", "userhost", "version", "who", "whois", "whowas"]
 
 
-def _who_line(out: Outbox, asker: Client, other: Client, channel: Channel | None) -> None:
-    flags = "G" if other.away is not None else "H"
-    if "o" in other.modes:
-        flags += "*"
-    if channel is not None:
-        flags += prefix_of(channel.members.get(other.id, set()), multi="multi-prefix" in asker.caps)
-    out.numeric(
-        asker,
-        n.RPL_WHOREPLY,
-        channel.name if channel else "*",
-        other.user or "*",
-        other.host,
-        out.server,
-        other.target,
-        flags,
-        f"0 {other.realname}",
-    )
-
-
 def who(out: Outbox, client: Client, msg: IRCMessage) -> None:
-    """WHO #chan | WHO mask: users, with H/G (here/gone), * (operator) and prefixes."""
+    """WHO #chan | WHO mask: users, with H/G (here/gone), * (operator) and prefixes; made
+    a page at a time (``listings``)."""
     state = out.state
-    mask = msg.params[0] if msg.params else "*"
-    channel = state.channel(mask) if mask.startswith("#") else None
-    if channel is not None:
-        if client.id in channel.members or "s" not in channel.modes:
-            for other in state.members(channel):
-                if "i" in other.modes and client.id not in channel.members:
-                    continue
-                _who_line(out, client, other, channel)
-    elif not mask.startswith("#"):
-        shared = state.neighbours(client) | {client.id}
-        for other in state.clients.values():
-            if not other.registered or ("i" in other.modes and other.id not in shared):
-                continue
-            if mask in ("*", "0") or mask_matches(mask, other.target) or mask_matches(mask, other.prefix):
-                _who_line(out, client, other, None)
-    out.numeric(client, n.RPL_ENDOFWHO, mask, "End of /WHO list.")
+    mask = msg.params[0] if msg.params and msg.params[0] else "*"
+    if mask.startswith("#"):
+        channel = state.channel(mask)
+        if channel is None:
+            out.numeric(client, n.RPL_ENDOFWHO, mask, "End of /WHO list.")
+        else:
+            listings.start(out, client, RosterListing(channel, "WHO"), "WHO")
+        return
+    listings.start(out, client, UserListing(mask), "WHO")
 
 
 def whois(out: Outbox, client: Client, msg: IRCMessage) -> None:
@@ -92,8 +70,9 @@ def whois(out: Outbox, client: Client, msg: IRCMessage) -> None:
 def whowas(out: Outbox, client: Client, msg: IRCMessage) -> None:
     """WHOWAS nick [count]: who used a nick that has left."""
     nick = msg.params[0]
-    count = int(msg.params[1]) if len(msg.params) > 1 and msg.params[1].isdigit() else 10
-    found = [e for e in reversed(out.state.whowas) if casefold(e.nick) == casefold(nick)][: max(1, count)]
+    count = parse_count(msg.params[1]) if len(msg.params) > 1 else None
+    found = out.state.whowas.find(nick, count or WHOWAS_REPLIES)
+    out.work += len(found)
     if not found:
         out.numeric(client, n.ERR_WASNOSUCHNICK, nick, "There was no such nickname")
     for entry in found:

@@ -12,8 +12,10 @@ import math
 from socketkit.codec.irc import IRCMessage, casefold
 from socketkit.services.chat import numerics as n
 from socketkit.services.chat.commands.channels import forget_if_unused
+from socketkit.services.chat.history import WhowasEntry
+from socketkit.services.chat.names import parse_count, valid_nick, valid_username
 from socketkit.services.chat.replies import SUPPORTED_CAPS, CheckPassword, Outbox
-from socketkit.services.chat.state import Client, WhowasEntry, valid_nick
+from socketkit.services.chat.state import Client
 
 __all__ = [
     "cap",
@@ -31,7 +33,7 @@ __all__ = [
 
 VERSION = "socketkit-0.1"
 USER_MODES = "io"
-CHANNEL_MODES = "biklmnostv"
+CHANNEL_MODES = "Pbiklmnostv"
 
 
 def _isupport(out: Outbox) -> list[str]:
@@ -39,7 +41,7 @@ def _isupport(out: Outbox) -> list[str]:
     return [
         "CASEMAPPING=rfc1459",
         "CHANTYPES=#",
-        "CHANMODES=b,k,l,imnst",
+        "CHANMODES=b,k,l,Pimnst",
         "PREFIX=(ov)@+",
         f"NICKLEN={c.nick_length}",
         f"CHANNELLEN={c.channel_length}",
@@ -53,6 +55,8 @@ def _isupport(out: Outbox) -> list[str]:
         f"NETWORK={c.network}",
         f"CHATHISTORY={c.chathistory_limit}",
         "STATUSMSG=@+",
+        "SAFELIST",  # LIST is made a page at a time, as the client reads it
+        "UTF8ONLY",  # lines that are not UTF-8 are refused (FAIL ... INVALID_UTF8)
     ]
 
 
@@ -62,8 +66,9 @@ def cap(out: Outbox, client: Client, msg: IRCMessage) -> None:
     if sub == "LS":
         if not client.registered:
             client.cap_negotiating = True
-        if len(msg.params) > 1 and msg.params[1].isdigit():
-            client.cap_version = max(client.cap_version, int(msg.params[1]))
+        version = parse_count(msg.params[1]) if len(msg.params) > 1 else None
+        if version is not None:
+            client.cap_version = max(client.cap_version, version)
         out.to(client, "CAP", client.target, "LS", " ".join(SUPPORTED_CAPS))
     elif sub == "LIST":
         out.to(client, "CAP", client.target, "LIST", " ".join(sorted(client.caps)))
@@ -108,7 +113,7 @@ def pass_checked(out: Outbox, client: Client, request: CheckPassword, ok: bool |
     """The connection password check is done (``ok is None``: the server had no room)."""
     throttle = out.state.password_attempts
     if ok is None:
-        throttle.give_back(client.host)
+        throttle.give_back(client.key)
         out.numeric(client, n.RPL_TRYAGAIN, "PASS", "Please wait a while and try again.")
         out.auth_failed(client, "PASS", "", "the server is busy checking other passwords")
         out.disconnect(client, "Server busy, try again later")
@@ -118,7 +123,7 @@ def pass_checked(out: Outbox, client: Client, request: CheckPassword, ok: bool |
         out.auth_failed(client, "PASS", "", "bad password")
         out.disconnect(client, "Bad password")
         return
-    throttle.give_back(client.host)  # successes do not use up the address's budget
+    throttle.give_back(client.key)  # successes do not use up the address's budget
     client.password_ok = True
     _try_register(out, client)
 
@@ -146,9 +151,9 @@ def nick(out: Outbox, client: Client, msg: IRCMessage) -> None:
         return
     old_prefix = client.prefix
     assert client.nick is not None
-    state.whowas.append(WhowasEntry(client.nick, client.user or "", client.host, client.realname, out.now))
-    del state.nicks[casefold(client.nick)]
-    state.nicks[key] = client.id
+    state.whowas.add(WhowasEntry(client.nick, client.user or "", client.host, client.realname, out.now))
+    state.release_nick(client.nick)
+    state.claim_nick(new, client.id)
     client.nick = new
     out.deliver([client.id, *state.neighbours(client)], IRCMessage("NICK", (new,), old_prefix))
 
@@ -159,8 +164,11 @@ def user(out: Outbox, client: Client, msg: IRCMessage) -> None:
         out.numeric(client, n.ERR_ALREADYREGISTERED, "You may not reregister")
         return
     username = msg.params[0][:10]
-    if not username or any(c in username for c in "@! "):
+    if not username:
         out.numeric(client, n.ERR_NEEDMOREPARAMS, "USER", "Not enough parameters")
+        return
+    if not valid_username(username):  # it is part of nick!user@host, shown to everyone
+        out.numeric(client, n.ERR_INVALIDUSERNAME, "USER", "Malformed username")
         return
     client.user = "~" + username if not username.startswith("~") else username
     client.realname = msg.params[3]
@@ -179,7 +187,7 @@ def _try_register(out: Outbox, client: Client) -> None:
         out.numeric(client, n.ERR_NICKNAMEINUSE, client.nick, "Nickname is already in use")
         client.nick = None
         return
-    state.nicks[key] = client.id
+    state.claim_nick(client.nick, client.id)
     client.registered = True
     config = state.config
     out.numeric(client, n.RPL_WELCOME, f"Welcome to the {config.network} IRC network {client.prefix}")
@@ -204,7 +212,7 @@ def _check_connection_password(out: Outbox, client: Client) -> None:
         out.auth_failed(client, "PASS", "", "no password sent")
         out.disconnect(client, "Bad password")
         return
-    wait = out.state.password_attempts.take(client.host, out.now)
+    wait = out.state.password_attempts.take(client.key, out.now)
     if wait > 0:
         seconds = math.ceil(wait)
         out.numeric(client, n.ERR_PASSWDMISMATCH, f"Too many password attempts; try again in {seconds} s")
@@ -238,6 +246,7 @@ def motd(out: Outbox, client: Client, msg: IRCMessage) -> None:
     out.numeric(client, n.RPL_MOTDSTART, f"- {out.server} Message of the day - ")
     for line in lines:
         out.numeric(client, n.RPL_MOTD, f"- {line}")
+    out.work += len(lines)  # a long MOTD costs what its lines cost
     out.numeric(client, n.RPL_ENDOFMOTD, "End of /MOTD command.")
 
 
@@ -264,10 +273,9 @@ def remove_client(out: Outbox, client: Client, reason: str) -> None:
         return
     if client.registered and client.nick is not None:
         out.deliver(state.neighbours(client), IRCMessage("QUIT", (reason,), client.prefix))
-        state.whowas.append(
-            WhowasEntry(client.nick, client.user or "", client.host, client.realname, out.now)
-        )
-        state.nicks.pop(casefold(client.nick), None)
+        state.whowas.add(WhowasEntry(client.nick, client.user or "", client.host, client.realname, out.now))
+        if state.nicks.get(casefold(client.nick)) == client.id:
+            state.release_nick(client.nick)
     for key in list(client.channels):
         channel = state.channels.get(key)
         if channel is None:
