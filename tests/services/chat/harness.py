@@ -47,8 +47,8 @@ class Net:
         self._next += 1
         return commands.connect(self.state, self._next, host, self.now)
 
-    def register(self, nick: str, caps: str = "", user: str | None = None) -> Client:
-        client = self.connect()
+    def register(self, nick: str, caps: str = "", user: str | None = None, host: str = "127.0.0.1") -> Client:
+        client = self.connect(host)
         if caps:
             self.send(client, f"CAP REQ :{caps}")
         self.send(client, f"NICK {nick}")

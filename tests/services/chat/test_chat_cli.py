@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from socketkit.address import Address
+from socketkit.cli.main import main
 from socketkit.services.chat.session import verify_password
 from tests.cli.procs import Proc
 from tests.services.chat.ircclient import Irc
@@ -117,3 +118,58 @@ def test_the_terminal_client_fails_fast_when_nothing_listens() -> None:
     with Proc("chat", "127.0.0.1:1", "--nick", "x", "--plain") as client:
         client.expect(r"cannot connect to 127\.0\.0\.1:1")
         assert client.wait() == 1
+
+
+@pytest.mark.parametrize("option", ["--motd-file", "--oper-file", "--password-file"])
+def test_files_the_server_options_name_are_capped_and_checked(
+    option: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    big = tmp_path / "big"
+    big.write_bytes(b"x" * (2 << 20))
+    latin1 = tmp_path / "latin1"
+    latin1.write_bytes(b"caf\xe9\n")
+    serve = ["serve", "chat", "--port", "0", "--state-dir", str(tmp_path / "state")]
+    for path, why in (
+        ("/dev/zero", "is not a regular file or a pipe"),  # it read 3 GB in 3 s
+        (str(big), "is larger than"),
+        (str(latin1), "is not UTF-8 text"),
+        (str(tmp_path / "missing"), "No such file or directory"),
+    ):
+        assert main([*serve, option, path]) == 1
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1, err
+        assert err[0].startswith("ConfigError: the ")
+        assert why in err[0]
+        assert path in err[0]
+
+
+def test_the_client_password_file_is_capped_and_a_fifo_never_hangs(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["chat", "127.0.0.1:1", "--nick", "x", "--plain", "--password-file", "/dev/zero"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["ConfigError: the password file /dev/zero is not a regular file or a pipe"]
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)  # nobody writes to it: read as empty, at once (a blocking open waited for ever)
+    with Proc("chat", "127.0.0.1:1", "--nick", "x", "--plain", "--password-file", str(fifo)) as client:
+        client.expect(r"cannot connect to 127\.0\.0\.1:1")
+        assert client.wait() == 1
+
+
+def test_chat_command_line_mistakes_are_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["chat", "127.0.0.1:1", "--nick", "no spaces"]) == 2
+    assert "is not a nickname" in capsys.readouterr().err.splitlines()[-1]
+    assert main(["chat", "127.0.0.1:1", "--nick", "x", "--join", "#a\u202eb"]) == 2
+    assert "is not a channel name" in capsys.readouterr().err.splitlines()[-1]
+    assert main(["chat", "127.0.0.1:1", "--nick", "x", "--tls", "--tls-ca", "/nonexistent/ca.pem"]) == 1
+    assert capsys.readouterr().err.splitlines() == [
+        "ConfigError: --tls-ca /nonexistent/ca.pem: No such file or directory"
+    ]
+
+
+def test_passwd_with_a_closed_stdin_says_so() -> None:
+    result = subprocess.run(
+        ["sh", "-c", 'exec "$0" -m socketkit passwd <&-', sys.executable], capture_output=True, check=False
+    )
+    assert result.returncode == 1
+    assert result.stderr.decode().splitlines() == ["no password: the standard input is closed"]

@@ -1,11 +1,14 @@
 """The chat store: history written behind in batches survives a restart in order, is
-pruned to its limit, channel settings keep their order with history rows, and a
-version-1 database gets the version-2 index."""
+pruned to its limits (per channel and in all), channel settings keep their order with
+history rows, a row SQLite cannot take costs only itself, rows of channels that are gone
+are deleted, and a version-1 database gets the version-2 index."""
 
 from __future__ import annotations
 
 import sqlite3
 from pathlib import Path
+
+import pytest
 
 from socketkit.services.chat import store as store_module
 from socketkit.services.chat.state import Channel, ChatConfig, ChatState, HistoryItem
@@ -78,3 +81,46 @@ def test_a_version_1_database_gets_the_id_index(tmp_path: Path) -> None:
         conn.close()
     assert "chat_history_channel_id" in names
     assert "chat_history_channel_time" not in names
+
+
+def test_a_row_sqlite_cannot_take_costs_only_itself(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    with StateDB(tmp_path) as db:
+        store = ChatStore(db)
+        store.save_channel(Channel("#good", 1.0))
+        for i in range(5):
+            store.add_history("#good", _item(i))
+        store.add_history("#bad", HistoryItem(1.0, "mx", "b!b@h", "PRIVMSG", "\udcff"))  # a lone surrogate
+        huge = Channel("#huge", 1.0)
+        huge.limit = 2**70  # more than SQLite's INTEGER: fails inside the batch
+        store.save_channel(huge)
+        for i in range(5, 10):
+            store.add_history("#good", _item(i))
+        store.close()
+        rows = db.query("SELECT msgid FROM chat_history WHERE channel = '#good' ORDER BY id")
+        assert [r["msgid"] for r in rows] == [f"m{i}" for i in range(10)]
+        assert db.query("SELECT count(*) AS n FROM chat_history WHERE channel = '#bad'")[0]["n"] == 0
+    assert not [r for r in caplog.records if r.exc_info]  # one line each, no traceback
+    messages = [r.getMessage() for r in caplog.records if r.name.endswith("chat.store")]
+    assert any("cannot be stored" in m for m in messages)
+    assert any("1 write(s) failed" in m for m in messages)
+
+
+def test_history_of_channels_that_are_gone_is_deleted_and_the_total_is_bounded(tmp_path: Path) -> None:
+    with StateDB(tmp_path) as db:
+        store = ChatStore(db, keep_total=1500)
+        store.save_channel(Channel("#kept", 1.0))
+        store.close()
+        db.executemany(  # rows whose channel is not in the table (an older version's leftovers)
+            "INSERT INTO chat_history (channel, time, msgid, source, command, text) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            [("#gone", 1.0, f"g{i}", "x!x@h", "PRIVMSG", "old") for i in range(100)],
+        )
+        store = ChatStore(db, keep_total=1500)
+        store.load(ChatState(ChatConfig(server_name="irc.test"), 0.0))
+        for i in range(4000):
+            store.add_history(f"#r{i % 8}", _item(i))
+        store.close()
+        assert db.query("SELECT count(*) AS n FROM chat_history WHERE channel = '#gone'")[0]["n"] == 0
+        rows = db.query("SELECT msgid FROM chat_history ORDER BY id")
+    assert len(rows) <= 1500 + store_module.PRUNE_EVERY
+    assert rows[-1]["msgid"] == "m3999"

@@ -390,7 +390,10 @@ class ChatClient:
                 self._send(replies)
                 self._show(lines)
         except ResourceError as exc:
-            self._info(f"connection lost: {exc}", "error")
+            if not irc and not self._spoke_irc:
+                self._fatal = f"{self.address} is not an IRC server (connection lost: {exc})"
+            else:
+                self._info(f"connection lost: {exc}", "error")
         finally:
             self.connected.clear()
             self.conn = None

@@ -101,14 +101,14 @@ class ChannelTable:
         self._lingering_of: dict[str, OrderedDict[str, None]] = {}
 
     def add(self, channel: Channel) -> None:
-        """A new channel (or one loaded from disk: empty, so lingering unless registered;
-        load them in the order they were emptied)."""
+        """A new channel (its creator joins it next), or one loaded from disk (with
+        ``emptied_at`` set: lingering unless registered; load them in that order)."""
         key = casefold(channel.name)
         self.by_name[key] = channel
         self.index.add(key)
         if not channel.registered:
             self._count(channel.creator, 1)
-            if not channel.members:
+            if channel.emptied_at is not None and not channel.members:
                 self._linger(key, channel)
 
     def remove(self, channel: Channel) -> None:
