@@ -173,3 +173,16 @@ def test_passwd_with_a_closed_stdin_says_so() -> None:
     )
     assert result.returncode == 1
     assert result.stderr.decode().splitlines() == ["no password: the standard input is closed"]
+
+
+def test_the_motd_is_capped_and_made_sendable(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from socketkit.services.chat.state import MAX_MOTD_FILE_SIZE, MOTD_LINE_BYTES, motd_lines
+
+    huge = tmp_path / "motd"
+    huge.write_bytes(b"x" * (MAX_MOTD_FILE_SIZE + 1))
+    assert main(["serve", "chat", "--port", "0", "--state-dir", str(tmp_path), "--motd-file", str(huge)]) == 1
+    assert f"is larger than {MAX_MOTD_FILE_SIZE} bytes" in capsys.readouterr().err
+    lines = motd_lines("é" * 500 + "\n\x1b[2Jclear\x07 me\ttab\n")
+    assert all(len(line.encode()) <= MOTD_LINE_BYTES for line in lines)
+    assert "".join(lines[:-1]) == "é" * 500  # cut between characters, nothing lost
+    assert lines[-1] == "[2Jclear me    tab"

@@ -121,3 +121,23 @@ def test_bad_input_from_an_irc_server_ends_the_session_and_the_client_reconnects
     assert connections == 2
     assert sum(text.startswith("bad data from the server") for text in texts) == 1
     assert any(text.startswith("reconnecting in") for text in texts)
+
+
+def test_text_from_a_server_that_is_not_utf8_is_shown_with_replacement_characters() -> None:
+    async def main() -> list[str]:
+        ui = _UI()
+
+        async def peer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            writer.write(b":irc.test 001 x :Welcome\r\n:bob!b@h PRIVMSG x :caf\xe9\r\n")
+            await writer.drain()
+            ui.end.set()
+            while line := await reader.readline():
+                if line.startswith(b"QUIT"):
+                    break
+            writer.close()
+
+        status, texts = await _run(peer, ui)
+        assert status == 0
+        return texts
+
+    assert "caf\ufffd" in asyncio.run(main())

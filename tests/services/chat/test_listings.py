@@ -13,6 +13,7 @@ from socketkit.services.chat import numerics as n
 from socketkit.services.chat.commands.listings import (
     LISTING_PAGE,
     MAX_LISTINGS,
+    MEMBERS_PER_UNIT,
     NAMES_MEMBERS_PER_UNIT,
     WORK_PER_TOKEN,
 )
@@ -83,7 +84,8 @@ def test_who_of_everyone_is_paged_and_hides_the_invisible() -> None:
     hidden = net.register("zhidden")
     net.send(hidden, "MODE zhidden +i")
     pages = _list_by_pages(net, alice, "WHO *", 100)
-    assert len(pages) == 1 + 6  # 200 users with the command, then 100 a page
+    users = 702  # alice, the 700, zhidden
+    assert len(pages) == 1 + -(-(users - LISTING_PAGE) // 100)  # a page with the command, then 100 each
     nicks = [m.params[5] for page in pages for m in _sent(page, n.RPL_WHOREPLY)]
     assert nicks == ["alice", *[f"u{i:03d}" for i in range(700)]]  # nick order, once each
     net.send(hidden, "JOIN #shared")
@@ -150,3 +152,28 @@ def test_too_many_waiting_listings_are_refused_with_try_again() -> None:
     effects = commands.handle(net.state, alice, _parse("LIST"), net.now)
     assert [m.params[1] for m in _sent(effects, n.RPL_TRYAGAIN)] == ["LIST"]
     assert len(alice.listings) == MAX_LISTINGS
+
+
+def test_work_that_nobody_sees_is_paid_for_too() -> None:
+    """AWAY goes through every member of the user's channels to find the away-notify
+    ones, a STATUSMSG or TAGMSG filters a channel's members: maybe no line comes of it,
+    but the work grows with the channels, so it is charged."""
+    net = Net()
+    alice = net.register("alice", caps="message-tags")
+    others = [net.register(f"m{i:04d}") for i in range(1_000)]  # no away-notify, no message-tags
+    for room in ("#a", "#b", "#c"):
+        net.send(alice, f"JOIN {room}")
+        channel = net.state.channels[room]
+        for other in others:
+            channel.add_member(other.id, set())
+            other.channels.add(room)
+    net.take(alice)
+    for line, members in (
+        ("AWAY :gone", 3 * 1_001),
+        ("PRIVMSG @#a :ops only", 1_001),
+        ("@+typing=active TAGMSG #b", 1_001),
+    ):
+        before = alice.flood.tokens
+        net.send(alice, line)
+        charged = before - alice.flood.tokens
+        assert charged == pytest.approx((members // MEMBERS_PER_UNIT) / WORK_PER_TOKEN), line

@@ -4,6 +4,8 @@ address with the time passed in; every failure is reported for the log."""
 
 from __future__ import annotations
 
+import pytest
+
 from socketkit.services.chat import numerics as n
 from socketkit.services.chat.replies import AuthFailed, CheckPassword
 from socketkit.services.chat.session import (
@@ -137,6 +139,38 @@ def test_oper_attempts_are_throttled_per_address_across_connections() -> None:
     net.now += PASSWORD_ATTEMPT_INTERVAL_S
     net.send(late, "OPER root wrong")
     assert len(net.pending) == 2
+
+
+@pytest.mark.parametrize(
+    ("hosts", "other"),
+    [
+        ([f"127.{i}.{i}.{i + 1}" for i in range(PASSWORD_ATTEMPTS_PER_ADDRESS + 1)], "192.0.2.7"),
+        ([f"2001:db8:1:2::{i:x}" for i in range(1, PASSWORD_ATTEMPTS_PER_ADDRESS + 2)], "2001:db8:1:3::1"),
+    ],
+    ids=["all-of-loopback", "one-ipv6-64"],
+)
+def test_password_attempts_from_one_peer_share_a_budget_whatever_its_source_address(
+    hosts: list[str], other: str
+) -> None:
+    """Any local user can connect from any 127.x.y.z, an IPv6 peer from any address of
+    its /64: the throttle keys on ``limit_key``, not on the exact address."""
+    net = Net(password=STORED)
+    for i, host in enumerate(hosts[:-1]):
+        guess = net.connect(host)
+        net.send(guess, "PASS guess")
+        net.send(guess, f"NICK g{i}")
+        net.send(guess, f"USER g{i} 0 * :G")
+        assert net.closed[guess.id] == "Bad password"
+    rotated = net.connect(hosts[-1])
+    net.send(rotated, "PASS hunter2")
+    net.send(rotated, "NICK alice")
+    net.send(rotated, "USER a 0 * :A")
+    assert net.closed[rotated.id] == "Too many password attempts"
+    elsewhere = net.connect(other)
+    net.send(elsewhere, "PASS hunter2")
+    net.send(elsewhere, "NICK bob")
+    net.send(elsewhere, "USER b 0 * :B")
+    assert elsewhere.registered
 
 
 def test_successes_do_not_use_up_the_address_budget() -> None:

@@ -124,3 +124,16 @@ def test_history_of_channels_that_are_gone_is_deleted_and_the_total_is_bounded(t
         rows = db.query("SELECT msgid FROM chat_history ORDER BY id")
     assert len(rows) <= 1500 + store_module.PRUNE_EVERY
     assert rows[-1]["msgid"] == "m3999"
+
+
+def test_registered_channels_load_to_stay_and_the_others_to_linger(tmp_path: Path) -> None:
+    with StateDB(tmp_path) as db:
+        store = ChatStore(db)
+        store.save_channel(Channel("#registered", 1.0, modes={"n", "t", "P"}, topic="kept"))
+        store.save_channel(Channel("#left", 1.0, topic="for a while", creator="10.0.0.1", emptied_at=5.0))
+        store.close()
+    state = _reload(tmp_path)
+    assert state.table.lingering == 1
+    assert state.channels["#left"].emptied_at == 5.0  # its expiry runs from when it was emptied
+    assert state.table.per_creator == {"10.0.0.1": 1}  # the registered one counts against nobody
+    assert [c.name for c in state.table.expired(5.0 + state.config.empty_channel_ttl_s)] == ["#left"]

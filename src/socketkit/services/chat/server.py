@@ -85,9 +85,9 @@ TURN_TOTAL_BUDGET = 16 * 1024 * 1024
 """Output bytes all clients' lines may queue per turn; past it, every client yields after
 one line (bounds a turn when a thousand clients flood a thousand-member channel)."""
 
-LISTING_TURN_BUDGET: Final = 5 * LISTING_PAGE
+LISTING_TURN_BUDGET: Final = 4 * LISTING_PAGE
 """Units of listing work (channels or users looked at) all clients' listings may do in
-one event-loop turn: five pages, a few milliseconds, so however many clients list at
+one event-loop turn: four pages, at most some 10 ms, so however many clients list at
 once, a turn stays short and the others' lines are read and answered between pages."""
 
 TICK_S = 1.0

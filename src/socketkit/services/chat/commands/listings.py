@@ -34,6 +34,7 @@ from socketkit.services.chat.state import Channel, Client
 __all__ = [
     "LISTING_PAGE",
     "MAX_LISTINGS",
+    "MEMBERS_PER_UNIT",
     "NAMES_MEMBERS_PER_UNIT",
     "NAMES_PER_LINE",
     "WORK_PER_TOKEN",
@@ -43,20 +44,29 @@ __all__ = [
     "UserListing",
     "prefix_of",
     "run",
+    "neighbours",
     "start",
     "who_line",
 ]
 
-LISTING_PAGE: Final = 200
-"""Units of work (channels or users looked at) one page does: about a millisecond, so a
-page never holds up the other clients for long; small replies still fit in one."""
+LISTING_PAGE: Final = 100
+"""Units of work (channels or users looked at) one page does: 1 to 2.5 ms on a slow
+machine (a WHO line costs twice a LIST line), so a page never holds up the other
+clients for long; small replies still fit in one."""
 
-WORK_PER_TOKEN: Final = LISTING_PAGE
-"""Units of work one flood token pays for: a page costs what one line costs."""
+WORK_PER_TOKEN: Final = 200
+"""Units of work one flood token pays for (two pages): what one line costs, for the work
+of formatting two hundred lines. A LIST of 10,000 channels costs 50 tokens."""
 
 NAMES_MEMBERS_PER_UNIT: Final = 8
 """Members a NAMES listing goes through per unit: a member is a nick added to a line,
 about an eighth of the work of a LIST or WHO line."""
+
+MEMBERS_PER_UNIT: Final = 20
+"""Members a command goes through in C (a set union of its channels' members, for AWAY
+or NICK) or filters (a STATUSMSG or TAGMSG to a channel) per unit of work: a user in
+50 channels of 10,000 members pays for touching 500,000 members, even when nobody
+gets a line of it."""
 
 MAX_LISTINGS: Final = 64
 """Listings one client may have waiting: a JOIN of CHANLIMIT (50) channels queues one
@@ -234,6 +244,14 @@ class RosterListing:
                 line.clear()
             out.numeric(client, n.RPL_ENDOFNAMES, channel.name, "End of /NAMES list.")
         return max(1, -(-len(chunk) // NAMES_MEMBERS_PER_UNIT))
+
+
+def neighbours(out: Outbox, client: Client) -> set[int]:
+    """``state.neighbours(client)``, its work charged to ``out``."""
+    state = out.state
+    touched = sum(len(channel.members) for key in client.channels if (channel := state.channels.get(key)))
+    out.work += touched // MEMBERS_PER_UNIT
+    return state.neighbours(client)
 
 
 def run(out: Outbox, client: Client, budget: int) -> None:

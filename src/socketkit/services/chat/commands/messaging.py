@@ -6,6 +6,7 @@ import datetime
 
 from socketkit.codec.irc import IRCMessage
 from socketkit.services.chat import numerics as n
+from socketkit.services.chat.commands import listings
 from socketkit.services.chat.commands.channels import is_banned
 from socketkit.services.chat.history import HistoryItem
 from socketkit.services.chat.names import parse_count
@@ -66,6 +67,7 @@ def _message(out: Outbox, client: Client, msg: IRCMessage, command: str) -> None
                     out.numeric(client, n.ERR_CANNOTSENDTOCHAN, channel.name, "Cannot send to channel")
                 continue
             if status or command == "TAGMSG":
+                out.work += len(channel.members) // listings.MEMBERS_PER_UNIT  # filtered, maybe to nobody
                 wanted = {"o"} if "@" in status else {"o", "v"} if status else None
                 recipients = [
                     cid
@@ -124,7 +126,7 @@ def away(out: Outbox, client: Client, msg: IRCMessage) -> None:
     else:
         out.numeric(client, n.RPL_NOWAWAY, "You have been marked as being away")
     state = out.state
-    watchers = [cid for cid in state.neighbours(client) if "away-notify" in state.clients[cid].caps]
+    watchers = [cid for cid in listings.neighbours(out, client) if "away-notify" in state.clients[cid].caps]
     out.deliver(watchers, IRCMessage("AWAY", (text,) if text else (), client.prefix))
 
 

@@ -11,6 +11,7 @@ import math
 
 from socketkit.codec.irc import IRCMessage, casefold
 from socketkit.services.chat import numerics as n
+from socketkit.services.chat.commands import listings
 from socketkit.services.chat.commands.channels import forget_if_unused
 from socketkit.services.chat.history import WhowasEntry
 from socketkit.services.chat.names import parse_count, valid_nick, valid_username
@@ -155,7 +156,7 @@ def nick(out: Outbox, client: Client, msg: IRCMessage) -> None:
     state.release_nick(client.nick)
     state.claim_nick(new, client.id)
     client.nick = new
-    out.deliver([client.id, *state.neighbours(client)], IRCMessage("NICK", (new,), old_prefix))
+    out.deliver([client.id, *listings.neighbours(out, client)], IRCMessage("NICK", (new,), old_prefix))
 
 
 def user(out: Outbox, client: Client, msg: IRCMessage) -> None:
