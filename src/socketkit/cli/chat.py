@@ -128,16 +128,20 @@ MAX_PASSWORD_FILE_SIZE = 4096
 """Bytes of a password file: a password is a line; anything larger is not one."""
 
 
-def _read(path: str | None, what: str, limit: int = MAX_OPTION_FILE_SIZE) -> str | None:
+def _read(
+    path: str | None, what: str, limit: int = MAX_OPTION_FILE_SIZE, *, secret: bool = False
+) -> str | None:
     """The text of a file an option names, through the one capped reader (regular files
-    and pipes only, never a blocking open, at most ``limit`` bytes).
+    and pipes only, never a blocking open, at most ``limit`` bytes; ``secret``: a
+    regular file others can read is refused, as for the token).
 
     Raises:
-        ConfigError: unreadable, not a regular file or a pipe, too large, or not UTF-8.
+        ConfigError: unreadable, not a regular file or a pipe, too large, readable by
+            others (``secret``), or not UTF-8.
     """
     if path is None:
         return None
-    data = read_option_file(path, what, limit=limit)
+    data = read_option_file(path, what, limit=limit, secret=secret)
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -163,13 +167,15 @@ def chat_service(args: argparse.Namespace) -> Service:
     if args.workers != 1:
         raise ValueError("one chat server is one process: --workers does not apply")
     opers = {}
-    for number, line in enumerate((_read(args.oper_file, "the operator file") or "").splitlines(), 1):
+    for number, line in enumerate(
+        (_read(args.oper_file, "the operator file", secret=True) or "").splitlines(), 1
+    ):
         if line.strip() and not line.lstrip().startswith("#"):
             name, _, stored = line.strip().partition(" ")
             if not stored.strip():
                 raise ValueError(f"{args.oper_file}:{number}: expected 'NAME PASSWORD'")
             opers[name] = stored.strip()
-    password = _read(args.password_file, "the password file", MAX_PASSWORD_FILE_SIZE)
+    password = _read(args.password_file, "the password file", MAX_PASSWORD_FILE_SIZE, secret=True)
     motd = _read(args.motd_file, "the MOTD file", MAX_MOTD_FILE_SIZE)
     burst, rate = (10**9, 10.0**9) if args.no_flood_limit else (args.flood_burst, args.flood_rate)
     config = ChatConfig(
@@ -217,9 +223,6 @@ def make_password_hash(args: argparse.Namespace) -> int:
     """``passwd``: print ``pbkdf2-sha256$...`` for the password typed (or piped)."""
     from socketkit.services.chat.session import hash_password  # noqa: PLC0415
 
-    if sys.stdin is None:  # fd 0 was closed
-        print("no password: the standard input is closed", file=sys.stderr)
-        return 1
     if sys.stdin.isatty():
         import getpass  # noqa: PLC0415
 
@@ -242,7 +245,7 @@ def run_chat_client(args: argparse.Namespace) -> int:
     from socketkit.services.chat.client import run_client  # noqa: PLC0415
 
     password = (
-        _read(args.password_file, "the password file", MAX_PASSWORD_FILE_SIZE)
+        _read(args.password_file, "the password file", MAX_PASSWORD_FILE_SIZE, secret=True)
         if args.password_file
         else os.environ.get(PASSWORD_ENV)
     )
