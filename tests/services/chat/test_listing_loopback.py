@@ -14,7 +14,7 @@ import pytest
 from socketkit.services.chat import commands
 from socketkit.services.chat import numerics as n
 from socketkit.services.chat.commands.listings import LISTING_PAGE
-from socketkit.services.chat.server import ChatServer, ChatSession
+from socketkit.services.chat.server import LISTING_TURN_BUDGET, ChatServer, ChatSession
 from socketkit.services.chat.state import Channel, ChatConfig
 from tests.aio_thread import server_thread
 from tests.helpers import TIMEOUT
@@ -93,3 +93,34 @@ def test_a_lister_that_does_not_read_is_paused_and_others_are_served_meanwhile(
         assert len(set(names)) == count
         assert ("page", "lister") in events[ping:]  # it went on after the other was served
         lister.sync()  # and the lister is still connected (no "SendQ exceeded")
+
+
+def test_many_listers_at_once_get_a_bounded_share_of_each_turn(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Eight clients LIST 4,000 channels at once, with no flood limit: the pages after the
+    commands' own are spread over many event-loop turns, never more than
+    ``LISTING_TURN_BUDGET`` units in one, and every lister gets all of its list."""
+    listers, count = 8, 4_000
+    work: dict[int, int] = {}
+    real_resume = commands.resume
+    holder: dict[str, ChatServer] = {}
+
+    def resume(state: Any, client: Any, now: float, budget: int = LISTING_PAGE) -> Any:
+        turn = holder["chat"].turn
+        work[turn] = work.get(turn, 0) + budget
+        return real_resume(state, client, now, budget)
+
+    monkeypatch.setattr(commands, "resume", resume)
+    with _server(count) as (address, chat):
+        holder["chat"] = chat
+        clients = [Irc(address, f"l{i}") for i in range(listers)]
+        try:
+            for client in clients:
+                client.send("LIST")
+            for client in clients:
+                got = client.collect(n.RPL_LISTEND)
+                assert len([m for m in got if m.command == n.RPL_LIST]) == count
+        finally:
+            for client in clients:
+                client.close()
+    assert max(work.values()) <= LISTING_TURN_BUDGET
+    assert len(work) >= (listers * count - listers * LISTING_PAGE) // LISTING_TURN_BUDGET
