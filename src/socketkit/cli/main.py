@@ -14,9 +14,9 @@ import logging
 import sys
 from collections.abc import Callable, Sequence
 
+from socketkit._stdio import fill_closed_standard_streams
 from socketkit._version import __version__
 from socketkit.cli import cert, chat, files, listen, probe, rexec, send, serve, status, talk
-from socketkit.cli._stdio import fill_closed_standard_streams
 
 __all__ = ["build_parser", "main", "run"]
 

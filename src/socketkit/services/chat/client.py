@@ -34,6 +34,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import IO, TYPE_CHECKING, Any, Final, Protocol
 
+from socketkit._stdio import fill_closed_standard_streams
 from socketkit.address import Address
 from socketkit.aio.client import open_connection
 from socketkit.codec.irc import IRCDecoder, IRCMessage, encode_message
@@ -449,25 +450,11 @@ def _is_terminal(stream: IO[str] | None) -> bool:
         return False
 
 
-def _fill_closed_standard_fds() -> None:
-    """Put /dev/null on each of fds 0-2 that is closed, so that no socket gets one of
-    those numbers: libuv aborts the process when it closes an fd below 3 (``uv__close``
-    asserts), and a socket on fd 1 would receive what ``print`` shows."""
-    for fd in (0, 1, 2):
-        try:
-            os.fstat(fd)
-        except OSError:
-            null = os.open(os.devnull, os.O_RDWR)  # the lowest free number: ``fd`` itself
-            if null != fd:
-                os.dup2(null, fd)
-                os.close(null)
-
-
 def run_client(args: argparse.Namespace) -> int:
     """``socketkit chat ADDR --nick N``."""
     from socketkit.aio.loop import run  # noqa: PLC0415
 
-    _fill_closed_standard_fds()  # sys.stdin stays None: a closed stdin is an empty input
+    fill_closed_standard_streams()  # a closed stdin reads as empty (the same as python -m socketkit)
 
     address: Address = args.address
     ssl_context = None
