@@ -117,13 +117,26 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=3.0, help="measured seconds per run")
     parser.add_argument("--repeat", type=int, default=3, help="alternating runs per point (median)")
     parser.add_argument("--idle", type=int, default=10_000, help="idle connections to hold")
+    parser.add_argument(
+        "--only", choices=["tcp", "idle", "udp"], action="append", help="run only these parts (repeat)"
+    )
     args = parser.parse_args()
+    parts = set(args.only or ["tcp", "idle", "udp"])
     print(f"# socketkit echo vs the alternatives -- {machine()}")
     print(
         f"server on CPU {SERVER_CPU}, load generator on CPU {LOAD_CPU}; median of {args.repeat} "
         f"alternating runs of {args.seconds:g} s\n"
     )
 
+    if "tcp" in parts:
+        tcp(args)
+    if "idle" in parts:
+        idle(args)
+    if "udp" in parts:
+        udp_echo(args)
+
+
+def tcp(args: argparse.Namespace) -> None:
     rows = []
     for conns in CONCURRENCY:
         c = median([ceiling(conns, args.seconds) for _ in range(args.repeat)])
@@ -158,6 +171,8 @@ def main() -> None:
         ratio = sk[1000] / results[(other, 1000)]["rps"]
         print(f"\nsocketkit vs {LABEL[other]} at 1000 connections: {ratio:.2f}x")
 
+
+def idle(args: argparse.Namespace) -> None:
     rows = []
     for name in TCP_SERVERS:
         try:
@@ -169,6 +184,8 @@ def main() -> None:
     print(f"\n## {args.idle:,} idle connections: server memory per connection\n")
     print(table(["server", "KB per connection", "s to open them all"], rows))
 
+
+def udp_echo(args: argparse.Namespace) -> None:
     rows = []
     udp: dict[str, dict[str, Any]] = {}
     runs = {name: [] for name in UDP_SERVERS}
