@@ -1,0 +1,186 @@
+"""Per-command resource limits, for every backend: each process of a command has them
+(read back from /proc), and a command that passes one is stopped there, while the same
+command under the default limits runs through (the control that shows it is the limit
+that stopped it). Every run is bounded: small limits, short timeouts."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from socketkit.services.rexec import policy
+from socketkit.services.rexec.policy import CommandLimits
+from socketkit.services.rexec.protocol import ExecRequest
+from socketkit.services.rexec.server import ExecServer
+from tests.aio_thread import server_thread
+from tests.services.rexec.test_confinement import cli_server, serve
+from tests.services.rexec.test_rexec_loopback import remote, session_alive
+from tests.services.rexec.test_sandbox import BACKENDS, World, run, world
+
+__all__ = ["world"]
+
+ALL = [*BACKENDS, "none"]
+MiB = 1 << 20
+
+
+def limited(w: World, backend: str, **limits: int) -> ExecServer:
+    return serve(w, backend, limits=CommandLimits(**limits))
+
+
+@pytest.mark.parametrize("backend", ALL)
+def test_every_process_of_a_command_has_the_limits(world: World, backend: str) -> None:
+    limits = CommandLimits(memory=300 * MiB, tasks=77, file_size=5 * MiB, cpu_s=42, open_files=99)
+    # A child of a child: the limits are inherited by the whole command.
+    status, out, err = run(serve(world, backend, limits=limits), "sh", "-c", "sh -c 'cat /proc/self/limits'")
+    assert status == 0, err
+    rows = limits_of(out)
+    assert rows["Max address space"] == [str(300 * MiB)] * 2
+    assert rows["Max processes"] == ["77"] * 2
+    assert rows["Max file size"] == [str(5 * MiB)] * 2
+    assert rows["Max cpu time"] == ["42", str(42 + policy.CPU_GRACE_S)]
+    assert rows["Max open files"] == ["99"] * 2
+    assert rows["Max core file size"] == ["0"] * 2
+
+
+def limits_of(out: str) -> dict[str, list[str]]:
+    """/proc/self/limits as {"Max address space": [soft, hard], ...}."""
+    return {line[:26].strip(): line[26:].split()[:2] for line in out.splitlines()[1:]}
+
+
+@pytest.mark.parametrize(
+    ("flags", "expected"),
+    [
+        (
+            [],
+            {
+                "Max address space": policy.DEFAULT_MAX_MEMORY,
+                "Max processes": policy.DEFAULT_MAX_TASKS,
+                "Max file size": policy.DEFAULT_MAX_FILE_SIZE,
+                "Max cpu time": policy.DEFAULT_MAX_CPU_S,
+                "Max open files": policy.DEFAULT_MAX_OPEN_FILES,
+            },
+        ),
+        (
+            [
+                "--max-memory",
+                "512M",
+                "--max-tasks",
+                "9",
+                "--max-file-size",
+                "1G",
+                "--max-cpu-time",
+                "5",
+                "--max-open-files",
+                "64",
+            ],
+            {
+                "Max address space": 512 * MiB,
+                "Max processes": 9,
+                "Max file size": 1 << 30,
+                "Max cpu time": 5,
+                "Max open files": 64,
+            },
+        ),
+    ],
+    ids=["defaults", "flags"],
+)
+def test_serve_exec_applies_its_flags_and_named_defaults(
+    world: World, tmp_path: Path, flags: list[str], expected: dict[str, int]
+) -> None:
+    args = ["--no-auth", "--root", str(world.root), "--state-dir", str(tmp_path / "state"), *flags]
+    with cli_server(args) as address:
+        status, out, err, _ = remote(
+            address, ExecRequest(("cat", "/proc/self/limits"), stdin=False), token=None
+        )
+    assert status == 0, err
+    rows = limits_of(out.decode())
+    cpu = expected["Max cpu time"]
+    assert rows["Max cpu time"] == [str(cpu), str(cpu + policy.CPU_GRACE_S)]
+    assert {name: rows[name] for name in expected if name != "Max cpu time"} == {
+        name: [str(value)] * 2 for name, value in expected.items() if name != "Max cpu time"
+    }
+
+
+@pytest.mark.parametrize("backend", ALL)
+def test_memory_past_the_limit_is_refused(world: World, backend: str) -> None:
+    """``tail -n 1`` of a 200 MiB line holds the line: at 64 MiB of address space it
+    gets ENOMEM and says so; under the default limit the same command finishes."""
+    command = ("bash", "-o", "pipefail", "-c", "head -c 200M /dev/zero | tail -n 1 | wc -c")
+    status, out, err = run(limited(world, backend, memory=64 * MiB), *command)
+    assert status != 0
+    assert "memory exhausted" in err
+    status, out, err = run(serve(world, backend), *command)
+    assert (status, out.strip()) == (0, str(200 * MiB)), err
+
+
+FORK_LOOP = """
+import os, sys, time
+started = 0
+for _ in range(40):
+    try:
+        pid = os.fork()
+    except OSError:
+        break
+    if pid == 0:
+        time.sleep(60)
+        os._exit(0)
+    started += 1
+print(started)
+"""
+
+
+@pytest.mark.parametrize("backend", ALL)
+def test_a_fork_loop_stops_at_the_task_limit(world: World, backend: str) -> None:
+    """40 forks under a limit of 12 tasks: the kernel refuses the forks beyond it (as
+    root the count is shared by every process of the run-as user, so it may be fewer);
+    under the default limit all 40 start. Nothing outlives the command either way."""
+    status, out, err = run(limited(world, backend, tasks=12), "python3", "-c", FORK_LOOP)
+    assert status == 0, err
+    assert int(out) < 12
+    status, out, err = run(serve(world, backend), "python3", "-c", FORK_LOOP)
+    assert (status, int(out)) == (0, 40), err
+
+
+@pytest.mark.parametrize("backend", ALL)
+def test_a_fork_bomb_is_held_at_the_task_limit(world: World, backend: str) -> None:
+    """The shell fork bomb under a limit of 16 tasks (held there: see the fork loop
+    above) and a 2 s timeout: its forks fail ("Cannot fork"), the command ends with
+    every process it made, and the server goes on serving."""
+    service = limited(world, backend, tasks=16)
+    with server_thread(service.make_server) as (address,):
+        request = ExecRequest(("sh", "-c", "b() { b | b & }; b; sleep 5"), stdin=False, timeout=2)
+        _, _, err, pids = remote(address, request)
+        assert b"Cannot fork" in err
+        assert session_alive(pids[0]) == []
+        again = remote(address, ExecRequest(("echo", "still serving"), stdin=False))
+        assert again[:2] == (0, b"still serving\n")
+
+
+@pytest.mark.parametrize("backend", ALL)
+def test_a_write_past_the_file_size_limit_fails(world: World, backend: str) -> None:
+    command = ("sh", "-c", "head -c 3M /dev/zero > big; echo $?")
+    _, out, _ = run(limited(world, backend, file_size=1 * MiB), *command)
+    assert int(out) != 0  # head was stopped (SIGXFSZ) at the limit
+    assert (world.root / "big").stat().st_size == 1 * MiB
+    _, out, err = run(serve(world, backend), *command)
+    assert int(out) == 0, err
+    assert (world.root / "big").stat().st_size == 3 * MiB
+
+
+@pytest.mark.parametrize("backend", ALL)
+def test_cpu_time_past_the_limit_ends_the_process(world: World, backend: str) -> None:
+    """A busy loop under a 1 s CPU limit is ended by SIGXCPU (status 128 + 24) well
+    within its 30 s timeout."""
+    spin = ("sh", "-c", "sh -c 'while :; do :; done'; echo status $?")
+    status, out, err = run(limited(world, backend, cpu_s=1), *spin)
+    assert (status, out) == (0, "status 152\n"), err
+
+
+def test_bwraps_private_tmp_is_bounded(world: World) -> None:
+    """bwrap's /tmp holds --tmp-size and no more: the write past it fails."""
+    service = serve(world, "bwrap", tmp_size=4 * MiB)
+    status, _, err = run(service, "sh", "-c", "head -c 8M /dev/zero > /tmp/fill")
+    assert status != 0
+    assert "No space left on device" in err
+    assert run(service, "sh", "-c", "head -c 3M /dev/zero > /tmp/fill")[0] == 0
