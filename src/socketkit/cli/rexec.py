@@ -161,7 +161,8 @@ def _add_limit_options(parser: argparse.ArgumentParser) -> None:
         type=size_arg,
         default=policy.SANDBOX_TMP_BYTES,
         metavar="SIZE",
-        help="each command's private /tmp under bwrap, in memory: --max-procs times this at most "
+        help="each command's private /tmp (bwrap; Landlock as root), in memory: --max-procs times "
+        "this at most "
         f"(default: {size(policy.SANDBOX_TMP_BYTES)})",
     )
 

@@ -13,6 +13,9 @@ In order, each step needing what the previous one still had:
    itself the guarantee);
 1. without network (``"net": false``) and as root: ``unshare(CLONE_NEWNET)``, a network
    namespace with no interface up (no TCP, UDP or abstract Unix socket reaches anything);
+   as root also a mount namespace (private: nothing propagates to the host) with a
+   tmpfs of ``"tmp_size"`` bytes on ``"tmp"``, the command's private ``TMPDIR`` (the
+   server's empty directory stays empty on the host; the root is not hidden);
 2. open every allowed path (``O_PATH``) while still privileged;
 3. when root: empty the capability bounding set (``PR_CAPBSET_DROP``), then drop to the
    run-as user (``setgroups([])``, ``setgid``, ``setuid``) and clear the inheritable
@@ -56,6 +59,8 @@ _PR_CAP_AMBIENT, _PR_CAP_AMBIENT_CLEAR_ALL = 47, 4
 _PR_SET_SECCOMP, _SECCOMP_MODE_FILTER = 22, 2
 _CAP_VERSION_3 = 0x20080522
 _CLONE_NEWNET = 0x40000000
+_CLONE_NEWNS = 0x00020000
+_MS_NOSUID, _MS_NODEV, _MS_REC, _MS_PRIVATE = 2, 4, 1 << 14, 1 << 18
 
 # File-system rights (include/uapi/linux/landlock.h), by the ABI that added them.
 EXECUTE, WRITE_FILE, READ_FILE, READ_DIR = 1 << 0, 1 << 1, 1 << 2, 1 << 3
@@ -148,6 +153,9 @@ def _confine(config: dict[str, Any]) -> None:
     privileged = os.geteuid() == 0
     if not net and privileged:
         _check(libc.unshare(ctypes.c_int(_CLONE_NEWNET)), "unshare(CLONE_NEWNET)")
+    if privileged and config.get("tmp"):
+        owner = (config.get("uid"), config.get("gid"))
+        _mount_private_tmp(libc, str(config["tmp"]), int(config["tmp_size"]), *owner)
     handled = _handled_fs(abi)
     rules: list[tuple[int, int]] = []  # (fd, rights) opened while still privileged
     for key, rights in (
@@ -160,6 +168,8 @@ def _confine(config: dict[str, Any]) -> None:
             try:
                 fd = os.open(path, os.O_PATH | os.O_CLOEXEC)
             except FileNotFoundError:
+                if key == "rw":
+                    _fail(f"cannot open {path}: it does not exist")
                 continue  # an optional system path this machine lacks (/lib32...)
             except OSError as exc:
                 _fail(f"cannot open {path}: {exc.strerror}")
@@ -204,6 +214,17 @@ def _confine(config: dict[str, Any]) -> None:
             resource.setrlimit(getattr(resource, f"RLIMIT_{name}"), (int(soft), int(hard)))
         except (AttributeError, ValueError, OSError) as exc:
             _fail(f"cannot set RLIMIT_{name}: {exc}")
+
+
+def _mount_private_tmp(libc: Any, path: str, size: int, uid: Any, gid: Any) -> None:
+    """A mount namespace of our own, private (the host sees none of its mounts), with a
+    tmpfs of ``size`` bytes on ``path``, the run-as user's: gone with the namespace."""
+    _check(libc.unshare(ctypes.c_int(_CLONE_NEWNS)), "unshare(CLONE_NEWNS)")
+    _check(libc.mount(None, b"/", None, ctypes.c_ulong(_MS_REC | _MS_PRIVATE), None), "mount(/, private)")
+    owner = f",uid={int(uid)},gid={int(gid)}" if uid is not None and gid is not None else ""
+    options = f"size={size},mode=0700{owner}".encode()
+    flags = ctypes.c_ulong(_MS_NOSUID | _MS_NODEV)
+    _check(libc.mount(b"tmpfs", os.fsencode(path), b"tmpfs", flags, options), f"mount(tmpfs, {path})")
 
 
 def _drop_bounding_set(libc: Any) -> None:

@@ -87,9 +87,10 @@ programs break above it), instead of the server's own, raised for its connection
 
 
 SANDBOX_TMP_BYTES = 64 << 20
-"""Size of each command's private /tmp under bwrap (a tmpfs: memory). Scratch space for
-compilers and small spill files (large data belongs in the root, on disk); all running
-commands together pin at most ``max_procs`` times this (2 GiB with the default 32)."""
+"""Size of each command's private /tmp (a tmpfs, so memory: bwrap's, or the Landlock
+launcher's as root). Scratch space for compilers and small spill files (large data
+belongs in the root, on disk); all running commands together pin at most ``max_procs``
+times this (2 GiB with the default 32)."""
 
 
 @dataclass(frozen=True, slots=True)

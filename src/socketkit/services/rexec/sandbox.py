@@ -105,7 +105,7 @@ class SandboxSettings:
         run_as: the user commands run as when the server runs as root.
         hidden: paths commands must never see (the state directory, key files); masked
             by bwrap when inside the root, refused for Landlock (it cannot subtract).
-        tmp_size: bytes of bwrap's private /tmp.
+        tmp_size: bytes of the private /tmp (bwrap; Landlock as root).
         limits: the resource limits of every process of a command.
     """
 
@@ -158,7 +158,8 @@ class Sandbox:
 
     @property
     def needs_tmpdir(self) -> bool:
-        """Landlock has no private /tmp: each command gets a directory of its own."""
+        """Landlock has no private /tmp: each command gets a directory of its own, on
+        which a root launcher mounts a tmpfs of ``tmp_size``."""
         return self.name == "landlock"
 
     def wrap(
@@ -181,6 +182,8 @@ class Sandbox:
                 "proc": ["/proc"],
                 "dev": list(DEVICES),
                 "rw": [self.root, *([tmpdir] if tmpdir else [])],
+                "tmp": tmpdir,
+                "tmp_size": self.tmp_size,
                 "uid": self.uid,
                 "gid": self.gid,
                 "net": self.allow_network,
@@ -359,7 +362,16 @@ def candidates(settings: SandboxSettings, root: str) -> list[Sandbox]:
             families = _LANDLOCK_NET_FAMILIES if settings.allow_network else frozenset()
             bpf = seccomp.build_filter(machine, families=families)
             found.append(
-                Sandbox("landlock", root, settings.allow_network, uid, gid, limits=limits, seccomp=bpf)
+                Sandbox(
+                    "landlock",
+                    root,
+                    settings.allow_network,
+                    uid,
+                    gid,
+                    tmp_size=settings.tmp_size,
+                    limits=limits,
+                    seccomp=bpf,
+                )
             )
     if not found:
         raise SandboxUnavailable(
