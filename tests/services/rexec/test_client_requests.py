@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from pathlib import Path
 from typing import Any
 
@@ -163,3 +164,17 @@ def test_background_children_holding_the_output_are_ended(root: Path, backend: s
         )
     assert (status, out) == (0, b"started\n")
     assert session_alive(pids[0]) == []
+
+
+def test_commands_are_reaped_without_pidfds_too(root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """On a kernel without pidfd_open (Linux < 5.3) a thread waits for each command."""
+
+    def no_pidfd(pid: int, flags: int = 0) -> int:
+        raise OSError(38, "Function not implemented")
+
+    monkeypatch.setattr(os, "pidfd_open", no_pidfd)
+    with server_thread(make(root, "none").make_server) as (address,):
+        assert remote(address, ExecRequest(("sh", "-c", "echo hi; exit 7"), stdin=False))[:2] == (7, b"hi\n")
+        status, _, _, pids = remote(address, ExecRequest(("sleep", "30"), stdin=False, timeout=0.2))
+        assert status == 124
+        assert session_alive(pids[0]) == []
