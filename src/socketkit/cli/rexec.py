@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from typing import Any, BinaryIO
+from typing import Any
 
 from socketkit.cli._args import address_arg, size_arg
 from socketkit.cli._serving import (
@@ -403,7 +403,6 @@ def exec_command(args: argparse.Namespace) -> int:
             print(f"--env needs NAME=VALUE, not {item!r}", file=sys.stderr)
             return 2
         env[name] = value
-    stdin, stdout, stderr = _standard_streams()
     try:
         token = load_client_token(args.token_file, args.state_dir)
         target = ServiceTarget(
@@ -418,9 +417,9 @@ def exec_command(args: argparse.Namespace) -> int:
             run_remote(
                 target,
                 request,
-                stdin=None if args.no_stdin else stdin,
-                stdout=stdout,
-                stderr=stderr,
+                stdin=None if args.no_stdin else sys.stdin.buffer,
+                stdout=sys.stdout.buffer,
+                stderr=sys.stderr.buffer,
                 timeout=args.timeout,
                 forward_sigint=True,
             )
@@ -430,31 +429,5 @@ def exec_command(args: argparse.Namespace) -> int:
     except Exception as exc:
         if args.debug:
             raise
-        stderr.write(f"{type(exc).__name__}: {exc}\n".encode(errors="replace"))
-        stderr.flush()
+        print(f"{type(exc).__name__}: {exc}", file=sys.stderr)
         return exit_status_for_error(exc)
-
-
-def _standard_streams() -> tuple[BinaryIO | None, BinaryIO, BinaryIO]:
-    """Our stdin (``None`` when it is closed: no input), stdout and stderr, in binary.
-
-    As ssh does, a closed standard fd (``<&-``, ``>&-``) is first reopened on
-    /dev/null: the command then gets no input, or its output is discarded, and no
-    socket of ours can take fd 0, 1 or 2 and be mistaken for a standard stream.
-    """
-    for fd in (0, 1, 2):
-        try:
-            os.fstat(fd)
-        except OSError:
-            null = os.open(os.devnull, os.O_RDWR)  # the lowest free fd: this one
-            if null != fd:
-                os.dup2(null, fd)
-                os.close(null)
-
-    def binary(stream: Any, fd: int) -> BinaryIO:
-        if stream is not None and getattr(stream, "buffer", None) is not None:
-            return stream.buffer  # type: ignore[no-any-return]
-        return os.fdopen(fd, "wb", buffering=0, closefd=False)
-
-    stdin = sys.stdin.buffer if sys.stdin is not None and getattr(sys.stdin, "buffer", None) else None
-    return stdin, binary(sys.stdout, 1), binary(sys.stderr, 2)

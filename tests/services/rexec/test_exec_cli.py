@@ -24,7 +24,11 @@ from socketkit.cli.main import main
 from socketkit.cli.rexec import load_server_token
 from socketkit.codec.wire import Control, Hello, WireDecoder, encode_control, encode_hello
 from socketkit.errors import ServiceError
-from socketkit.limits import AUTH_FREE_FAILURES, DEFAULT_MAX_UNAUTHENTICATED_PER_ADDRESS
+from socketkit.limits import (
+    AUTH_FREE_FAILURES,
+    DEFAULT_MAX_UNAUTHENTICATED,
+    DEFAULT_MAX_UNAUTHENTICATED_PER_ADDRESS,
+)
 from socketkit.services.rexec.client import run_remote
 from socketkit.services.rexec.protocol import ExecRequest
 from socketkit.services.rexec.server import ExecServer
@@ -77,7 +81,7 @@ def test_the_token_is_shown_on_a_terminal_only(
         ("exec", ["--root", "/etc/ssl"], "lies in /etc"),
         ("exec", ["--root", "/tmp"], "whole machine shares"),
         ("exec", ["--allow", "no-such-program-here"], "no such program"),
-        ("files", ["--root", "/nonexistent"], "is not a directory"),
+        ("files", ["--root", "/nonexistent"], "does not exist"),
     ],
 )
 def test_a_refused_start_creates_no_state_and_no_token(
@@ -206,5 +210,6 @@ def test_each_worker_gets_its_share_of_the_per_address_limits(root: Path, worker
     try:
         assert service.gate.throttle.free_failures == max(1, AUTH_FREE_FAILURES // workers)
         assert service.gate.max_unauthenticated == max(1, DEFAULT_MAX_UNAUTHENTICATED_PER_ADDRESS // workers)
+        assert service.gate.max_unauthenticated_total == max(1, DEFAULT_MAX_UNAUTHENTICATED // workers)
     finally:
         service.close()

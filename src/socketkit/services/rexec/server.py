@@ -11,9 +11,9 @@ where, when, how it ended, how long it took and how much it printed; a row that 
 started is finished however the connection ends.
 
 With ``--workers N`` each worker is a copy of this server: ``max_procs`` stays the
-service's total (``slots.CommandSlots``, shared by the workers), while the per-address
-rules of the unauthenticated phase, which each worker keeps for itself, are divided by
-N (``ExecSettings.workers``).
+service's total (``slots.CommandSlots``, shared by the workers), while the limits of
+the unauthenticated phase, which each worker keeps for itself, are divided by N
+(``ExecSettings.workers``).
 """
 
 from __future__ import annotations
@@ -40,6 +40,7 @@ from socketkit.codec.wire import Control, Data, ErrorFrame, WireDecoder, WireEve
 from socketkit.errors import ConfigError, ProtocolError, RemoteProtocolError, ResourceError, ServiceError
 from socketkit.limits import (
     DEFAULT_HANDSHAKE_TIMEOUT_S,
+    DEFAULT_MAX_UNAUTHENTICATED,
     DEFAULT_MAX_UNAUTHENTICATED_PER_ADDRESS,
     DEFAULT_WRITE_TIMEOUT_S,
 )
@@ -217,6 +218,7 @@ class ExecServer:
             settings.token,
             throttle,
             max_unauthenticated=max(1, DEFAULT_MAX_UNAUTHENTICATED_PER_ADDRESS // workers),
+            max_unauthenticated_total=max(1, DEFAULT_MAX_UNAUTHENTICATED // workers),
         )
         if settings.db is not None:
             settings.db.ensure_schema("exec", 1, _SCHEMA)
