@@ -54,12 +54,23 @@ SANDBOXES = {"bwrap": ["--sandbox", "bwrap"], "landlock": ["--sandbox", "landloc
 
 
 @contextmanager
-def cli_server(args: list[str], *, pass_fds: tuple[int, ...] = (), uvloop: bool = True) -> Iterator[Address]:
+def cli_server(
+    args: list[str],
+    *,
+    pass_fds: tuple[int, ...] = (),
+    uvloop: bool = True,
+    prefix: tuple[str, ...] = (),
+    python: str = sys.executable,
+) -> Iterator[Address]:
     """``socketkit serve exec --port 0 ARGS`` in a child that inherits ``pass_fds`` (at
-    the same numbers), as a supervisor or a shell would hand them."""
+    the same numbers), as a supervisor or a shell would hand them; ``prefix`` runs it
+    through another program (``setpriv``, to serve as another user, with ``python``
+    and this tree's sources)."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "SOCKETKIT_UVLOOP": "1" if uvloop else "0"}
+    if python != sys.executable:
+        env["PYTHONPATH"] = str(Path(__file__).resolve().parents[3] / "src")
     popen = subprocess.Popen(
-        [sys.executable, "-m", "socketkit", "serve", "exec", "--port", "0", *args],
+        [*prefix, python, "-m", "socketkit", "serve", "exec", "--port", "0", *args],
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

@@ -5,19 +5,25 @@ that stopped it). Every run is bounded: small limits, short timeouts."""
 
 from __future__ import annotations
 
+import asyncio
+import io
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from socketkit.auth.connect import ServiceTarget
 from socketkit.services.rexec import policy
+from socketkit.services.rexec.client import run_remote
 from socketkit.services.rexec.policy import CommandLimits
 from socketkit.services.rexec.protocol import ExecRequest
 from socketkit.services.rexec.server import ExecServer
 from tests.aio_thread import server_thread
+from tests.helpers import TIMEOUT
 from tests.services.rexec.test_confinement import cli_server, serve
 from tests.services.rexec.test_rexec_loopback import remote, session_alive
-from tests.services.rexec.test_sandbox import BACKENDS, World, run, world
+from tests.services.rexec.test_sandbox import BACKENDS, NOBODY, World, run, world
 
 __all__ = ["world"]
 
@@ -190,3 +196,99 @@ def test_the_private_tmp_is_bounded(world: World, backend: str) -> None:
     assert "No space left on device" in err
     assert run(service, "sh", "-c", 'head -c 3M /dev/zero > "${TMPDIR:-/tmp}/fill"')[0] == 0
     assert not Path("/tmp/fill").exists()  # the host's /tmp saw none of it
+
+
+SYSTEM_PYTHON = "/usr/bin/python3"
+"""The interpreter a server started as nobody runs (CI's, as .ci/run uses it)."""
+
+HOLD = """
+import os, sys, time
+for _ in range(10):
+    try:
+        pid = os.fork()
+    except OSError:
+        break  # the count is full already (shared with the server's own threads)
+    if pid == 0:
+        time.sleep(60)
+        os._exit(0)
+print("holding", flush=True)
+time.sleep(60)
+"""
+
+
+class _Seen:
+    """A stdout for ``run_remote`` that tells when the command has printed."""
+
+    def __init__(self) -> None:
+        self.printed = asyncio.Event()
+
+    def write(self, data: bytes) -> int:
+        self.printed.set()
+        return len(data)
+
+    def flush(self) -> None:
+        pass
+
+
+@pytest.mark.parametrize(
+    ("server_user", "backend", "alone"),
+    [
+        ("root", "bwrap", False),
+        ("nobody", "bwrap", True),
+        ("nobody", "landlock", False),
+        ("nobody", "none", False),
+    ],
+)
+def test_who_shares_the_task_count(world: World, server_user: str, backend: str, alone: bool) -> None:
+    """A first command holds up to 11 tasks of a limit of 12; a second one then forks. A root
+    server runs every command as nobody, whose count is shared: the second gets at most
+    one. A server run as nobody counts every process of nobody under Landlock and
+    without a sandbox, but bwrap gives each command a user namespace, where it is
+    counted alone: the second gets its 11."""
+    if os.geteuid() != 0:
+        pytest.fail("this test needs root (as CI runs): it starts servers as root and as nobody")
+    state = world.base / f"state-{server_user}"
+    state.mkdir()
+    server: dict[str, Any] = {}
+    if server_user == "nobody":
+        os.chown(state, NOBODY.pw_uid, NOBODY.pw_gid)
+        who = (f"--reuid={NOBODY.pw_uid}", f"--regid={NOBODY.pw_gid}", "--clear-groups")
+        server["prefix"] = ("setpriv", *who, "--inh-caps=-all", "--bounding-set=-all", "--")
+        server["python"] = SYSTEM_PYTHON  # nobody may not reach this test's own interpreter
+    sandbox = ["--no-sandbox"] if backend == "none" else ["--sandbox", backend]
+    args = ["--no-auth", *sandbox, "--max-tasks", "12", "--allow", "python3"]
+    with cli_server([*args, "--root", str(world.root), "--state-dir", str(state)], **server) as address:
+
+        async def go() -> int:
+            seen = _Seen()
+            holder = asyncio.ensure_future(
+                run_remote(
+                    ServiceTarget(address, None),
+                    ExecRequest(("python3", "-c", HOLD), stdin=False),
+                    stdin=None,
+                    stdout=seen,  # type: ignore[arg-type]
+                    stderr=io.BytesIO(),
+                )
+            )
+            try:
+                async with asyncio.timeout(TIMEOUT):
+                    await seen.printed.wait()
+                out = io.BytesIO()
+                status = await run_remote(
+                    ServiceTarget(address, None),
+                    ExecRequest(("python3", "-c", FORK_LOOP), stdin=False),
+                    stdin=None,
+                    stdout=out,
+                    stderr=io.BytesIO(),
+                )
+                assert status == 0
+                return int(out.getvalue())
+            finally:
+                holder.cancel()
+                await asyncio.gather(holder, return_exceptions=True)
+
+        started = asyncio.run(go())
+    if alone:
+        assert 5 <= started < 12
+    else:
+        assert started <= 1
