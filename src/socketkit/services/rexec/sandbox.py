@@ -28,7 +28,7 @@ Backends, best first:
 - ``none`` (``--no-sandbox``): only the run-as user, no_new_privs (``setpriv``) and the
   resource limits; the allow-list is then the only rule.
 
-This module decides and builds argv lists; ``runner`` starts and probes them.
+This module decides and builds argv lists; ``process`` starts and probes them.
 """
 
 from __future__ import annotations
@@ -301,7 +301,7 @@ def _run_as(settings: SandboxSettings) -> tuple[int | None, int | None]:
 
 
 def candidates(settings: SandboxSettings, root: str) -> list[Sandbox]:
-    """The sandboxes to try, best first (each still to be probed by ``runner``).
+    """The sandboxes to try, best first (each still to be probed by ``process``).
 
     Raises:
         ConfigError: a bad setting (backend name, run-as user, root).
