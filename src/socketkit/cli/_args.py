@@ -8,7 +8,16 @@ import math
 
 from socketkit.address import Address, parse_address, parse_port
 
-__all__ = ["MAX_SECONDS", "address_arg", "port_arg", "positive_float", "positive_int", "positive_number"]
+__all__ = [
+    "MAX_SECONDS",
+    "MAX_SIZE",
+    "address_arg",
+    "port_arg",
+    "positive_float",
+    "positive_int",
+    "positive_number",
+    "size_arg",
+]
 
 MAX_SECONDS = 366 * 24 * 3600.0
 """The longest duration any option takes (a year): ``inf`` and ``1e300`` are refused
@@ -44,6 +53,23 @@ def positive_int(text: str) -> int:
     if not text.isdigit() or int(text) < 1:
         raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, not {text!r}")
     return int(text)
+
+
+MAX_SIZE = 1 << 60
+"""The largest size any option takes (1 EiB): beyond any disk or memory, and well inside
+the kernel's 64-bit limits (``setrlimit``)."""
+
+_UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+
+
+def size_arg(text: str) -> int:
+    """argparse type: a size of at least 1 byte, as ``1048576``, ``512K``, ``64M``,
+    ``2G``, ``1T`` (powers of 1024; ``MiB``, ``GB`` and the like read the same)."""
+    digits = text.rstrip("KMGTkmgtiBb")
+    unit = text[len(digits) :].upper().replace("IB", "").replace("B", "")
+    if not digits.isdigit() or unit not in _UNITS or not 1 <= int(digits) * _UNITS[unit] <= MAX_SIZE:
+        raise argparse.ArgumentTypeError(f"expected a size such as 64M or 2G (at least 1 byte), not {text!r}")
+    return int(digits) * _UNITS[unit]
 
 
 def port_arg(text: str) -> int:

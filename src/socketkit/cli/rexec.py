@@ -7,7 +7,7 @@ import os
 import sys
 from typing import Any
 
-from socketkit.cli._args import address_arg
+from socketkit.cli._args import address_arg, size_arg
 from socketkit.cli._serving import (
     Service,
     add_server_options,
@@ -78,8 +78,9 @@ def add_serve_parser(services: argparse._SubParsersAction[argparse.ArgumentParse
         "--max-procs",
         type=positive_int,
         default=32,
-        help="commands running at once; more get 'busy' (default: 32)",
+        help="commands running at once, all --workers together; more get 'busy' (default: 32)",
     )
+    _add_limit_options(parser)
     sandbox = parser.add_argument_group("sandbox (docs/security.md)")
     sandbox.add_argument(
         "--sandbox",
@@ -108,6 +109,62 @@ def add_serve_parser(services: argparse._SubParsersAction[argparse.ArgumentParse
         help="no token (refused unless listening on loopback only)",
     )
     parser.set_defaults(func=serve_exec)
+
+
+def _add_limit_options(parser: argparse.ArgumentParser) -> None:
+    from socketkit.services.rexec import policy  # noqa: PLC0415 (pure and small: the defaults)
+
+    def size(value: int) -> str:
+        return f"{value >> 30}G" if value % (1 << 30) == 0 else f"{value >> 20}M"
+
+    group = parser.add_argument_group(
+        "limits of each command (docs/security.md: what they bound under each sandbox)"
+    )
+    group.add_argument(
+        "--max-memory",
+        type=size_arg,
+        default=policy.DEFAULT_MAX_MEMORY,
+        metavar="SIZE",
+        help=f"address space of each process (default: {size(policy.DEFAULT_MAX_MEMORY)})",
+    )
+    group.add_argument(
+        "--max-tasks",
+        type=positive_int,
+        default=policy.DEFAULT_MAX_TASKS,
+        metavar="N",
+        help="processes and threads; as root shared by all commands, which run as --run-as "
+        f"(default: {policy.DEFAULT_MAX_TASKS})",
+    )
+    group.add_argument(
+        "--max-file-size",
+        type=size_arg,
+        default=policy.DEFAULT_MAX_FILE_SIZE,
+        metavar="SIZE",
+        help=f"largest file a process may write (default: {size(policy.DEFAULT_MAX_FILE_SIZE)})",
+    )
+    group.add_argument(
+        "--max-cpu-time",
+        type=positive_int,
+        default=policy.DEFAULT_MAX_CPU_S,
+        metavar="SECONDS",
+        help=f"CPU seconds of each process (default: {policy.DEFAULT_MAX_CPU_S})",
+    )
+    group.add_argument(
+        "--max-open-files",
+        type=positive_int,
+        default=policy.DEFAULT_MAX_OPEN_FILES,
+        metavar="N",
+        help=f"open files of each process (default: {policy.DEFAULT_MAX_OPEN_FILES})",
+    )
+    group.add_argument(
+        "--tmp-size",
+        type=size_arg,
+        default=policy.SANDBOX_TMP_BYTES,
+        metavar="SIZE",
+        help="each command's private /tmp (bwrap; Landlock as root), in memory: --max-procs times "
+        "this at most "
+        f"(default: {size(policy.SANDBOX_TMP_BYTES)})",
+    )
 
 
 def add_parsers(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -189,20 +246,41 @@ def check_exposure(service: str, args: argparse.Namespace, *, needs_tls: bool) -
 
 
 def load_server_token(service: str, args: argparse.Namespace) -> str | None:
-    """The server token (created and announced on first start), or None with --no-auth."""
+    """The server token (created and announced on first start), or None with --no-auth.
+
+    The value itself is printed only to a terminal: a server's standard output is often
+    a log (journald, ``make serve > log``), where the token would stay readable by
+    whoever reads the logs; there the line says where the file is instead.
+    """
     if args.no_auth:
         return None
     from socketkit.auth.token import TOKEN_ENV, load_or_create_token  # noqa: PLC0415
 
     token = load_or_create_token(args.state_dir)
     if token.created:
-        print(
-            f"{service}: created a token in {token.path} (mode 0600); clients on this machine find it "
-            f"there; elsewhere give it to them once:\n  {TOKEN_ENV}={token.value}  "
-            f"(or copy the file and pass --token-file)",
-            flush=True,
-        )
+        where = f"{service}: created a token in {token.path} (mode 0600); clients on this machine find it"
+        where += " there"
+        if _is_terminal(sys.stdout):
+            print(
+                f"{where}; elsewhere give it to them once:\n  {TOKEN_ENV}={token.value}  "
+                f"(or copy the file and pass --token-file)",
+                flush=True,
+            )
+        else:
+            print(
+                f"{where}; to give it to a client elsewhere, read it from that file as its owner "
+                f"(cat {token.path}) and pass it as {TOKEN_ENV} or copy the file for --token-file "
+                "(the value is shown only on a terminal, never in a log)",
+                flush=True,
+            )
     return token.value
+
+
+def _is_terminal(stream: Any) -> bool:
+    try:
+        return stream is not None and bool(stream.isatty())
+    except (AttributeError, ValueError, OSError):
+        return False
 
 
 def serve_exec(args: argparse.Namespace) -> int:
@@ -212,9 +290,19 @@ def serve_exec(args: argparse.Namespace) -> int:
 
 def exec_service(args: argparse.Namespace) -> Service:
     """The exec server the options describe (refused if exposed without safety)."""
-    from socketkit.services.rexec.policy import DEFAULT_ALLOWED, DEFAULT_ENV_ALLOW, ExecPolicy  # noqa: PLC0415
+    from socketkit.services.rexec.policy import (  # noqa: PLC0415
+        DEFAULT_ALLOWED,
+        DEFAULT_ENV_ALLOW,
+        CommandLimits,
+        ExecPolicy,
+    )
     from socketkit.services.rexec.sandbox import SandboxSettings  # noqa: PLC0415
-    from socketkit.services.rexec.server import DEFAULT_MAX_OUTPUT, ExecServer, ExecSettings  # noqa: PLC0415
+    from socketkit.services.rexec.server import (  # noqa: PLC0415
+        DEFAULT_MAX_OUTPUT,
+        ExecServer,
+        ExecSettings,
+        prepare_sandbox,
+    )
     from socketkit.state import StateDB  # noqa: PLC0415
 
     check_exposure("exec", args, needs_tls=True)
@@ -231,25 +319,37 @@ def exec_service(args: argparse.Namespace) -> Service:
     )
     # Never visible to commands: the token and audit log, and the TLS key and certificate.
     hidden = [p for p in (args.state_dir, args.tls_key, args.tls_cert) if p]
+    limits = CommandLimits(
+        memory=args.max_memory,
+        tasks=args.max_tasks,
+        file_size=args.max_file_size,
+        cpu_s=args.max_cpu_time,
+        open_files=args.max_open_files,
+    )
     sandbox = SandboxSettings(
         backend="none" if args.no_sandbox else args.sandbox,
         allow_network=args.allow_network,
         run_as=args.run_as,
         hidden=tuple(hidden),
+        tmp_size=args.tmp_size,
+        limits=limits,
     )
-    token = load_server_token("exec", args)
-    db = StateDB(args.state_dir)
     settings = ExecSettings(
         root=root,
         policy=policy,
-        token=token,
-        db=db,
+        token=None,
         max_output=args.max_output or DEFAULT_MAX_OUTPUT,
         max_procs=args.max_procs,
         sandbox=sandbox,
+        workers=args.workers,
     )
+    # Everything that can refuse the start (root, sandbox, allow-list: one line) comes
+    # before anything is created: no state directory, no token for a server that never ran.
+    chosen = prepare_sandbox(settings)
+    settings.token = load_server_token("exec", args)
+    settings.db = db = StateDB(args.state_dir)
     try:
-        service = ExecServer(settings)  # refuses here (one line) when no sandbox works
+        service = ExecServer(settings, chosen)
     except BaseException:
         db.close()
         raise
@@ -265,7 +365,7 @@ def exec_service(args: argparse.Namespace) -> Service:
         "exec",
         make,
         listeners_from_args(args),
-        cleanups=[db.close],
+        cleanups=[db.close, service.close],
         gauges=lambda: {"running": service.running},
     )
 

@@ -19,6 +19,7 @@ from collections.abc import Callable
 from typing import Any, BinaryIO
 
 from socketkit._log import get_logger
+from socketkit._text import escape_controls
 from socketkit.aio.connection import Connection
 from socketkit.auth.connect import ServiceTarget, connect_authenticated
 from socketkit.codec.wire import (
@@ -49,6 +50,8 @@ EXIT_NOT_ALLOWED = 126
 EXIT_NOT_FOUND = 127
 EXIT_FAILURE = 255
 _STDIN_CHUNK = 256 * 1024
+REFUSAL_SHOWN = 500
+"""Characters of a server's refusal message shown on stderr (one line, never a flood)."""
 
 
 def _writer(stream: BinaryIO) -> Callable[[bytes], None]:
@@ -183,6 +186,11 @@ async def _converse(
                             daemon=True,
                         )
                         pump.start()
+            elif kind == "refused":
+                # A request of ours the server could not honour (a signal it does not
+                # forward); the command goes on.
+                message = escape_controls(str(event.header.get("message", "")))[:REFUSAL_SHOWN]
+                write_err(f"socketkit exec: the server refused a request: {message}\n".encode())
             elif kind == "exit":
                 result = parse_exit(event.header)
                 if result.reason is not None:

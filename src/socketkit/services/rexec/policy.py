@@ -7,6 +7,9 @@
 - Environment: scrubbed to a fixed base (PATH, LANG, HOME) plus the variables a
   client asks for among ``env_allow`` (exact names, or prefixes ending in ``*``).
 - Time: the client may ask for a shorter timeout than the server's, never a longer one.
+- Resources: ``CommandLimits``, the kernel resource limits every process of a command
+  gets (memory, processes, file size, CPU time, open files, no core dumps); the sandbox
+  applies them (docs/security.md says which bound what under which backend).
 """
 
 from __future__ import annotations
@@ -17,7 +20,21 @@ from dataclasses import dataclass, field
 from socketkit.errors import PermissionDenied
 from socketkit.services.rexec.protocol import ExecRequest
 
-__all__ = ["DEFAULT_ALLOWED", "DEFAULT_ENV_ALLOW", "SAFE_PATH", "Decision", "ExecPolicy"]
+__all__ = [
+    "CPU_GRACE_S",
+    "DEFAULT_ALLOWED",
+    "DEFAULT_ENV_ALLOW",
+    "DEFAULT_MAX_CPU_S",
+    "DEFAULT_MAX_FILE_SIZE",
+    "DEFAULT_MAX_MEMORY",
+    "DEFAULT_MAX_OPEN_FILES",
+    "DEFAULT_MAX_TASKS",
+    "SAFE_PATH",
+    "SANDBOX_TMP_BYTES",
+    "CommandLimits",
+    "Decision",
+    "ExecPolicy",
+]
 
 SAFE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 """The PATH commands run with (no ``.``, no user directories)."""
@@ -39,6 +56,69 @@ features with it: the sandbox, not this list, is the boundary."""
 
 DEFAULT_ENV_ALLOW = frozenset({"LANG", "LANGUAGE", "LC_*", "TZ", "TERM", "COLUMNS", "LINES"})
 """Variables a client may set: locale and terminal description, as ssh's AcceptEnv."""
+
+
+DEFAULT_MAX_MEMORY = 2 << 30
+"""Bytes of address space per process (RLIMIT_AS): 2 GiB holds a compiler, an
+interpreter or sort's buffers; a runaway process (``tail`` of an endless line) gets
+ENOMEM there instead of taking the machine's memory and waking the OOM killer."""
+
+DEFAULT_MAX_TASKS = 256
+"""Processes and threads (RLIMIT_NPROC), counted by the kernel per user: a pipeline,
+``make -j`` or a thread pool fit; a fork bomb stops there, far below the machine's
+pid_max (32,768 by default). As root every command runs as ``nobody``: the count is
+then shared by all commands (docs/security.md)."""
+
+DEFAULT_MAX_FILE_SIZE = 16 << 30
+"""Largest file a process may write (RLIMIT_FSIZE): 16 GiB, above any build artefact or
+log we expect; ``yes > f`` stops there (the write fails, SIGXFSZ ends the writer)."""
+
+DEFAULT_MAX_CPU_S = 3600
+"""CPU seconds per process (RLIMIT_CPU: SIGXCPU, then SIGKILL ``CPU_GRACE_S`` later):
+the default timeout's hour on one core; the timeout bounds the command's wall time."""
+
+CPU_GRACE_S = 1
+"""Seconds of CPU between SIGXCPU and SIGKILL (the hard limit): a process that catches
+SIGXCPU may say why it stops, and cannot raise its limit by more than this."""
+
+DEFAULT_MAX_OPEN_FILES = 1024
+"""Open files per process (RLIMIT_NOFILE): the classic soft limit (select()-based
+programs break above it), instead of the server's own, raised for its connections."""
+
+
+SANDBOX_TMP_BYTES = 64 << 20
+"""Size of each command's private /tmp (a tmpfs, so memory: bwrap's, or the Landlock
+launcher's as root). Scratch space for compilers and small spill files (large data
+belongs in the root, on disk); all running commands together pin at most ``max_procs``
+times this (2 GiB with the default 32)."""
+
+
+@dataclass(frozen=True, slots=True)
+class CommandLimits:
+    """The resource limits of every process of a command (soft = hard, so a command
+    cannot raise them; the CPU limit has ``CPU_GRACE_S`` between the two), with no core
+    dumps (they would land in the root)."""
+
+    memory: int = DEFAULT_MAX_MEMORY
+    tasks: int = DEFAULT_MAX_TASKS
+    file_size: int = DEFAULT_MAX_FILE_SIZE
+    cpu_s: int = DEFAULT_MAX_CPU_S
+    open_files: int = DEFAULT_MAX_OPEN_FILES
+
+    def rlimits(self) -> dict[str, tuple[int, int]]:
+        """``{"AS": (soft, hard), ...}``: the ``RLIMIT_*`` names without the prefix."""
+        return {
+            "AS": (self.memory, self.memory),
+            "NPROC": (self.tasks, self.tasks),
+            "FSIZE": (self.file_size, self.file_size),
+            "CPU": (self.cpu_s, self.cpu_s + CPU_GRACE_S),
+            "NOFILE": (self.open_files, self.open_files),
+            "CORE": (0, 0),
+        }
+
+    def prlimit_args(self) -> list[str]:
+        """The same limits as options of util-linux ``prlimit``."""
+        return [f"--{name.lower()}={soft}:{hard}" for name, (soft, hard) in self.rlimits().items()]
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,9 +9,13 @@ After the hello and the auth exchange (``socketkit.auth.handshake``)::
     server  DATA ch2 ...   stderr, as the program writes it
     client  DATA ch0 ...   stdin; an empty DATA on ch0 is end of input
     client  CONTROL {"op": "signal", "signal": "INT"}            (Ctrl-C, forwarded)
+    server  CONTROL {"event": "refused", "code": "bad-request", "message": "..."}
+                                          (a control request it cannot honour; goes on)
     server  CONTROL {"event": "exit", "status": 0 | null, "signal": null | 9,
-                     "reason": null | "timeout" | "output-limit" | "disconnected"}
-    then the server closes. A refused request is an ERROR frame instead of "started".
+                     "reason": null | "timeout" | "output-limit" | "disconnected"
+                               | "client-error" | "server-stopping"}
+    then the server closes. A refused request is an ERROR frame instead of "started";
+    an ERROR frame from the client is the client giving up (its command is stopped).
 
 Channels mirror file descriptors (0 stdin, 1 stdout, 2 stderr).
 """

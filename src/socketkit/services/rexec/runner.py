@@ -1,10 +1,11 @@
-"""Running one command for the exec server: the only module that starts processes.
+"""Running one command for the exec server, wired to its client connection.
 
 - ``shell=False`` always: the argv list goes to ``execve`` as is (a shell runs only
   when the policy put ``/bin/sh -c`` in front, for ``--allow-shell`` servers);
-- inside the sandbox the server chose (``sandbox``: bwrap, Landlock, or none when the
-  operator said so); ``probe_sandbox`` runs it once at start, so a sandbox that cannot
-  work here is refused before any client connects;
+- started by ``process.spawn``, inside the sandbox the server chose (``sandbox``:
+  bwrap, Landlock, or none when the operator said so), with fds 0-2 only and the
+  per-command resource limits; ``process.select_sandbox`` tries the sandbox once at
+  start, so a sandbox that cannot work here is refused before any client connects;
 - the command gets its own session and process group, so the whole tree can be
   signalled: on a timeout, an output cap, a client that disconnects or presses Ctrl-C;
   termination is SIGTERM to the group and to every process still in the session, then
@@ -30,8 +31,6 @@ import functools
 import os
 import shutil
 import signal
-import subprocess
-import tempfile
 import time
 from dataclasses import dataclass
 from typing import Any, Final
@@ -39,18 +38,18 @@ from typing import Any, Final
 from socketkit._log import get_logger
 from socketkit.aio.connection import Connection
 from socketkit.codec.wire import data_header
-from socketkit.errors import SandboxUnavailable, ServiceError
+from socketkit.errors import ServiceError
 from socketkit.limits import DEFAULT_TERMINATE_GRACE_S
 from socketkit.services.rexec.pipes import InputPipe, OutputPipe, enlarge, members
-from socketkit.services.rexec.policy import SAFE_PATH, Decision
+from socketkit.services.rexec.policy import Decision
+from socketkit.services.rexec.process import ChildProcess, private_tmpdir, resolve, select_sandbox, spawn
 from socketkit.services.rexec.protocol import STDERR, STDOUT, ExecExit
-from socketkit.services.rexec.sandbox import Sandbox, SandboxSettings, candidates
+from socketkit.services.rexec.sandbox import Sandbox
 
 __all__ = [
     "STDIN_HIGH_WATER",
     "RunningCommand",
     "TERMINATE_GRACE_S",
-    "probe_sandbox",
     "select_sandbox",
     "start_command",
 ]
@@ -70,10 +69,6 @@ SIGNAL_RETRIES: Final = 400
 up to 2 s (setting up takes milliseconds; the command then gets the signal as soon as it
 exists, as it would have without a sandbox)."""
 
-SANDBOX_PROBE_TIMEOUT_S: Final = 20.0
-"""How long the start-up trial run of the sandbox may take (a few ms normally; generous
-for a loaded machine, short enough that a hung bwrap does not hang the start)."""
-
 
 @dataclass(slots=True)
 class _Counters:
@@ -92,7 +87,7 @@ class RunningCommand:
         self.max_output = max_output
         self.sandbox = sandbox
         self.counters = _Counters()
-        self.process: asyncio.subprocess.Process | None = None
+        self.process: ChildProcess | None = None
         self.reason: str | None = None
         self.started_at = time.monotonic()
         self.bytes_in_at_start = conn.bytes_in
@@ -265,13 +260,14 @@ class RunningCommand:
         try:
             async with asyncio.timeout(self.decision.timeout):
                 await self.process.wait()
-                try:
-                    async with asyncio.timeout(TERMINATE_GRACE_S):
-                        await asyncio.gather(*(p.closed for p in self.pipes))
-                except TimeoutError:
+                # asyncio.wait, not a timeout around gather: a cancelled gather cancels
+                # the futures it waits for, and the pipes' ends would never be seen.
+                closed = [p.closed for p in self.pipes]
+                _, open_pipes = await asyncio.wait(closed, timeout=TERMINATE_GRACE_S) if closed else ((), ())
+                if open_pipes:
                     # Background children still hold stdout/stderr: end them.
                     self._kill_all(signal.SIGKILL)
-                    await asyncio.gather(*(p.closed for p in self.pipes))
+                    await asyncio.wait(open_pipes)
         except TimeoutError:
             if self.reason is None:
                 self.reason = "timeout"
@@ -339,22 +335,6 @@ class RunningCommand:
             self.tmpdir = None
 
 
-def _resolve(program: str, env_path: str | None) -> str:
-    path = program if "/" in program else shutil.which(program, path=env_path or SAFE_PATH)
-    if path is None or not os.path.exists(path):
-        raise ServiceError(f"{program}: command not found", code="not-found")
-    return path
-
-
-def _private_tmpdir(sandbox: Sandbox) -> str:
-    """A per-command temporary directory (Landlock has no private /tmp), owned by the
-    run-as user."""
-    path = tempfile.mkdtemp(prefix="socketkit-exec-")
-    if sandbox.uid is not None and sandbox.gid is not None:
-        os.chown(path, sandbox.uid, sandbox.gid)
-    return path
-
-
 async def start_command(
     conn: Connection[Any],
     decision: Decision,
@@ -373,29 +353,21 @@ async def start_command(
     """
     loop = asyncio.get_running_loop()
     program = decision.program
-    path = _resolve(program, decision.env.get("PATH"))
+    path = resolve(program, decision.env.get("PATH"))
     command = RunningCommand(conn, decision, max_output, sandbox)
     env = dict(decision.env)
     if sandbox.needs_tmpdir:
-        command.tmpdir = env["TMPDIR"] = _private_tmpdir(sandbox)
-    argv = sandbox.wrap(path, decision.argv, cwd, command.tmpdir)
+        command.tmpdir = env["TMPDIR"] = private_tmpdir(sandbox)
     out_r, out_w = os.pipe()
     err_r, err_w = os.pipe()
-    in_r, in_w = os.pipe() if stdin else (os.open(os.devnull, os.O_RDONLY), -1)
+    in_r, in_w = os.pipe() if stdin else (os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC), -1)
     for fd in (out_w, err_w):
         enlarge(fd)
     child_fds = (in_r, out_w, err_w)
     try:
         try:
-            command.process = await asyncio.create_subprocess_exec(
-                *argv,
-                stdin=in_r,
-                stdout=out_w,
-                stderr=err_w,
-                cwd=cwd,
-                env=env,
-                start_new_session=True,
-                close_fds=True,
+            popen = spawn(
+                sandbox, path, decision.argv, cwd=cwd, env=env, stdio=child_fds, tmpdir=command.tmpdir
             )
         except PermissionError as exc:
             raise ServiceError(f"{program}: {exc.strerror}", code="permission-denied") from exc
@@ -403,6 +375,7 @@ async def start_command(
             if exc.errno == errno.ENOENT:
                 raise ServiceError(f"{program}: command not found", code="not-found") from exc
             raise ServiceError(f"{program}: {exc.strerror}", code="exec-failed") from exc
+        command.process = ChildProcess(popen)
     except BaseException:
         for fd in (out_r, err_r, in_w):
             if fd >= 0:
@@ -429,66 +402,3 @@ async def start_command(
 
 def _same(protocol: asyncio.BaseProtocol) -> asyncio.BaseProtocol:
     return protocol
-
-
-def probe_sandbox(sandbox: Sandbox) -> None:
-    """Run ``test -w .`` in the root inside ``sandbox`` once (blocking: at start-up).
-
-    Raises:
-        SandboxUnavailable: the sandbox cannot run a command here (the reason, one line).
-    """
-    path = _resolve("test", SAFE_PATH)
-    tmpdir = _private_tmpdir(sandbox) if sandbox.needs_tmpdir else None
-    try:
-        done = subprocess.run(
-            sandbox.wrap(path, ("test", "-w", "."), sandbox.root, tmpdir),
-            cwd=sandbox.root,
-            env={"PATH": SAFE_PATH, "LANG": "C.UTF-8"},
-            stdin=subprocess.DEVNULL,
-            capture_output=True,
-            timeout=SANDBOX_PROBE_TIMEOUT_S,
-            start_new_session=True,
-            check=False,
-        )
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        raise SandboxUnavailable(f"exec: the {sandbox.name} sandbox does not start: {exc}") from exc
-    finally:
-        if tmpdir is not None:
-            shutil.rmtree(tmpdir, ignore_errors=True)
-    error = done.stderr.decode(errors="replace").strip().splitlines()
-    if done.returncode not in (0, 1) or error:
-        reason = error[0] if error else f"exit status {done.returncode}"
-        raise SandboxUnavailable(f"exec: the {sandbox.name} sandbox does not work here: {reason}")
-    if done.returncode == 1:
-        who = f"uid {sandbox.uid}" if sandbox.uid is not None else "the server's user"
-        logger.warning(
-            "exec: commands cannot write in %s (%s has no write permission there); "
-            "give it to them, e.g. chown %s %s",
-            sandbox.root,
-            who,
-            sandbox.uid if sandbox.uid is not None else os.getuid(),
-            sandbox.root,
-        )
-
-
-def select_sandbox(settings: SandboxSettings, root: str) -> Sandbox:
-    """The first sandbox the settings allow that works here (each tried once).
-
-    Raises:
-        ConfigError: a bad setting.
-        SandboxUnavailable: none works (the reasons, one line).
-    """
-    reasons = []
-    for sandbox in candidates(settings, root):
-        if sandbox.name == "none":
-            return sandbox
-        try:
-            probe_sandbox(sandbox)
-        except SandboxUnavailable as exc:
-            reasons.append(str(exc).removeprefix("exec: "))
-            continue
-        return sandbox
-    raise SandboxUnavailable(
-        f"exec: no sandbox for commands ({'; '.join(reasons)}): install bubblewrap, "
-        "or pass --no-sandbox to run commands unconfined at your own risk"
-    )

@@ -2,9 +2,12 @@
 
 A command sees the served root read-write, the system directories programs need
 read-only, a minimal /dev, /proc, a private /tmp, and nothing else: no home directory,
-no /root, no /etc/shadow, no state directory (the token, the audit log). It has no
-network unless the operator allows it, cannot gain privileges (``no_new_privs``), and
-runs as an unprivileged user (``run_as``, default ``nobody``) when the server is root.
+no /root, no /etc/shadow, no state directory (the token, the audit log), no fd of the
+server's but 0-2 (``process.spawn``). It has no network unless the operator allows it,
+cannot gain privileges (``no_new_privs``, an empty capability bounding set), cannot make
+user namespaces (``seccomp``), runs as an unprivileged user (``run_as``, default
+``nobody``) when the server is root, and every process of it has the resource limits of
+``CommandLimits`` (util-linux ``prlimit`` for bwrap and none, the launcher for Landlock).
 
 Backends, best first:
 
@@ -13,14 +16,19 @@ Backends, best first:
   with the command: nothing it started outlives it (``setsid`` or not). As root, bwrap
   runs privileged and ``setpriv`` (util-linux) switches to the run-as user inside, so
   the user needs no access to the root's parent directories; otherwise bwrap uses an
-  unprivileged user namespace.
+  unprivileged user namespace. The seccomp filter (``seccomp.build_filter``: no user
+  namespaces, no io_uring, and without network no socket family a network namespace
+  does not isolate) comes on a pipe (``--seccomp FD``).
 - ``landlock`` (``landlock_exec``): Landlock file-system rules over the same paths, a
-  network namespace when root (else Landlock's TCP rules, ABI >= 4), no_new_privs.
-  No mount or PID namespace: see docs/security.md for what it does not confine.
-- ``none`` (``--no-sandbox``): only the run-as user and no_new_privs (``setpriv``); the
-  allow-list is then the only rule.
+  network namespace when root (else Landlock's TCP rules, ABI >= 4), no_new_privs, and
+  the seccomp filter, which also refuses Unix sockets (Landlock does not control
+  ``connect`` on a socket file, so a host socket would be reachable) and, without
+  network, every socket. No mount or PID namespace: see docs/security.md for what it
+  does not confine. Refused on machines whose system call table ``seccomp`` lacks.
+- ``none`` (``--no-sandbox``): only the run-as user, no_new_privs (``setpriv``) and the
+  resource limits; the allow-list is then the only rule.
 
-This module decides and builds argv lists; ``runner`` starts and probes them.
+This module decides and builds argv lists; ``process`` starts and probes them.
 """
 
 from __future__ import annotations
@@ -30,18 +38,19 @@ import os
 import pwd
 import shutil
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Final
 
 from socketkit.errors import ConfigError, SandboxUnavailable
-from socketkit.services.rexec import landlock_exec
-from socketkit.services.rexec.policy import SAFE_PATH
+from socketkit.services.rexec import landlock_exec, seccomp
+from socketkit.services.rexec.policy import SAFE_PATH, SANDBOX_TMP_BYTES, CommandLimits
 
 __all__ = [
     "BACKENDS",
     "DEVICES",
     "ETC_ALLOWED",
     "SANDBOX_TMP_BYTES",
+    "SHARED_DIRS",
     "SYSTEM_DIRS",
     "Sandbox",
     "SandboxSettings",
@@ -70,12 +79,17 @@ keys, ssl/private, sudoers, credentials) and whatever a package adds later stay 
 DEVICES: Final = ("/dev/null", "/dev/zero", "/dev/full", "/dev/random", "/dev/urandom")
 """The whole /dev: no tty, no disks, no /dev/shm shared with the host."""
 
-SANDBOX_TMP_BYTES: Final = 256 * 1024 * 1024
-"""Size of bwrap's private /tmp (tmpfs, in memory): enough for sort's spill files and
-builds' scratch, small enough that a command cannot eat the machine's memory with it."""
-
 _PROTECTED: Final = ("/usr", "/etc", "/bin", "/sbin", "/lib", "/lib64", "/proc", "/dev", "/sys", "/boot")
-_NO_ROOT_UNDER: Final = ("/proc", "/sys", "/dev", "/etc", "/boot")
+_NO_ROOT_UNDER: Final = ("/proc", "/sys", "/dev", "/etc", "/boot", "/run")
+"""No root inside these: the kernel's and the system's own trees, and /run (every
+daemon's sockets: the commands would get them read-write)."""
+
+SHARED_DIRS: Final = ("/home", "/root", "/tmp", "/var", "/var/tmp", "/run", "/srv", "/mnt", "/media", "/opt")
+"""Directories the whole machine shares (every home, temporary files and the sockets
+left in them, runtime state, mounts): a root that is one of them or contains one is
+refused, since commands would read and write everyone's files and reach the Unix
+sockets there (X11, ssh-agent, D-Bus...). A directory of its own below them
+(``/home/alice/project``, ``/srv/www``, ``/tmp/build``) is what --root is for."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,7 +105,8 @@ class SandboxSettings:
         run_as: the user commands run as when the server runs as root.
         hidden: paths commands must never see (the state directory, key files); masked
             by bwrap when inside the root, refused for Landlock (it cannot subtract).
-        tmp_size: bytes of bwrap's private /tmp.
+        tmp_size: bytes of the private /tmp (bwrap; Landlock as root).
+        limits: the resource limits of every process of a command.
     """
 
     backend: str = "auto"
@@ -101,6 +116,11 @@ class SandboxSettings:
     run_as: str = "nobody"
     hidden: tuple[str, ...] = ()
     tmp_size: int = SANDBOX_TMP_BYTES
+    limits: CommandLimits = field(default_factory=CommandLimits)
+
+
+_BWRAP_FAMILIES: Final = frozenset({seccomp.AF_UNIX, seccomp.AF_INET, seccomp.AF_INET6, seccomp.AF_NETLINK})
+_LANDLOCK_NET_FAMILIES: Final = frozenset({seccomp.AF_INET, seccomp.AF_INET6, seccomp.AF_NETLINK})
 
 
 def _inside(path: str, parent: str) -> bool:
@@ -126,6 +146,9 @@ class Sandbox:
     setpriv: str | None = None
     masked: tuple[str, ...] = ()  # hidden paths inside the root (bwrap masks them)
     tmp_size: int = SANDBOX_TMP_BYTES
+    limits: CommandLimits = field(default_factory=CommandLimits)
+    prlimit: str | None = None  # util-linux prlimit (bwrap, none); Landlock sets them itself
+    seccomp: bytes | None = None  # the filter program (bwrap, Landlock); None: none known here
 
     @property
     def leader_is_monitor(self) -> bool:
@@ -135,26 +158,47 @@ class Sandbox:
 
     @property
     def needs_tmpdir(self) -> bool:
-        """Landlock has no private /tmp: each command gets a directory of its own."""
+        """Landlock has no private /tmp: each command gets a directory of its own, on
+        which a root launcher mounts a tmpfs of ``tmp_size``."""
         return self.name == "landlock"
 
-    def wrap(self, path: str, argv: tuple[str, ...], cwd: str, tmpdir: str | None = None) -> list[str]:
-        """The argv that runs ``path`` (with ``argv``) confined, in ``cwd``."""
+    def wrap(
+        self,
+        path: str,
+        argv: tuple[str, ...],
+        cwd: str,
+        tmpdir: str | None = None,
+        *,
+        filter_fd: int | None = None,
+    ) -> list[str]:
+        """The argv that runs ``path`` (with ``argv``) confined, in ``cwd``; bwrap reads
+        the seccomp program from ``filter_fd`` (``process.spawn`` makes it)."""
         if self.name == "bwrap":
-            return [*self._bwrap_prefix(cwd), *self._setpriv_prefix(), path, *argv[1:]]
+            confine = [*self._bwrap_prefix(cwd, filter_fd), *self._setpriv_prefix()]
+            return [*confine, *self._limits_prefix(), path, *argv[1:]]
         if self.name == "landlock":
             config = {
                 "ro": [*SYSTEM_DIRS, *(f"/etc/{name}" for name in ETC_ALLOWED)],
                 "proc": ["/proc"],
                 "dev": list(DEVICES),
                 "rw": [self.root, *([tmpdir] if tmpdir else [])],
+                "tmp": tmpdir,
+                "tmp_size": self.tmp_size,
                 "uid": self.uid,
                 "gid": self.gid,
                 "net": self.allow_network,
+                "rlimits": self.limits.rlimits(),
+                "seccomp": (self.seccomp or b"").hex(),
             }
             launcher = landlock_exec.__file__
             return [sys.executable, "-I", "-S", launcher, json.dumps(config), path, *argv]
-        return [*self._setpriv_prefix(), path, *argv[1:]]
+        return [*self._setpriv_prefix(), *self._limits_prefix(), path, *argv[1:]]
+
+    def _limits_prefix(self) -> list[str]:
+        # Last before the command (inside bwrap's user namespace, when it makes one, so
+        # that RLIMIT_NPROC counts that namespace's processes only).
+        assert self.prlimit is not None
+        return [self.prlimit, *self.limits.prlimit_args(), "--"]
 
     def _setpriv_prefix(self) -> list[str]:
         if self.uid is None or self.setpriv is None:
@@ -170,10 +214,12 @@ class Sandbox:
             "--",
         ]
 
-    def _bwrap_prefix(self, cwd: str) -> list[str]:
+    def _bwrap_prefix(self, cwd: str, filter_fd: int | None) -> list[str]:
         assert self.program is not None
         args = [self.program, "--die-with-parent", "--unshare-pid", "--unshare-ipc", "--unshare-uts"]
         args.append("--unshare-cgroup-try")
+        if filter_fd is not None:
+            args += ["--seccomp", str(filter_fd)]
         if not self.allow_network:
             args.append("--unshare-net")
         if self.uid is not None:
@@ -220,10 +266,13 @@ class Sandbox:
 
 
 def check_root(root: str) -> None:
-    """Refuse a root that would expose or shadow the system (``/``, ``/usr``, ``/etc``...).
+    """Refuse a root that would expose or shadow the system (``/``, ``/usr``, ``/etc``...)
+    or hand commands what the machine shares (``/home``, ``/tmp``, ``/run``: see
+    ``SHARED_DIRS``).
 
     Raises:
-        ConfigError: the root is, contains or lies in a system directory.
+        ConfigError: the root is, contains or lies in a system directory, or is or
+            contains a shared one.
     """
     for system in _PROTECTED:
         if _inside(system, root):
@@ -231,6 +280,12 @@ def check_root(root: str) -> None:
     for system in _NO_ROOT_UNDER:
         if _inside(root, system):
             raise ConfigError(f"exec: --root {root} lies in {system}: serve a directory of its own")
+    for shared in SHARED_DIRS:
+        if _inside(shared, root):
+            raise ConfigError(
+                f"exec: --root {root} {'is' if shared == root else 'contains'} {shared}, which the "
+                "whole machine shares (homes, temporary files, sockets): serve a directory of its own"
+            )
 
 
 def _run_as(settings: SandboxSettings) -> tuple[int | None, int | None]:
@@ -246,7 +301,7 @@ def _run_as(settings: SandboxSettings) -> tuple[int | None, int | None]:
 
 
 def candidates(settings: SandboxSettings, root: str) -> list[Sandbox]:
-    """The sandboxes to try, best first (each still to be probed by ``runner``).
+    """The sandboxes to try, best first (each still to be probed by ``process``).
 
     Raises:
         ConfigError: a bad setting (backend name, run-as user, root).
@@ -258,9 +313,15 @@ def candidates(settings: SandboxSettings, root: str) -> list[Sandbox]:
     setpriv = _find("setpriv") if uid is not None else None
     if uid is not None and setpriv is None:
         raise ConfigError("exec: setpriv (util-linux) is missing: a root server cannot switch to --run-as")
+    prlimit = _find("prlimit")
+    limits = settings.limits
     if settings.backend == "none":
-        return [Sandbox("none", root, True, uid, gid, None, setpriv)]
+        if prlimit is None:
+            raise ConfigError("exec: prlimit (util-linux) is missing: it sets the commands' resource limits")
+        return [Sandbox("none", root, True, uid, gid, None, setpriv, limits=limits, prlimit=prlimit)]
     check_root(root)
+    machine = os.uname().machine
+    known = seccomp.supported(machine)
     hidden = [os.path.realpath(p) for p in settings.hidden]
     for path in hidden:
         if path == root:
@@ -274,9 +335,17 @@ def candidates(settings: SandboxSettings, root: str) -> list[Sandbox]:
         program = _find(settings.bwrap)
         if program is None:
             reasons.append(f"bubblewrap ({settings.bwrap}) is not installed")
+        elif prlimit is None:
+            reasons.append("prlimit (util-linux) is missing: it sets the commands' resource limits")
         else:
+            # Without network, the families a network namespace isolates (and Unix sockets,
+            # which only see the sandbox's own files); with it, all of them.
+            families = None if settings.allow_network else _BWRAP_FAMILIES
+            bpf = seccomp.build_filter(machine, families=families) if known else None
             common = (root, settings.allow_network, uid, gid)
-            found.append(Sandbox("bwrap", *common, program, setpriv, masked, settings.tmp_size))
+            found.append(
+                Sandbox("bwrap", *common, program, setpriv, masked, settings.tmp_size, limits, prlimit, bpf)
+            )
     if settings.backend == "landlock" or (settings.backend == "auto" and settings.landlock):
         abi = landlock_exec.abi_version()
         if abi < 1:
@@ -285,8 +354,25 @@ def candidates(settings: SandboxSettings, root: str) -> list[Sandbox]:
             reasons.append(f"Landlock cannot hide {masked[0]} inside the root (move --state-dir out of it)")
         elif not settings.allow_network and uid is None and abi < 4:
             reasons.append(f"Landlock ABI {abi} cannot deny the network to a non-root server")
+        elif not known:
+            reasons.append(f"Landlock needs a seccomp filter, which socketkit cannot build for {machine}")
         else:
-            found.append(Sandbox("landlock", root, settings.allow_network, uid, gid))
+            # Landlock does not control connect() on a socket file: no Unix sockets at
+            # all, and without network no socket either (UDP escapes its TCP rules).
+            families = _LANDLOCK_NET_FAMILIES if settings.allow_network else frozenset()
+            bpf = seccomp.build_filter(machine, families=families)
+            found.append(
+                Sandbox(
+                    "landlock",
+                    root,
+                    settings.allow_network,
+                    uid,
+                    gid,
+                    tmp_size=settings.tmp_size,
+                    limits=limits,
+                    seccomp=bpf,
+                )
+            )
     if not found:
         raise SandboxUnavailable(
             f"exec: no sandbox for commands ({'; '.join(reasons)}): install bubblewrap, "

@@ -3,10 +3,17 @@
 The connection's handler reads the request, checks it against the policy and the path
 jail, starts the command (``runner``) in the sandbox chosen at start (``sandbox``: the
 server refuses to start without one unless told ``backend="none"``), and then, while
-the command runs, relays the client's stdin and signals; a client that disconnects
-kills the command. Every command is in the audit log (SQLite in the state directory):
-who, what, where, when, how it ended, how long it took and how much it printed; a row
-that was started is finished however the connection ends.
+the command runs, relays the client's stdin and signals; a client that disconnects, or
+gives up with an ERROR frame, has its command stopped; a control request the server
+cannot honour (an unknown signal) is answered with a ``refused`` event and the command
+goes on. Every command is in the audit log (SQLite in the state directory): who, what,
+where, when, how it ended, how long it took and how much it printed; a row that was
+started is finished however the connection ends.
+
+With ``--workers N`` each worker is a copy of this server: ``max_procs`` stays the
+service's total (``slots.CommandSlots``, shared by the workers), while the limits of
+the unauthenticated phase, which each worker keeps for itself, are divided by N
+(``ExecSettings.workers``).
 """
 
 from __future__ import annotations
@@ -27,11 +34,16 @@ from socketkit.aio.listeners import Listener
 from socketkit.aio.server import AsyncServer
 from socketkit.aio.wire import send_error
 from socketkit.auth.exposure import check_exposure
-from socketkit.auth.session import WireGate, receive_control
+from socketkit.auth.session import WireGate
 from socketkit.auth.throttle import AuthThrottle
-from socketkit.codec.wire import Control, Data, WireDecoder, WireEvent, encode_control
-from socketkit.errors import ConfigError, ProtocolError, ResourceError, ServiceError
-from socketkit.limits import DEFAULT_HANDSHAKE_TIMEOUT_S, DEFAULT_WRITE_TIMEOUT_S
+from socketkit.codec.wire import Control, Data, ErrorFrame, WireDecoder, WireEvent, encode_control
+from socketkit.errors import ConfigError, ProtocolError, RemoteProtocolError, ResourceError, ServiceError
+from socketkit.limits import (
+    DEFAULT_HANDSHAKE_TIMEOUT_S,
+    DEFAULT_MAX_UNAUTHENTICATED,
+    DEFAULT_MAX_UNAUTHENTICATED_PER_ADDRESS,
+    DEFAULT_WRITE_TIMEOUT_S,
+)
 from socketkit.paths import resolve_under
 from socketkit.services.rexec.policy import SAFE_PATH, ExecPolicy
 from socketkit.services.rexec.protocol import (
@@ -50,6 +62,7 @@ from socketkit.services.rexec.runner import (
     start_command,
 )
 from socketkit.services.rexec.sandbox import SYSTEM_DIRS, Sandbox, SandboxSettings
+from socketkit.services.rexec.slots import CommandSlots
 from socketkit.state import StateDB, to_json
 
 __all__ = [
@@ -59,6 +72,7 @@ __all__ = [
     "MAX_STDIN_BUFFERED",
     "ExecServer",
     "ExecSettings",
+    "prepare_sandbox",
 ]
 
 logger = get_logger(__name__)
@@ -68,7 +82,12 @@ DEFAULT_MAX_OUTPUT = 1 << 40
 buffered, so the cap is about runaway commands and disk-filling clients, not memory)."""
 
 DEFAULT_MAX_PROCS = 32
-"""Commands running at once: each is a process tree; more queue up as "busy" errors."""
+"""Commands running at once (all workers together): each is a process tree; more are
+refused as "busy"."""
+
+PEER_TEXT_LOGGED = 200
+"""Characters of a peer's own error message that go into the log line (it is the
+peer's text: enough to tell what it meant, never a flood)."""
 
 EXEC_PENDING_FRAMES = 4
 """Decoded frames an exec connection holds for its handler before reading from the client
@@ -116,6 +135,24 @@ class ExecSettings:
     throttle: AuthThrottle = field(default_factory=AuthThrottle)
     sandbox: SandboxSettings = field(default_factory=SandboxSettings)
     write_timeout: float | None = DEFAULT_WRITE_TIMEOUT_S
+    workers: int = 1  # processes this server is forked into (--workers)
+
+
+def prepare_sandbox(settings: ExecSettings) -> Sandbox:
+    """Check the root, choose the sandbox (trying it once: blocking, a few ms) and check
+    the allow-list against it: everything that can refuse a start, before anything is
+    created (token, state).
+
+    Raises:
+        ConfigError: a setting that cannot work (allow-list, root, run-as user).
+        SandboxUnavailable: no sandbox backend works here (``backend="none"`` opts out).
+    """
+    root = os.path.realpath(settings.root)
+    if not os.path.isdir(root):
+        raise ConfigError(f"exec: --root {settings.root} is not a directory")
+    sandbox = select_sandbox(settings.sandbox, root)
+    check_allowed(settings.policy, sandbox)
+    return sandbox
 
 
 def check_allowed(policy: ExecPolicy, sandbox: Sandbox) -> None:
@@ -147,28 +184,53 @@ def check_allowed(policy: ExecPolicy, sandbox: Sandbox) -> None:
 class ExecServer:
     """The exec service (one instance per server process)."""
 
-    def __init__(self, settings: ExecSettings) -> None:
-        """Check the settings and choose the sandbox (trying it once: blocking, a few ms).
+    def __init__(self, settings: ExecSettings, sandbox: Sandbox | None = None) -> None:
+        """Check the settings and choose the sandbox (``prepare_sandbox``, unless the
+        caller did already and passes its ``sandbox``).
 
         Raises:
             ConfigError: a setting that cannot work (allow-list, root, run-as user).
             SandboxUnavailable: no sandbox backend works here (``backend="none"`` opts out).
         """
         self.settings = settings
-        self.running = 0
         self.commands: set[RunningCommand] = set()
-        root = os.path.realpath(settings.root)
-        if not os.path.isdir(root):
-            raise ConfigError(f"exec: --root {settings.root} is not a directory")
-        self.sandbox = select_sandbox(settings.sandbox, root)
-        check_allowed(settings.policy, self.sandbox)
+        self.sandbox = sandbox if sandbox is not None else prepare_sandbox(settings)
         if self.sandbox.name == "none":
             logger.warning("exec: no sandbox: commands run unconfined (the allow-list is the only rule)")
         else:
             logger.info("exec: commands run in the %s sandbox", self.sandbox.name)
-        self.gate = WireGate("exec", settings.token, settings.throttle)
+        workers = max(settings.workers, 1)
+        # Shared by the workers forked from here: the cap is the service's, not a worker's.
+        self.slots = CommandSlots(settings.max_procs, shared=workers > 1)
+        throttle = settings.throttle
+        if workers > 1:
+            # Each worker keeps its own throttle and unauthenticated count, and the kernel
+            # spreads an address's connections over the workers: each worker gets its
+            # share of the limits (at least one), so the sum stays the documented one.
+            throttle = AuthThrottle(
+                free_failures=max(1, throttle.free_failures // workers),
+                window_s=throttle.window_s,
+                max_delay_s=throttle.max_delay_s,
+                max_addresses=throttle.max_addresses,
+            )
+        self.gate = WireGate(
+            "exec",
+            settings.token,
+            throttle,
+            max_unauthenticated=max(1, DEFAULT_MAX_UNAUTHENTICATED_PER_ADDRESS // workers),
+            max_unauthenticated_total=max(1, DEFAULT_MAX_UNAUTHENTICATED // workers),
+        )
         if settings.db is not None:
             settings.db.ensure_schema("exec", 1, _SCHEMA)
+
+    @property
+    def running(self) -> int:
+        """Commands this process is running now."""
+        return self.slots.held
+
+    def close(self) -> None:
+        """Release what the server holds outside its connections (the shared slots)."""
+        self.slots.close()
 
     def make_server(self, **options: Any) -> AsyncServer:
         """The ``AsyncServer`` running this service."""
@@ -207,8 +269,14 @@ class ExecServer:
         try:
             if not await self.gate.open(conn):
                 return
-            request = parse_exec_request((await receive_control(conn)).header)
-            await self._serve(conn, request)
+            event = await conn.receive()
+            if isinstance(event, ErrorFrame):
+                logger.info("exec: %s gave up before its request (%s)", conn.peer, _peer_error(event))
+                conn.close()
+                return
+            if not isinstance(event, Control):
+                raise RemoteProtocolError(f"expected an exec request, got {type(event).__name__}")
+            await self._serve(conn, parse_exec_request(event.header))
         except (ProtocolError, ServiceError) as exc:
             logger.info("exec: refused %s: %s", conn.peer, exc)
             send_error(conn, exc)
@@ -225,11 +293,11 @@ class ExecServer:
         cwd = resolve_under(self.sandbox.root, request.cwd)
         if not os.path.isdir(cwd):
             raise ServiceError(f"working directory {request.cwd!r} does not exist", code="not-found")
-        if self.running >= settings.max_procs:
+        slot = self.slots.acquire()
+        if slot is None:
             raise ServiceError(
                 f"busy: {settings.max_procs} commands are running; try again later", code="busy"
             )
-        self.running += 1
         try:
             command = await start_command(
                 conn,
@@ -240,7 +308,7 @@ class ExecServer:
                 sandbox=self.sandbox,
             )
         except BaseException:
-            self.running -= 1
+            self.slots.release(slot)
             raise
         self.commands.add(command)
         logger.info("exec: %s runs %s (pid %d)", conn.peer, request.display(), command.pid)
@@ -262,7 +330,7 @@ class ExecServer:
                 await asyncio.wait_for(asyncio.shield(command.reaped()), TERMINATE_GRACE_S)
             raise
         finally:
-            self.running -= 1
+            self.slots.release(slot)
             self.commands.discard(command)
             audit.finish(result if result is not None else command.result(), command)
         assert result is not None
@@ -303,9 +371,23 @@ class ExecServer:
                         await asyncio.wait({room, closed}, return_when=asyncio.FIRST_COMPLETED)
                         room.cancel()
                 elif isinstance(event, Control):
-                    name = parse_signal_request(event.header)
+                    try:
+                        name = parse_signal_request(event.header)
+                    except ProtocolError as exc:
+                        # A request we cannot honour, from a client that is still here:
+                        # say so and let the command go on.
+                        logger.info("exec: %s: refused control request: %s", conn.peer, exc)
+                        code = exc.error_code
+                        conn.send(encode_control({"event": "refused", "code": code, "message": str(exc)}))
+                        continue
                     logger.info("exec: %s sends SIG%s to pid %d", conn.peer, name, command.pid)
                     command.signal(name)
+                elif isinstance(event, ErrorFrame):
+                    logger.info(
+                        "exec: %s gave up (%s); stopping pid %d", conn.peer, _peer_error(event), command.pid
+                    )
+                    command.kill_now("client-error")
+                    return
             # End of the stream from the client. Our protocol ends input with an empty
             # channel-0 frame, never a TCP half-close, so the client is gone (or the
             # server is stopping): the command must not outlive it.
@@ -317,6 +399,11 @@ class ExecServer:
             command.kill_now("disconnected")
         finally:
             closed.cancel()
+
+
+def _peer_error(event: ErrorFrame) -> str:
+    text = f"{event.code}: {event.message}"
+    return text if len(text) <= PEER_TEXT_LOGGED else text[: PEER_TEXT_LOGGED - 3] + "..."
 
 
 class _AuditRow:
