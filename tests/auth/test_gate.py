@@ -388,3 +388,24 @@ def test_a_flood_of_refusals_is_a_few_log_lines(caplog: pytest.LogCaptureFixture
         asyncio.run(main())
     lines = [r.getMessage() for r in caplog.records if "flood: refused" in r.getMessage()]
     assert [line.rsplit("(", 1)[1] for line in lines] == [f"{n} so far)" for n in (1, 2, 4, 8, 16)]
+
+
+def test_both_services_divide_the_gate_among_workers(tmp_path: Path) -> None:
+    from socketkit.services.filexfer.server import FileServer, FileSettings
+    from socketkit.services.filexfer.store import FileStore
+
+    with FileStore(str(tmp_path), None) as store:
+        one = FileServer(FileSettings(store=store, token=TOKEN)).gate
+        four = FileServer(FileSettings(store=store, token=TOKEN, workers=4)).gate
+    assert (one.max_unauthenticated, one.max_unauthenticated_total, one.throttle.free_failures) == (
+        DEFAULT_MAX_UNAUTHENTICATED_PER_ADDRESS,
+        512,
+        AUTH_FREE_FAILURES,
+    )
+    assert (four.max_unauthenticated, four.max_unauthenticated_total, four.throttle.free_failures) == (
+        DEFAULT_MAX_UNAUTHENTICATED_PER_ADDRESS // 4,
+        512 // 4,
+        max(1, AUTH_FREE_FAILURES // 4),
+    )
+    many = WireGate.for_workers("x", TOKEN, AuthThrottle(), workers=64)
+    assert (many.max_unauthenticated, many.throttle.free_failures) == (1, 1)  # at least one each

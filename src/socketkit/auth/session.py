@@ -130,6 +130,32 @@ class WireGate:
     _pending: dict[str, int] = field(default_factory=dict)
     _pending_total: int = 0
 
+    @classmethod
+    def for_workers(
+        cls, service: str, token: str | None, throttle: AuthThrottle, workers: int = 1
+    ) -> WireGate:
+        """The gate of one of ``workers`` processes serving the service (``--workers``).
+
+        Each worker keeps its own throttle and unauthenticated counts, and the kernel
+        spreads an address's connections over the workers, so each gets its share of
+        the limits (at least one): together they keep the documented ones.
+        """
+        workers = max(workers, 1)
+        if workers > 1:
+            throttle = AuthThrottle(
+                free_failures=max(1, throttle.free_failures // workers),
+                window_s=throttle.window_s,
+                max_delay_s=throttle.max_delay_s,
+                max_addresses=throttle.max_addresses,
+            )
+        return cls(
+            service,
+            token,
+            throttle,
+            max_unauthenticated=max(1, DEFAULT_MAX_UNAUTHENTICATED_PER_ADDRESS // workers),
+            max_unauthenticated_total=max(1, DEFAULT_MAX_UNAUTHENTICATED // workers),
+        )
+
     def unauthenticated(self) -> int:
         """Connections in the unauthenticated phase now (for status pages)."""
         return self._pending_total

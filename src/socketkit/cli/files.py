@@ -150,7 +150,8 @@ def files_service(args: argparse.Namespace) -> Service:
     except BaseException:
         db.close()
         raise
-    service = FileServer(FileSettings(store=store, token=token, max_transfers=args.max_transfers))
+    settings = FileSettings(store=store, token=token, max_transfers=args.max_transfers, workers=args.workers)
+    service = FileServer(settings)
 
     def make() -> Any:
         return service.make_server(

@@ -122,6 +122,7 @@ class FileSettings:
     max_transfers: int = DEFAULT_MAX_TRANSFERS
     throttle: AuthThrottle = field(default_factory=AuthThrottle)
     reconcile_interval: float = RECONCILE_INTERVAL_S
+    workers: int = 1  # processes serving it (--workers): the gate's limits are divided
 
 
 class FileServer:
@@ -130,7 +131,7 @@ class FileServer:
     def __init__(self, settings: FileSettings) -> None:
         self.settings = settings
         self.transfers = 0
-        self.gate = WireGate("files", settings.token, settings.throttle)
+        self.gate = WireGate.for_workers("files", settings.token, settings.throttle, settings.workers)
 
     def make_server(self, *, idle_timeout: float = DEFAULT_IDLE_TIMEOUT_S, **options: Any) -> AsyncServer:
         """The ``AsyncServer`` running this service (a stalled transfer or a silent

@@ -40,8 +40,6 @@ from socketkit.codec.wire import Control, Data, ErrorFrame, WireDecoder, WireEve
 from socketkit.errors import ConfigError, ProtocolError, RemoteProtocolError, ResourceError, ServiceError
 from socketkit.limits import (
     DEFAULT_HANDSHAKE_TIMEOUT_S,
-    DEFAULT_MAX_UNAUTHENTICATED,
-    DEFAULT_MAX_UNAUTHENTICATED_PER_ADDRESS,
     DEFAULT_WRITE_TIMEOUT_S,
 )
 from socketkit.paths import resolve_under
@@ -202,24 +200,7 @@ class ExecServer:
         workers = max(settings.workers, 1)
         # Shared by the workers forked from here: the cap is the service's, not a worker's.
         self.slots = CommandSlots(settings.max_procs, shared=workers > 1)
-        throttle = settings.throttle
-        if workers > 1:
-            # Each worker keeps its own throttle and unauthenticated count, and the kernel
-            # spreads an address's connections over the workers: each worker gets its
-            # share of the limits (at least one), so the sum stays the documented one.
-            throttle = AuthThrottle(
-                free_failures=max(1, throttle.free_failures // workers),
-                window_s=throttle.window_s,
-                max_delay_s=throttle.max_delay_s,
-                max_addresses=throttle.max_addresses,
-            )
-        self.gate = WireGate(
-            "exec",
-            settings.token,
-            throttle,
-            max_unauthenticated=max(1, DEFAULT_MAX_UNAUTHENTICATED_PER_ADDRESS // workers),
-            max_unauthenticated_total=max(1, DEFAULT_MAX_UNAUTHENTICATED // workers),
-        )
+        self.gate = WireGate.for_workers("exec", settings.token, settings.throttle, workers)
         if settings.db is not None:
             settings.db.ensure_schema("exec", 1, _SCHEMA)
 
