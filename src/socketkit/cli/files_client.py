@@ -159,7 +159,7 @@ def _shown(exc: BaseException) -> str:
 def _connect_error(exc: Exception, address: object) -> str:
     """The line a failed connection prints, naming what it tried to reach (the errors of
     TCP connects and name lookups name neither the host nor the port)."""
-    from socketkit.cli.main import error_line  # noqa: PLC0415 (main imports this module)
+    from socketkit.cli._errors import error_line  # noqa: PLC0415
 
     if isinstance(exc, OSError) and exc.filename is None:
         name = "LookupError" if type(exc).__name__ == "gaierror" else type(exc).__name__

@@ -17,6 +17,7 @@ from collections.abc import Callable, Sequence
 from socketkit._stdio import fill_closed_standard_streams
 from socketkit._version import __version__
 from socketkit.cli import cert, chat, files, listen, probe, rexec, send, serve, status, talk
+from socketkit.cli._errors import error_line
 
 __all__ = ["build_parser", "main", "run"]
 
@@ -98,17 +99,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(error_line(exc), file=sys.stderr)
         return EXIT_FAILURE
     return status
-
-
-def error_line(exc: BaseException) -> str:
-    """The one line a failure prints: ``TypeName: message``, in words a user can act on
-    where Python's own are cryptic (``gaierror: [Errno -2] ...``, a path left out)."""
-    name = type(exc).__name__
-    if name == "gaierror":  # socket.gaierror, without importing socket here
-        return f"LookupError: cannot resolve the host name: {getattr(exc, 'strerror', None) or exc}"
-    if isinstance(exc, OSError) and exc.strerror and exc.filename is not None:
-        return f"{name}: {exc.filename}: {exc.strerror}"
-    return f"{name}: {exc}"
 
 
 def run() -> None:

@@ -8,6 +8,7 @@ import sys
 from typing import Any
 
 from socketkit.cli._args import address_arg, size_arg
+from socketkit.cli._errors import error_line
 from socketkit.cli._serving import (
     Service,
     add_server_options,
@@ -429,5 +430,5 @@ def exec_command(args: argparse.Namespace) -> int:
     except Exception as exc:
         if args.debug:
             raise
-        print(f"{type(exc).__name__}: {exc}", file=sys.stderr)
+        print(error_line(exc), file=sys.stderr)
         return exit_status_for_error(exc)
