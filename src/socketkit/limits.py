@@ -223,3 +223,10 @@ or the peer gets 408 and is closed. A client sends its few header lines at once 
 a scraper: well under a millisecond on loopback); a slowloris that sends them a byte at
 a time is never idle, so only a deadline on the whole head bounds it (Apache's
 mod_reqtimeout: header=20-40; nginx client_header_timeout 60 s, for the internet)."""
+
+DEFAULT_MAX_ENTRIES: Final = 1_000_000
+"""Entries (files, directories, links, kept partials) the root may hold (``serve files
+--max-entries``). Each takes an inode whatever its size, and a file system has a fixed
+number (a 16 GiB ext4 has a million); a scan of the root costs about 10 s of a core per
+million entries, every ``RECONCILE_INTERVAL_S``. A million is more than a home
+directory or a source tree holds; an archive of many small files needs more."""

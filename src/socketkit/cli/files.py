@@ -13,7 +13,7 @@ from typing import Any
 from socketkit.cli._serving import Service, add_server_options, listeners_from_args, positive_int, run_service
 from socketkit.cli.files_client import add_parsers
 from socketkit.cli.rexec import check_exposure, load_server_token
-from socketkit.services.filexfer.quota import DEFAULT_MAX_ENTRIES
+from socketkit.limits import DEFAULT_MAX_ENTRIES
 
 __all__ = ["FILES_PORT", "add_parsers", "add_serve_parser", "files_service"]
 

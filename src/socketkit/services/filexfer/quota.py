@@ -38,6 +38,7 @@ from typing import Final
 
 from socketkit.errors import ServiceError
 from socketkit.fsjail import Jail
+from socketkit.limits import DEFAULT_MAX_ENTRIES
 from socketkit.services.filexfer.protocol import is_partial
 
 __all__ = [
@@ -68,14 +69,6 @@ BLOCK: Final = 4096
 """Bytes of disk charged per block, and the least an entry costs: the default block of
 ext4, XFS, btrfs and APFS, and the smallest allocation a directory takes on ext4. A
 file system with smaller blocks is charged a little more than it spends, never less."""
-
-DEFAULT_MAX_ENTRIES: Final = 1_000_000
-"""Entries (files, directories, links, kept partials) the root may hold (``serve files
---max-entries``). Each takes an inode whatever its size, and a file system has a fixed
-number (a 16 GiB ext4 has a million); a scan of the root costs about 10 s of a core per
-million entries, every ``RECONCILE_INTERVAL_S``. A million is more than a home
-directory or a source tree holds; an archive of many small files needs more."""
-
 
 MIN_FREE_INODES = 10_000
 """Inodes an upload or a mkdir leaves free on the root's file system at least (as
