@@ -14,7 +14,7 @@ import stat
 
 from socketkit.errors import ConfigError
 
-__all__ = ["MAX_OPTION_FILE_SIZE", "read_option_file"]
+__all__ = ["MAX_OPTION_FILE_SIZE", "read_option_file", "read_option_text"]
 
 MAX_OPTION_FILE_SIZE = 1 << 20
 """The default limit: a MOTD or an operator list of a megabyte is far past any real one."""
@@ -60,3 +60,20 @@ def read_option_file(
     if size > limit:
         raise ConfigError(f"{what} {os.fspath(path)} is larger than {limit} bytes")
     return b"".join(chunks)
+
+
+def read_option_text(
+    path: str | None, what: str, limit: int = MAX_OPTION_FILE_SIZE, *, secret: bool = False
+) -> str | None:
+    """The UTF-8 text of a file an option names (None: no file), through the one reader.
+
+    Raises:
+        ConfigError: as ``read_option_file``, or the file is not UTF-8.
+    """
+    if path is None:
+        return None
+    data = read_option_file(path, what, limit=limit, secret=secret)
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{what} {path} is not UTF-8 text (byte {exc.start})") from None

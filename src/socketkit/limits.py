@@ -230,3 +230,7 @@ DEFAULT_MAX_ENTRIES: Final = 1_000_000
 number (a 16 GiB ext4 has a million); a scan of the root costs about 10 s of a core per
 million entries, every ``RECONCILE_INTERVAL_S``. A million is more than a home
 directory or a source tree holds; an archive of many small files needs more."""
+
+DEFAULT_STATE_DIR: Final = ".socketkit"
+"""Where every service keeps its state unless told otherwise (``--state-dir``): the token,
+the databases, the audit logs; relative to the working directory, as git's ``.git``."""

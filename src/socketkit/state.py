@@ -22,11 +22,10 @@ from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 from socketkit._private import private_dir, private_file
+from socketkit.limits import DEFAULT_STATE_DIR
 
 __all__ = ["DEFAULT_STATE_DIR", "StateDB", "private_dir", "private_file"]
 
-DEFAULT_STATE_DIR = ".socketkit"
-"""Where every service keeps its state unless told otherwise (``--state-dir``)."""
 
 DB_FILE = "socketkit.db"
 _DB_COMPANIONS = ("-wal", "-shm", "-journal")

@@ -18,7 +18,16 @@ from socketkit.cli.main import build_parser, main
 from socketkit.limits import MAX_WORKERS, MAX_WORKERS_CEILING, MAX_WORKERS_PER_CPU
 from tests.helpers import TIMEOUT
 
-SERVICES = ["echo", "talk", "chat", "exec", "files"]
+SERVICES = ["echo", "exec", "files"]
+ONE_PROCESS = ["talk", "chat"]  # a console, a channel table: no --workers offered at all
+
+
+@pytest.mark.parametrize("service", ONE_PROCESS)
+def test_services_of_one_process_offer_no_workers_flag(service: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["serve", service, "--help"]) == 0
+    assert "--workers" not in capsys.readouterr().out
+    assert main(["serve", service, "--port", "0", "--workers", "2"]) == 2
+    assert "unrecognized arguments: --workers" in capsys.readouterr().err
 
 
 def test_the_cap_is_four_per_usable_cpu_and_never_above_256() -> None:

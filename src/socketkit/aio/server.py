@@ -236,7 +236,8 @@ class AsyncServer:
         if listener.address.path is not None:
             st = os.stat(listener.address.path)
             bound.inode = (st.st_dev, st.st_ino)
-        logger.info("listening on %s (%s%s)", bound.address, listener.kind, "+tls" if listener.ssl else "")
+        # Debug only: the command line prints one line per listener once it is ready.
+        logger.debug("listening on %s (%s%s)", bound.address, listener.kind, "+tls" if listener.ssl else "")
         return bound
 
     @property

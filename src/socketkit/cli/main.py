@@ -14,9 +14,10 @@ import logging
 import sys
 from collections.abc import Callable, Sequence
 
+from socketkit._logformat import LOG_FORMATS, TEXT_FORMAT, formatter
 from socketkit._stdio import fill_closed_standard_streams
 from socketkit._version import __version__
-from socketkit.cli import cert, chat, files, listen, probe, rexec, send, serve, status, talk
+from socketkit.cli import cert, chat, config, files_client, listen, probe, rexec, send, serve, status, talk
 from socketkit.cli._errors import error_line
 
 __all__ = ["build_parser", "main", "run"]
@@ -34,10 +35,11 @@ _COMMAND_MODULES: list[Callable[[argparse._SubParsersAction[argparse.ArgumentPar
     talk.add_parsers,
     probe.add_parsers,
     rexec.add_parsers,
-    files.add_parsers,
+    files_client.add_parsers,
     chat.add_parsers,
     cert.add_parsers,
     status.add_parsers,
+    config.add_parsers,
 ]
 
 
@@ -51,23 +53,29 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output")
     parser.add_argument("-q", "--quiet", action="store_true", help="only errors in the log")
     parser.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
+    parser.add_argument(
+        "--log-format",
+        choices=LOG_FORMATS,
+        default=None,
+        help="log lines as text (the default) or one JSON object per line "
+        "(also [all] log_format in the configuration, SOCKETKIT_ALL_LOG_FORMAT)",
+    )
     commands = parser.add_subparsers(title="commands", metavar="COMMAND")
     for add in _COMMAND_MODULES:
         add(commands)
     return parser
 
 
-def _configure_logging(verbose: int, quiet: bool, debug: bool) -> None:
+def _configure_logging(verbose: int, quiet: bool, debug: bool, log_format: str | None) -> None:
     level = logging.INFO
     if quiet:
         level = logging.ERROR
     elif debug or verbose > 0:
         level = logging.DEBUG
-    logging.basicConfig(
-        level=level,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    logging.basicConfig(level=level, format=TEXT_FORMAT, stream=sys.stderr)
+    if log_format is not None:
+        for handler in logging.root.handlers:
+            handler.setFormatter(formatter(log_format))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -88,7 +96,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if func is None:
         parser.print_help(sys.stderr)
         return EXIT_USAGE
-    _configure_logging(args.verbose, args.quiet, args.debug)
+    _configure_logging(args.verbose, args.quiet, args.debug, args.log_format)
     try:
         status: int = func(args)
     except KeyboardInterrupt:

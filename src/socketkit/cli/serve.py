@@ -1,93 +1,94 @@
-"""``socketkit serve SERVICE``: run a service in the foreground until Ctrl-C or SIGTERM."""
+"""``socketkit serve SERVICE``: run a service in the foreground until Ctrl-C or SIGTERM.
+
+Every ``serve X`` is made from the service's options declaration: its flags, their
+defaults and help (``runtime.flags``), and the same options read from ``--config
+FILE`` (or ``./socketkit.toml``) and ``SOCKETKIT_X_OPTION`` (``runtime.config``).
+"""
 
 from __future__ import annotations
 
 import argparse
+import os
+import sys
+from collections.abc import Mapping
 from typing import Any
 
-from socketkit.cli._args import positive_int, positive_number
-from socketkit.cli._serving import Service, add_server_options, listeners_from_args, run_service
+from socketkit.runtime.config import CONFIG_NAME, ConfigFile, load_config, resolve
+from socketkit.runtime.flags import add_option_flags, flags_given
+from socketkit.runtime.services import SERVICES, ServiceKind
 
-__all__ = ["add_parsers"]
+__all__ = ["add_config_option", "add_parsers", "build_from_args", "options_for", "serve_service"]
 
-ECHO_PORT = 7007  # socketkit.services.echo.protocol.DEFAULT_PORT, without importing it
+
+def add_config_option(parser: argparse.ArgumentParser) -> None:
+    """``--config FILE``."""
+    parser.add_argument(
+        "--config",
+        metavar="FILE",
+        help=f"read options from this TOML file (default: ./{CONFIG_NAME} if it exists; "
+        "flags and SOCKETKIT_<SERVICE>_<OPTION> variables override it)",
+    )
 
 
 def add_parsers(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add ``serve`` and its services."""
     serve = commands.add_parser("serve", help="run a service", description="Run a service.")
     services = serve.add_subparsers(title="services", metavar="SERVICE", required=True)
+    for kind in SERVICES.values():
+        parser = services.add_parser(kind.name, help=kind.summary, description=kind.description)
+        add_config_option(parser)
+        add_option_flags(parser, kind.options)
+        parser.set_defaults(func=serve_service, service=kind.name)
 
-    echo = services.add_parser(
-        "echo",
-        help="echo server (TCP, UDP, Unix)",
-        description="Echo every byte (TCP, Unix) or datagram (UDP) back to its sender (RFC 862).",
-    )
-    add_server_options(echo, default_port=ECHO_PORT, udp=True)
-    from socketkit.services.echo.policy import UDP_REPLY_BURST, UDP_REPLY_RATE  # noqa: PLC0415 (pure, small)
-
-    udp = echo.add_argument_group("UDP against forged sources (no answer to ports below 1024 or our own)")
-    udp.add_argument(
-        "--udp-rate",
-        type=positive_number,
-        metavar="N",
-        default=UDP_REPLY_RATE,
-        help=f"replies per second to one source address (default: {UDP_REPLY_RATE:g})",
-    )
-    udp.add_argument(
-        "--udp-burst",
-        type=positive_int,
-        metavar="N",
-        default=UDP_REPLY_BURST,
-        help=f"replies one source address may get at once (default: {UDP_REPLY_BURST})",
-    )
-    echo.set_defaults(func=serve_echo)
-
-    talk = services.add_parser(
-        "talk",
-        help="operator console talking with many clients",
-        description=(
-            "Talk with many clients at once from this console. Lines from clients are shown "
-            "with their id; type '@ID text' to answer one, plain text to tell all, "
-            "'/list', '/kick ID', '/quit'."
-        ),
-    )
-    from socketkit.cli.talk import TALK_PORT, serve_talk  # noqa: PLC0415 (argparse only)
-
-    add_server_options(talk, default_port=TALK_PORT)
-    talk.set_defaults(func=serve_talk)
-
-    from socketkit.cli.chat import add_serve_parser as add_chat  # noqa: PLC0415
-    from socketkit.cli.files import add_serve_parser as add_files  # noqa: PLC0415 (argparse only)
-    from socketkit.cli.rexec import add_serve_parser as add_exec  # noqa: PLC0415
     from socketkit.cli.serve_all import add_serve_parser as add_all  # noqa: PLC0415
 
-    add_exec(services)
-    add_files(services)
-    add_chat(services)
     add_all(services)
 
 
-def serve_echo(args: argparse.Namespace) -> int:
-    """``serve echo``."""
-    return run_service(echo_service(args), args)
+def options_for(
+    kind: ServiceKind, args: argparse.Namespace, config: ConfigFile, env: Mapping[str, str]
+) -> Any:
+    """The service's options: flag > environment > file > declared default."""
+    return resolve(
+        kind.options, kind.name, flags=flags_given(args, kind.options), env=env, config=config
+    ).options
 
 
-def echo_service(args: argparse.Namespace) -> Service:
-    """The echo server: the asyncio engine, with the caps and timeouts from the options."""
-    from socketkit.aio.connection import ConnectionLimits  # noqa: PLC0415 (lazy imports: fast CLI)
-    from socketkit.services.echo.policy import EchoPolicy  # noqa: PLC0415
-    from socketkit.services.echo.server import make_echo_server  # noqa: PLC0415
+def build_from_args(args: argparse.Namespace, env: Mapping[str, str] | None = None) -> Any:
+    """The service ``serve X`` with these arguments builds (no configuration file unless
+    ``--config`` names one; ``env`` defaults to none: for tests and programs)."""
+    kind = SERVICES[args.service]
+    config = load_config(args.config) if args.config else ConfigFile()
+    return kind.build(options_for(kind, args, config, env or {}))
 
-    def make() -> Any:
-        return make_echo_server(
-            policy=EchoPolicy(rate=args.udp_rate, burst=args.udp_burst),
-            limits=ConnectionLimits(
-                idle_timeout=args.idle_timeout, handshake_timeout=None, message_timeout=None
-            ),
-            max_connections=args.max_connections,
-            max_connections_per_address=args.max_per_address,
-            shutdown_grace=args.shutdown_grace,
-        )
 
-    return Service("echo", make, listeners_from_args(args))
+def _talk_console() -> dict[str, Any]:
+    """``serve talk``'s operator console: it reads the terminal once the server runs."""
+    from socketkit.cli.talk import start_console  # noqa: PLC0415
+
+    return {"console": start_console}
+
+
+def serve_service(args: argparse.Namespace) -> int:
+    """``serve X``: resolve the options, build the service, run it."""
+    from socketkit._fdlimit import raise_open_files_limit  # noqa: PLC0415 (lazy: fast --help)
+    from socketkit.runtime.logconfig import apply_log_format  # noqa: PLC0415
+    from socketkit.runtime.run import run_service  # noqa: PLC0415
+
+    kind = SERVICES[args.service]
+    config = load_config(args.config)
+    apply_log_format(args, config, os.environ)
+    options = options_for(kind, args, config, os.environ)
+
+    def reload() -> dict[str, Any]:
+        return {kind.name: options_for(kind, args, load_config(args.config), os.environ)}
+
+    extra = _talk_console() if kind.name == "talk" else {}
+    service = kind.build(options, **extra)
+    try:
+        raise_open_files_limit(options.max_connections)  # before forking: workers inherit it
+    except BaseException:
+        service.close()
+        raise
+    sys.stdout.flush()
+    return run_service(service, workers=getattr(options, "workers", 1), reload=reload)

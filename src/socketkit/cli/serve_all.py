@@ -1,42 +1,38 @@
 """``socketkit serve all``: the main job. Every service at once in one process (echo,
 chat, files, exec), plus the admin endpoint with status and metrics over HTTP.
 
-Each service is built exactly as ``socketkit serve NAME`` builds it (the same options
-parsed by the same parser), so its limits, token and exposure checks are the ones of
-the single service; they share one event loop and one state directory.
+Each service's options are resolved exactly as ``socketkit serve NAME`` resolves them
+(the same declaration, file tables and environment), with this command's flags on
+top; each is built by the same ``build``, so its limits, token and exposure checks
+are the ones of the single service. They share one event loop and one state directory.
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
-from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
 
 from socketkit.cli._args import port_arg
-from socketkit.cli._serving import Service
-from socketkit.cli.chat import CHAT_PORT
-from socketkit.cli.files import FILES_PORT
-from socketkit.cli.rexec import DEFAULT_RUN_AS, EXEC_PORT
-from socketkit.cli.serve import ECHO_PORT
+from socketkit.cli.serve import add_config_option
+from socketkit.limits import DEFAULT_STATE_DIR
+from socketkit.options import declared
+from socketkit.runtime.services import ALL_SERVICES, SERVICES
+from socketkit.services.admin.options import AdminOptions
 
 if TYPE_CHECKING:
-    from socketkit.aio.listeners import Listener
-    from socketkit.aio.server import AsyncServer
+    from socketkit.runtime.config import ConfigFile
+    from socketkit.service import Service
     from socketkit.services.admin.protocol import ServiceStatus
 
-__all__ = ["add_serve_parser", "serve_all"]
+__all__ = ["add_serve_parser", "serve_all", "service_flags"]
 
-ADMIN_PORT = 7080
-DEFAULT_PORTS = {
-    "echo": ECHO_PORT,
-    "chat": CHAT_PORT,
-    "files": FILES_PORT,
-    "exec": EXEC_PORT,
-    "admin": ADMIN_PORT,
+_PORTS = {
+    name: next(i.default for i in declared(SERVICES[name].options) if i.name == "port")
+    for name in ALL_SERVICES
 }
-SERVICE_NAMES = ("echo", "chat", "files", "exec")
+_ADMIN_PORT = next(i.default for i in declared(AdminOptions) if i.name == "port")
 
 
 def add_serve_parser(services: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -49,26 +45,28 @@ def add_serve_parser(services: argparse._SubParsersAction[argparse.ArgumentParse
             "(/status as JSON, /metrics for Prometheus). Binds 127.0.0.1 unless --host "
             "says otherwise (the admin endpoint only with --admin-host: it has no "
             "authentication); files and exec use the token in --state-dir. talk is "
-            "interactive (an operator console): run `socketkit serve talk` on its own."
+            "interactive (an operator console): run `socketkit serve talk` on its own. "
+            "Each service also takes its own options from the configuration file's table."
         ),
     )
-    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1)")
-    parser.add_argument("--state-dir", default=".socketkit", help="token, chat state, audit logs")
+    add_config_option(parser)
+    parser.add_argument("--host", help="address every service binds (default: 127.0.0.1)")
     parser.add_argument(
-        "--root", help="directory served by files and used by exec (default: STATE_DIR/files)"
+        "--state-dir", metavar="DIR", help=f"token, chat state, audit logs (default: {DEFAULT_STATE_DIR})"
     )
-    for name, port in DEFAULT_PORTS.items():
-        parser.add_argument(f"--{name}-port", type=port_arg, default=port, help=f"(default: {port})")
     parser.add_argument(
-        "--admin-host", default="127.0.0.1", help="address of the admin endpoint (default: 127.0.0.1)"
+        "--root", metavar="DIR", help="directory served by files and used by exec (default: STATE_DIR/files)"
     )
+    for name, port in [*_PORTS.items(), ("admin", _ADMIN_PORT)]:
+        parser.add_argument(f"--{name}-port", type=port_arg, metavar="PORT", help=f"(default: {port})")
+    parser.add_argument("--admin-host", help="address of the admin endpoint (default: 127.0.0.1)")
     parser.add_argument("--any-port", action="store_true", help="let the system pick every port")
     parser.add_argument(
         "--without",
         action="append",
         default=[],
-        choices=[*SERVICE_NAMES, "admin"],
-        help="leave a service out (repeat)",
+        choices=[*ALL_SERVICES, "admin"],
+        help="leave a service out (repeat; or `enabled = false` in its table)",
     )
     parser.add_argument("--tls-cert", metavar="FILE", help="TLS for files and exec (needed off loopback)")
     parser.add_argument("--tls-key", metavar="FILE", help="private key (PEM), if not in --tls-cert")
@@ -80,50 +78,79 @@ def add_serve_parser(services: argparse._SubParsersAction[argparse.ArgumentParse
     parser.set_defaults(func=serve_all)
 
 
-def _service_argv(name: str, args: argparse.Namespace, port: int, root: str) -> list[str]:
-    argv = ["serve", name, "--host", args.host, "--port", str(port)]
-    if name == "echo":
-        return [*argv, "--tcp", "--udp"]
-    argv += ["--state-dir", args.state_dir]
+def service_flags(name: str, args: argparse.Namespace) -> dict[str, Any]:
+    """What ``serve all``'s flags set for the service ``name`` (as if its own flags)."""
+    flags: dict[str, Any] = {}
+    if args.host is not None:
+        flags["host"] = args.host
+    port = getattr(args, f"{name}_port")
+    if args.any_port:
+        flags["port"] = 0
+    elif port is not None:
+        flags["port"] = port
+    if name in ("files", "exec", "chat") and args.state_dir is not None:
+        flags["state_dir"] = args.state_dir
     if name in ("files", "exec"):
-        argv += ["--root", root]
-        if args.tls_cert:
-            argv += ["--tls-cert", args.tls_cert]
-        if args.tls_key:
-            argv += ["--tls-key", args.tls_key]
+        if args.root is not None:
+            flags["root"] = args.root
+        if args.tls_cert is not None:
+            flags["tls_cert"] = args.tls_cert
+        if args.tls_key is not None:
+            flags["tls_key"] = args.tls_key
     if name == "exec" and args.no_sandbox:
-        argv.append("--no-sandbox")
+        flags["no_sandbox"] = True
+    if name == "chat" and args.any_port:
+        flags["tls_port"] = None  # a file's TLS port would not be "any"
+    return flags
+
+
+def _base(name: str) -> dict[str, Any]:
+    """``serve all``'s own defaults for a service, below the file and the environment:
+    echo on TCP and UDP; as root, files gives what it stores to exec's run-as user, so
+    that commands can work on it."""
+    if name == "echo":
+        return {"tcp": True, "udp": True}
     if name == "files" and os.geteuid() == 0:
-        # exec's commands (run as DEFAULT_RUN_AS) work on what files stores: give it to them.
-        argv += ["--owner", DEFAULT_RUN_AS]
-    return argv
+        from socketkit.services.rexec.policy import DEFAULT_RUN_AS  # noqa: PLC0415
+
+        return {"owner": DEFAULT_RUN_AS}
+    return {}
 
 
-def _give_default_root(root: str, options: argparse.Namespace) -> None:
-    """As root, exec's commands run as --run-as (nobody): the default root, which we
-    created, becomes theirs so that they can write in it (files, running as root, can
-    write anywhere anyway)."""
-    import pwd  # noqa: PLC0415
+def all_options(args: argparse.Namespace, config: ConfigFile, env: Mapping[str, str]) -> dict[str, Any]:
+    """Every service's options (and ``admin``'s) for ``serve all``; a service left out
+    (``--without``, ``enabled = false``) is not in the result."""
+    from socketkit.runtime.config import enabled, resolve  # noqa: PLC0415
 
-    if os.geteuid() != 0:
-        return
-    try:
-        entry = pwd.getpwnam(options.run_as)
-    except KeyError:
-        return  # exec refuses the user itself, with the reason
-    if os.stat(root).st_uid == 0:
-        os.chown(root, entry.pw_uid, entry.pw_gid)
+    chosen: dict[str, Any] = {}
+    for name in [*ALL_SERVICES, "admin"]:
+        if name in args.without or not enabled(config, name):
+            continue
+        if name == "admin":
+            flags: dict[str, Any] = {}
+            if args.admin_host is not None:
+                flags["host"] = args.admin_host
+            if args.any_port:
+                flags["port"] = 0
+            elif args.admin_port is not None:
+                flags["port"] = args.admin_port
+            chosen[name] = resolve(AdminOptions, "admin", flags=flags, env=env, config=config).options
+            continue
+        flags = service_flags(name, args)
+        resolved = resolve(
+            SERVICES[name].options, name, flags=flags, env=env, config=config, base=_base(name)
+        )
+        chosen[name] = resolved.options
+    return chosen
 
 
-def _build_exec(
-    build: Callable[[argparse.Namespace], Service], options: argparse.Namespace
-) -> Service | None:
+def _build_exec(options: Any) -> Service | None:
     """exec, or None (with one line saying why and what to do) where no sandbox works:
     the Quick start must run on a machine with only Python."""
     from socketkit.errors import SandboxUnavailable  # noqa: PLC0415
 
     try:
-        return build(options)
+        return SERVICES["exec"].build(options)
     except SandboxUnavailable as exc:
         print(f"{exc}; serve all goes on without exec (serve all --no-sandbox to include it)", flush=True)
         return None
@@ -135,114 +162,63 @@ def serve_all(args: argparse.Namespace) -> int:
     from socketkit.address import Address  # noqa: PLC0415
     from socketkit.aio.listeners import Listener  # noqa: PLC0415
     from socketkit.aio.loop import run  # noqa: PLC0415
-    from socketkit.cli.chat import chat_service  # noqa: PLC0415
-    from socketkit.cli.files import files_service  # noqa: PLC0415
-    from socketkit.cli.main import build_parser  # noqa: PLC0415 (main imports this module)
-    from socketkit.cli.rexec import exec_service  # noqa: PLC0415
-    from socketkit.cli.serve import echo_service  # noqa: PLC0415
     from socketkit.limits import ADMIN_MAX_CONNECTIONS  # noqa: PLC0415
+    from socketkit.runtime.config import load_config  # noqa: PLC0415
+    from socketkit.runtime.logconfig import apply_log_format  # noqa: PLC0415
+    from socketkit.runtime.run import serve  # noqa: PLC0415
 
-    builders: dict[str, Callable[[argparse.Namespace], Service]] = {
-        "echo": echo_service,
-        "chat": chat_service,
-        "files": files_service,
-        "exec": exec_service,
-    }
-    from socketkit._private import private_dir  # noqa: PLC0415
-
-    # The state directory first, itself private (makedirs would have left it at 0755
-    # as the parent of the files directory).
-    private_dir(args.state_dir)
-    root = args.root or os.path.join(args.state_dir, "files")
-    if args.root is None:
-        # Served content, not state: it sits inside the private state directory, and
-        # as root it belongs to exec's run-as user (so no private_dir ownership check).
-        with contextlib.suppress(FileExistsError):
-            os.mkdir(root, 0o700)
-    parser = build_parser()
+    config = load_config(args.config)
+    apply_log_format(args, config, os.environ)
+    chosen = all_options(args, config, os.environ)
+    admin_options = chosen.pop("admin", None)
     services: list[Service] = []
     connections = ADMIN_MAX_CONNECTIONS
     try:
-        for name in SERVICE_NAMES:
-            if name in args.without:
+        for name, options in chosen.items():
+            service = _build_exec(options) if name == "exec" else SERVICES[name].build(options)
+            if service is None:
                 continue
-            port = 0 if args.any_port else getattr(args, f"{name}_port")
-            options = parser.parse_args(_service_argv(name, args, port, root))
-            if name != "exec":
-                services.append(builders[name](options))
-            else:
-                if args.root is None:
-                    _give_default_root(root, options)
-                service = _build_exec(builders[name], options)
-                if service is None:
-                    continue
-                services.append(service)
+            services.append(service)
             connections += options.max_connections
         raise_open_files_limit(connections)
-        admin = None
-        if "admin" not in args.without:
-            admin = Listener(Address(args.admin_host, 0 if args.any_port else args.admin_port), "tcp")
-        run(_serve_all(services, admin))
+        admin_listener = None
+        make_admin: Callable[[], Any] | None = None
+        if admin_options is not None:
+            admin_listener = Listener(Address(admin_options.host, admin_options.port), "tcp")
+            make_admin = _admin_factory(services, admin_options)
+
+        def reload() -> dict[str, Any]:
+            return all_options(args, load_config(args.config), os.environ)
+
+        run(serve(services, admin=make_admin, admin_listener=admin_listener, reload=reload))
         return 0
     finally:
         for service in services:
             service.close()
 
 
-async def _serve_all(services: Sequence[Service], admin: Listener | None) -> None:
-    import asyncio  # noqa: PLC0415
-    import contextlib  # noqa: PLC0415
-    import signal  # noqa: PLC0415
-
-    from socketkit.cli._serving import print_listening, start_listeners  # noqa: PLC0415
-    from socketkit.services.admin.server import make_admin_server  # noqa: PLC0415
-
-    running: list[tuple[Service, AsyncServer, list[str]]] = []
+def _admin_factory(services: list[Service], options: AdminOptions) -> Callable[[], Any]:
+    """The admin endpoint's server, reading each running service's counters."""
 
     def snapshot() -> list[ServiceStatus]:
         from socketkit.services.admin.protocol import ServiceStatus  # noqa: PLC0415
 
         statuses = []
-        for service, server, addresses in running:
-            stats = server.stats()
-            gauges = service.gauges() if service.gauges is not None else {}
-            statuses.append(
-                ServiceStatus(service.name, addresses, stats.as_dict(), gauges, stats.datagrams_dropped)
-            )
+        for service in services:
+            for server in service.servers:
+                stats = server.stats()
+                gauges = service.gauges() if service.gauges is not None else {}
+                statuses.append(
+                    ServiceStatus(
+                        service.name, service.addresses, stats.as_dict(), gauges, stats.datagrams_dropped
+                    )
+                )
         return statuses
 
-    loop = asyncio.get_running_loop()
-    async with contextlib.AsyncExitStack() as stack:
-        servers: list[AsyncServer] = []
-        announcements = []
-        for service in services:
-            server = await stack.enter_async_context(service.make_server())
-            bound = await start_listeners(service.name, server, service.listeners)
-            running.append((service, server, [str(address) for address, _ in bound]))
-            servers.append(server)
-            announcements.append((service.name, bound))
-        if admin is not None:
-            names = frozenset({admin.address.host})  # a name given to --admin-host is its own
-            admin_server = await stack.enter_async_context(make_admin_server(snapshot, names=names))
-            bound = await start_listeners("admin", admin_server, [admin])
-            servers.append(admin_server)
-            announcements.append(("admin", bound))
+    def make() -> Any:
+        from socketkit.services.admin.server import make_admin_server  # noqa: PLC0415
 
-        def on_signal(signum: int) -> None:
-            # One handler for every server; the first logs for all (and ignores the same
-            # keypress arriving twice, so the others see it once too).
-            for index, server in enumerate(servers):
-                server.handle_signal(signum, log=index == 0)
+        # A name given as the admin host is its own (the Host header check).
+        return make_admin_server(snapshot, names=frozenset({options.host}))
 
-        for service, server, _ in running:
-            if service.on_started is not None:
-                service.on_started(server)
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(signum, on_signal, signum)
-        # Announced only now: whoever reads these lines may stop us at once.
-        for name, bound in announcements:
-            print_listening(name, bound)
-        if admin is not None:
-            address = announcements[-1][1][0][0]
-            print(f"status at http://{address}/status, metrics at http://{address}/metrics", flush=True)
-        await asyncio.gather(*(server.serve_forever() for server in servers))
+    return make

@@ -15,7 +15,7 @@ from typing import Any
 
 from socketkit.address import Address
 from socketkit.cli._args import address_arg
-from socketkit.cli.serve_all import ADMIN_PORT
+from socketkit.services.admin.options import ADMIN_PORT
 
 __all__ = ["add_parsers", "fetch_status"]
 

@@ -14,16 +14,12 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from socketkit.cli._args import address_arg, positive_float
-from socketkit.cli._serving import run_server
 
 if TYPE_CHECKING:
     import asyncio
 
-    from socketkit.aio.server import AsyncServer
 
-__all__ = ["TALK_PORT", "add_parsers", "serve_talk", "talk_client"]
-
-TALK_PORT = 7070
+__all__ = ["add_parsers", "start_console", "talk_client"]
 
 
 def add_parsers(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -64,34 +60,19 @@ def _printer() -> Callable[[str], None]:
     return show
 
 
-def serve_talk(args: argparse.Namespace) -> int:
-    """``serve talk``: the console shows clients' lines and sends the operator's."""
-    from socketkit.services.talk.server import TalkServer  # noqa: PLC0415 (lazy: fast CLI)
+def start_console(talk: Any) -> None:
+    """``serve talk``'s console: the operator's lines go to the talk server (started
+    once the server runs, on its loop)."""
+    import asyncio  # noqa: PLC0415 (lazy: `socketkit --help` should not load asyncio)
 
-    if args.workers != 1:
-        raise ValueError("talk is one console: --workers does not apply")
-    talk = TalkServer(_printer(), idle_timeout=args.idle_timeout)
+    loop = asyncio.get_running_loop()
 
-    def make() -> AsyncServer:
-        return talk.make_server(
-            max_connections=args.max_connections,
-            max_connections_per_address=args.max_per_address,
-            shutdown_grace=args.shutdown_grace,
-        )
+    def on_line(line: str | None) -> None:
+        if line is not None:
+            talk.command(line)
 
-    def started(server: AsyncServer) -> None:
-        import asyncio  # noqa: PLC0415 (lazy: `socketkit --help` should not load asyncio)
-
-        loop = asyncio.get_running_loop()
-
-        def on_line(line: str | None) -> None:
-            if line is not None:
-                talk.command(line)
-
-        read_lines(loop, on_line)
-        talk.show("type '@ID text' to answer a client, text to tell everyone, /help for more")
-
-    return run_server("talk", make, args, on_started=started)
+    read_lines(loop, on_line)
+    talk.show("type '@ID text' to answer a client, text to tell everyone, /help for more")
 
 
 def talk_client(args: argparse.Namespace) -> int:

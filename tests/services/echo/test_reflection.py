@@ -22,7 +22,7 @@ from socketkit.address import Address
 from socketkit.aio.datagram import DatagramEndpoint
 from socketkit.aio.listeners import Listener
 from socketkit.cli.main import build_parser
-from socketkit.cli.serve import echo_service
+from socketkit.cli.serve import build_from_args
 from socketkit.services.echo.policy import (
     DROP_OWN_PORT,
     DROP_PRIVILEGED_PORT,
@@ -149,13 +149,13 @@ def test_one_source_gets_the_burst_then_nothing(
 
 def test_serve_echo_flags_set_the_policy() -> None:
     parser = build_parser()
-    default = echo_service(parser.parse_args(["serve", "echo", "--udp", "--port", "0"])).make_server()
+    default = build_from_args(parser.parse_args(["serve", "echo", "--udp", "--port", "0"])).make_server()
     assert isinstance(default, EchoServer)
     assert (default.echo_policy.rate, default.echo_policy.burst) == (UDP_REPLY_RATE, UDP_REPLY_BURST)
     args = parser.parse_args(
         ["serve", "echo", "--udp", "--port", "0", "--udp-rate", "2.5", "--udp-burst", "3"]
     )
-    server = echo_service(args).make_server()
+    server = build_from_args(args).make_server()
     assert isinstance(server, EchoServer)
     assert (server.echo_policy.rate, server.echo_policy.burst) == (2.5, 3)
 

@@ -5,6 +5,8 @@ and a floor of free inodes is kept on the disk."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import os
 from pathlib import Path
 
@@ -154,12 +156,17 @@ def test_a_floor_of_free_inodes_is_kept(root: Path, tmp_path: Path) -> None:
 
 def test_the_default_entry_limit_is_the_cli_default() -> None:
     from socketkit.cli.main import build_parser
+    from socketkit.cli.serve import options_for
+    from socketkit.runtime.config import ConfigFile
+    from socketkit.runtime.services import SERVICES
 
-    args = build_parser().parse_args(["serve", "files", "--root", "."])
-    assert args.max_entries == DEFAULT_MAX_ENTRIES == StoreLimits().max_entries == 1_000_000  # as documented
+    def options(argv: list[str]) -> Any:
+        return options_for(SERVICES["files"], build_parser().parse_args(argv), ConfigFile(), {})
+
+    got = options(["serve", "files", "--root", "."])
+    assert got.max_entries == DEFAULT_MAX_ENTRIES == StoreLimits().max_entries == 1_000_000  # as documented
     assert StoreLimits().min_free_inodes == 10_000
-    args = build_parser().parse_args(["serve", "files", "--root", ".", "--max-entries", "7"])
-    assert args.max_entries == 7
+    assert options(["serve", "files", "--root", ".", "--max-entries", "7"]).max_entries == 7
     for bad in ("0", "-1", "x", "1e3"):
         with pytest.raises(SystemExit):
             build_parser().parse_args(["serve", "files", "--root", ".", "--max-entries", bad])

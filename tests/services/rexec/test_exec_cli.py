@@ -21,7 +21,7 @@ from socketkit.aio.client import open_connection
 from socketkit.auth.connect import ServiceTarget
 from socketkit.auth.handshake import client_mac
 from socketkit.cli.main import main
-from socketkit.cli.rexec import load_server_token
+from socketkit.auth.server_token import server_token
 from socketkit.codec.wire import Control, Hello, WireDecoder, encode_control, encode_hello
 from socketkit.errors import ServiceError
 from socketkit.limits import (
@@ -50,7 +50,7 @@ def test_the_token_is_shown_on_a_terminal_only(
     """Standard output is not a terminal (a log, journald): the line says where the
     token is and how to read it, never what it is. On a terminal it shows the value."""
     state = tmp_path / "logged"
-    token = load_server_token("exec", argparse.Namespace(no_auth=False, state_dir=str(state)))
+    token = server_token("exec", str(state), no_auth=False)
     assert token is not None
     out = capsys.readouterr().out
     assert token not in out
@@ -61,16 +61,14 @@ def test_the_token_is_shown_on_a_terminal_only(
     try:
         with os.fdopen(slave, "w") as terminal:
             monkeypatch.setattr(sys, "stdout", terminal)
-            shown = load_server_token(
-                "exec", argparse.Namespace(no_auth=False, state_dir=str(tmp_path / "tty"))
-            )
+            shown = server_token("exec", str(tmp_path / "tty"), no_auth=False)
         text = os.read(master, 65536).decode()
     finally:
         os.close(master)
     assert shown is not None
     assert f"SOCKETKIT_TOKEN={shown}" in text
     # Only a new token is announced: the next start says nothing.
-    assert load_server_token("exec", argparse.Namespace(no_auth=False, state_dir=str(state))) == token
+    assert server_token("exec", str(state), no_auth=False) == token
     assert capsys.readouterr().out == ""
 
 

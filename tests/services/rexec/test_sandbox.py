@@ -299,7 +299,6 @@ def test_the_default_allow_list_holds_no_dangerous_program() -> None:
 @pytest.mark.parametrize(
     ("allow", "message"),
     [
-        ("", "needs a program name"),
         ("/nonexistent/prog", "no such program"),
         ("bin/ls", "relative path"),
         ("no-such-program-here", "no such program"),
@@ -314,6 +313,11 @@ def test_bad_allow_entries_are_refused_at_start(
     assert len(err) == 1
     assert err[0].startswith("ConfigError: exec: --allow")
     assert message in err[0]
+
+
+def test_an_empty_allow_entry_is_a_usage_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["serve", "exec", "--port", "0", "--state-dir", str(tmp_path), "--allow", ""]) == 2
+    assert "argument --allow: expected a non-empty string" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -339,14 +343,12 @@ def test_a_root_the_run_as_user_cannot_write_is_warned_about(
     assert any("cannot write in" in r.getMessage() for r in caplog.records)
 
 
-def test_serve_all_gives_its_default_root_to_the_run_as_user(tmp_path: Path) -> None:
-    from socketkit.cli.main import build_parser
-    from socketkit.cli.serve_all import _give_default_root
+def test_the_default_root_is_given_to_the_run_as_user(tmp_path: Path) -> None:
+    from socketkit.services.rexec.build import _give_to_run_as
 
     root = tmp_path / "files"
     root.mkdir()
-    options = build_parser().parse_args(["serve", "exec", "--root", str(root)])
-    _give_default_root(str(root), options)
+    _give_to_run_as(str(root), "nobody")
     expected = NOBODY.pw_uid if os.geteuid() == 0 else os.getuid()
     assert root.stat().st_uid == expected
 
@@ -365,13 +367,16 @@ def test_no_sandbox_starts_where_no_sandbox_works(
     world: World, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from socketkit.cli.main import build_parser
-    from socketkit.cli.rexec import exec_service
-    from socketkit.cli.serve_all import _service_argv
+    from socketkit.cli.serve_all import all_options
+    from socketkit.runtime.config import ConfigFile
+    from socketkit.runtime.services import SERVICES
 
     _no_backend(monkeypatch)
     parser = build_parser()
-    options = parser.parse_args(["serve", "all", "--no-sandbox", "--state-dir", str(tmp_path)])
-    argv = _service_argv("exec", options, 0, str(world.root))
-    assert "--no-sandbox" in argv  # serve all passes it on
-    service = exec_service(parser.parse_args(argv))
+    args = parser.parse_args(
+        ["serve", "all", "--no-sandbox", "--state-dir", str(tmp_path), "--root", str(world.root), "--any-port"]
+    )
+    options = all_options(args, ConfigFile(), {})["exec"]
+    assert options.no_sandbox  # serve all passes it on
+    service = SERVICES["exec"].build(options)
     service.close()

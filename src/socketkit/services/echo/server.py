@@ -106,17 +106,20 @@ class EchoHandler(BaseRequestHandler):
             self.request.sendall(data)
 
 
-def make_echo_server(*, policy: EchoPolicy | None = None, **overrides: Any) -> EchoServer:
+def make_echo_server(
+    *, policy: EchoPolicy | None = None, idle_timeout: float | None = IDLE_TIMEOUT_S, **overrides: Any
+) -> EchoServer:
     """A server of echo on stream and datagram listeners.
 
     Args:
         policy: which UDP senders get an answer (default: ``EchoPolicy()``, the
             limits of ``socketkit.services.echo.policy``).
-        overrides: ``AsyncServer`` keyword arguments (caps, limits...).
+        idle_timeout: seconds a silent connection stays open (echo's only timeout).
+        overrides: ``AsyncServer`` keyword arguments (caps...).
     """
     options: dict[str, Any] = {
         "session_factory": EchoSession,
-        "limits": ConnectionLimits(idle_timeout=IDLE_TIMEOUT_S, handshake_timeout=None, message_timeout=None),
+        "limits": ConnectionLimits(idle_timeout=idle_timeout, handshake_timeout=None, message_timeout=None),
     }
     options.update(overrides)
     options.setdefault("datagram_handler", EchoDatagrams(policy or EchoPolicy()))

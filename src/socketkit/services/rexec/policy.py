@@ -23,6 +23,10 @@ from socketkit.services.rexec.protocol import ExecRequest
 __all__ = [
     "CPU_GRACE_S",
     "DEFAULT_ALLOWED",
+    "DEFAULT_MAX_OUTPUT",
+    "DEFAULT_MAX_PROCS",
+    "DEFAULT_RUN_AS",
+    "DEFAULT_TIMEOUT_S",
     "DEFAULT_ENV_ALLOW",
     "DEFAULT_MAX_CPU_S",
     "DEFAULT_MAX_FILE_SIZE",
@@ -57,6 +61,19 @@ features with it: the sandbox, not this list, is the boundary."""
 DEFAULT_ENV_ALLOW = frozenset({"LANG", "LANGUAGE", "LC_*", "TZ", "TERM", "COLUMNS", "LINES"})
 """Variables a client may set: locale and terminal description, as ssh's AcceptEnv."""
 
+DEFAULT_TIMEOUT_S = 3600.0
+"""Seconds a command may run (wall time); a client may ask for less, never more."""
+
+DEFAULT_MAX_OUTPUT = 1 << 40
+"""Bytes of stdout+stderr per command before it is stopped: 1 TiB (the stream is never
+buffered, so the cap is about runaway commands and disk-filling clients, not memory)."""
+
+DEFAULT_MAX_PROCS = 32
+"""Commands running at once (all workers together): each is a process tree; more are
+refused as "busy"."""
+
+DEFAULT_RUN_AS = "nobody"
+"""The user commands run as when the server runs as root (``--run-as``)."""
 
 DEFAULT_MAX_MEMORY = 2 << 30
 """Bytes of address space per process (RLIMIT_AS): 2 GiB holds a compiler, an
@@ -140,7 +157,7 @@ class ExecPolicy:
     allow_shell: bool = False
     shell: str = "/bin/sh"
     env_allow: frozenset[str] = DEFAULT_ENV_ALLOW
-    timeout: float = 3600.0
+    timeout: float = DEFAULT_TIMEOUT_S
     home: str = "/"
     base_env: Mapping[str, str] = field(default_factory=lambda: {"PATH": SAFE_PATH, "LANG": "C.UTF-8"})
 

@@ -43,7 +43,7 @@ from typing import Final
 
 from socketkit.errors import ConfigError, SandboxUnavailable
 from socketkit.services.rexec import landlock_exec, seccomp
-from socketkit.services.rexec.policy import SAFE_PATH, SANDBOX_TMP_BYTES, CommandLimits
+from socketkit.services.rexec.policy import DEFAULT_RUN_AS, SAFE_PATH, SANDBOX_TMP_BYTES, CommandLimits
 
 __all__ = [
     "BACKENDS",
@@ -113,7 +113,7 @@ class SandboxSettings:
     bwrap: str = "bwrap"
     landlock: bool = True
     allow_network: bool = False
-    run_as: str = "nobody"
+    run_as: str = DEFAULT_RUN_AS
     hidden: tuple[str, ...] = ()
     tmp_size: int = SANDBOX_TMP_BYTES
     limits: CommandLimits = field(default_factory=CommandLimits)

@@ -43,7 +43,7 @@ from socketkit.limits import (
     DEFAULT_WRITE_TIMEOUT_S,
 )
 from socketkit.paths import resolve_under
-from socketkit.services.rexec.policy import SAFE_PATH, ExecPolicy
+from socketkit.services.rexec.policy import DEFAULT_MAX_OUTPUT, DEFAULT_MAX_PROCS, SAFE_PATH, ExecPolicy
 from socketkit.services.rexec.protocol import (
     EXEC_FRAME_SIZE,
     STDIN,
@@ -74,14 +74,6 @@ __all__ = [
 ]
 
 logger = get_logger(__name__)
-
-DEFAULT_MAX_OUTPUT = 1 << 40
-"""Bytes of stdout+stderr per command before it is stopped: 1 TiB (the stream is never
-buffered, so the cap is about runaway commands and disk-filling clients, not memory)."""
-
-DEFAULT_MAX_PROCS = 32
-"""Commands running at once (all workers together): each is a process tree; more are
-refused as "busy"."""
 
 PEER_TEXT_LOGGED = 200
 """Characters of a peer's own error message that go into the log line (it is the
