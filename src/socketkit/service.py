@@ -34,6 +34,7 @@ class Service:
     make_server: Callable[[], AsyncServer]
     listeners: Sequence[Listener]
     options: Any = None
+    app: Any = None  # the service's own object (ChatServer, ExecServer...): its state
     on_started: Callable[[AsyncServer], Any] | None = None
     cleanups: list[Callable[[], Any]] = field(default_factory=list)
     gauges: Callable[[], dict[str, float]] | None = None  # for the admin endpoint

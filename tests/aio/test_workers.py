@@ -23,7 +23,9 @@ ONE_PROCESS = ["talk", "chat"]  # a console, a channel table: no --workers offer
 
 
 @pytest.mark.parametrize("service", ONE_PROCESS)
-def test_services_of_one_process_offer_no_workers_flag(service: str, capsys: pytest.CaptureFixture[str]) -> None:
+def test_services_of_one_process_offer_no_workers_flag(
+    service: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     assert main(["serve", service, "--help"]) == 0
     assert "--workers" not in capsys.readouterr().out
     assert main(["serve", service, "--port", "0", "--workers", "2"]) == 2

@@ -18,11 +18,18 @@ from tests.helpers import TIMEOUT
 class Proc:
     """A ``python -m socketkit ...`` child whose stdout and stderr lines can be awaited."""
 
-    def __init__(self, *args: str, stdin: bool = True) -> None:
+    def __init__(
+        self,
+        *args: str,
+        stdin: bool = True,
+        cwd: str | os.PathLike[str] | None = None,
+        env: dict[str, str] | None = None,
+    ) -> None:
         env = {
             **os.environ,
             "PYTHONUNBUFFERED": "1",
             "SOCKETKIT_UVLOOP": os.environ.get("SOCKETKIT_UVLOOP", "1"),
+            **(env or {}),
         }
         self.popen = subprocess.Popen(
             [sys.executable, "-m", "socketkit", *args],
@@ -30,6 +37,7 @@ class Proc:
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             env=env,
+            cwd=cwd,
         )
         self.lines: dict[str, queue.Queue[str | None]] = {
             "out": queue.Queue(),

@@ -2,7 +2,8 @@
 
 One table per service (``[echo]``, ``[chat]``...; keys are the options' declared names),
 ``[admin]`` for the admin endpoint, and ``[all]`` for what services share (host,
-state_dir, root, TLS files, log format); ``enabled = false`` leaves a service out of
+state_dir, root, log format; TLS files are each service's own: a certificate in
+``[all]`` would turn chat's plain-text port into TLS); ``enabled = false`` leaves a service out of
 ``serve all``. Precedence, highest first: the command-line flag, the environment
 (``SOCKETKIT_<SERVICE>_<OPTION>``, then ``SOCKETKIT_ALL_<OPTION>``), the service's
 table, ``[all]``, the declared default. ``check`` lists every mistake of a file with
@@ -47,7 +48,7 @@ MAX_CONFIG_SIZE: Final = 1 << 20
 ENV_PREFIX: Final = "SOCKETKIT_"
 SHARED_TABLE: Final = "all"
 
-SHARED_KEYS: Final = frozenset({"host", "state_dir", "root", "tls_cert", "tls_key", "log_format"})
+SHARED_KEYS: Final = frozenset({"host", "state_dir", "root", "log_format"})
 """Keys ``[all]`` may hold: each applies to every service that declares it."""
 
 ENABLED_KEY: Final = "enabled"

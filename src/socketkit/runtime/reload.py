@@ -87,13 +87,13 @@ async def reload_services(services: Sequence[Service], reload: Callable[[], Mapp
             continue
         if commit is not None:
             commit()
+        if applied:
+            logger.info("SIGHUP: %s: %s", service.name, "; ".join(applied))
+        elif not restart:
+            logger.info("SIGHUP: %s: nothing changed", service.name)
         if restart:
             logger.warning(
                 "SIGHUP: %s: %s changed, which needs a restart; kept as it was",
                 service.name,
                 ", ".join(restart),
             )
-        if applied:
-            logger.info("SIGHUP: %s: %s", service.name, "; ".join(applied))
-        elif not restart:
-            logger.info("SIGHUP: %s: nothing changed", service.name)

@@ -5,10 +5,9 @@ and a floor of free inodes is kept on the disk."""
 
 from __future__ import annotations
 
-from typing import Any
-
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 

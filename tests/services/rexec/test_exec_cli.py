@@ -4,7 +4,6 @@ printed, a start that is refused leaving nothing behind, closed standard streams
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import io
 import os
@@ -20,8 +19,8 @@ from socketkit.address import Address
 from socketkit.aio.client import open_connection
 from socketkit.auth.connect import ServiceTarget
 from socketkit.auth.handshake import client_mac
-from socketkit.cli.main import main
 from socketkit.auth.server_token import server_token
+from socketkit.cli.main import main
 from socketkit.codec.wire import Control, Hello, WireDecoder, encode_control, encode_hello
 from socketkit.errors import ServiceError
 from socketkit.limits import (

@@ -374,7 +374,16 @@ def test_no_sandbox_starts_where_no_sandbox_works(
     _no_backend(monkeypatch)
     parser = build_parser()
     args = parser.parse_args(
-        ["serve", "all", "--no-sandbox", "--state-dir", str(tmp_path), "--root", str(world.root), "--any-port"]
+        [
+            "serve",
+            "all",
+            "--no-sandbox",
+            "--state-dir",
+            str(tmp_path),
+            "--root",
+            str(world.root),
+            "--any-port",
+        ]
     )
     options = all_options(args, ConfigFile(), {})["exec"]
     assert options.no_sandbox  # serve all passes it on

@@ -109,4 +109,5 @@ def build(options: ChatOptions) -> Service:
         cleanups=[db.close, store.close, chat.close],
         gauges=lambda: {"clients": len(chat.state.clients), "channels": len(chat.state.channels)},
         reconfigure=reconfigure,
+        app=chat,
     )

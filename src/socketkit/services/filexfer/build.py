@@ -129,4 +129,5 @@ def build(options: FilesOptions) -> Service:
         cleanups=[db.close, store.close],
         gauges=lambda: {"transfers": service.transfers},
         reconfigure=reconfigure,
+        app=service,
     )

@@ -121,4 +121,5 @@ def build(options: ExecOptions) -> Service:
         cleanups=[db.close, service.close],
         gauges=lambda: {"running": service.running},
         reconfigure=reconfigure,
+        app=service,
     )
