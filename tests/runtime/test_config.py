@@ -62,6 +62,12 @@ def test_lists_from_the_file_and_the_environment() -> None:
     assert got.options.allow == ("ls", "cat")
     got = resolve(CLASSES["exec"], "exec", flags={}, env={"SOCKETKIT_EXEC_ALLOW": "id, wc"}, config=file)
     assert got.options.allow == ("id", "wc")
+    for text, value in (("yes", True), ("1", True), ("true", True), ("no", False), ("0", False)):
+        echo = resolve(CLASSES["echo"], "echo", flags={}, env={"SOCKETKIT_ECHO_UDP": text}, config=file)
+        assert echo.options.udp is value
+    sizes = parse_config('[files]\nquota = "10G"\nmax_file_size = 1024\n', "s.toml")
+    files = resolve(CLASSES["files"], "files", flags={}, env={}, config=sizes)
+    assert (files.options.quota, files.options.max_file_size) == (10 << 30, 1024)
 
 
 @pytest.mark.parametrize(

@@ -57,14 +57,23 @@ def test_chat_rereads_its_operator_file_and_flood_limits(tmp_path: Path) -> None
     opers = tmp_path / "opers"
     opers.write_text("alice secret\n")
     opers.chmod(0o600)
-    service = _running("chat", port=0, state_dir=str(tmp_path / "s"), oper_file=str(opers))
+    motd, password = tmp_path / "motd", tmp_path / "password"
+    motd.write_text("first\n")
+    password.write_text("one\n")
+    password.chmod(0o600)
+    files = {"oper_file": str(opers), "motd_file": str(motd), "password_file": str(password)}
+    service = _running("chat", port=0, state_dir=str(tmp_path / "s"), **files)
     try:
         assert dict(service.app.state.config.opers) == {"alice": "secret"}
         opers.write_text("bob other\n")
+        motd.write_text("second\n")
+        password.write_text("two\n")
         # Same path: the reload reads the file again when anything live changed.
         _reload(service, flood_burst=3, oper_file=str(opers) + "")
         assert service.app.state.config.flood_burst == 3
         assert dict(service.app.state.config.opers) == {"bob": "other"}
+        assert service.app.state.config.motd == ("second",)
+        assert service.app.state.config.password == "two"
     finally:
         service.close()
 

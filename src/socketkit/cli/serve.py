@@ -13,21 +13,11 @@ import sys
 from collections.abc import Mapping
 from typing import Any
 
-from socketkit.runtime.config import CONFIG_NAME, ConfigFile, load_config, resolve
-from socketkit.runtime.flags import add_option_flags, flags_given
+from socketkit.runtime.config import ConfigFile, load_config, resolve
+from socketkit.runtime.flags import add_config_option, add_option_flags, flags_given
 from socketkit.runtime.services import SERVICES, ServiceKind
 
-__all__ = ["add_config_option", "add_parsers", "build_from_args", "options_for", "serve_service"]
-
-
-def add_config_option(parser: argparse.ArgumentParser) -> None:
-    """``--config FILE``."""
-    parser.add_argument(
-        "--config",
-        metavar="FILE",
-        help=f"read options from this TOML file (default: ./{CONFIG_NAME} if it exists; "
-        "flags and SOCKETKIT_<SERVICE>_<OPTION> variables override it)",
-    )
+__all__ = ["add_parsers", "build_from_args", "options_for", "serve_service"]
 
 
 def add_parsers(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

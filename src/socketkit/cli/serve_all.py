@@ -15,9 +15,9 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from socketkit.cli._args import port_arg
-from socketkit.cli.serve import add_config_option
 from socketkit.limits import DEFAULT_STATE_DIR
 from socketkit.options import declared
+from socketkit.runtime.flags import add_config_option
 from socketkit.runtime.services import ALL_SERVICES, SERVICES
 from socketkit.services.admin.options import AdminOptions
 

@@ -14,7 +14,17 @@ from typing import Any
 
 from socketkit.options import FLAG, TEXT, Declared, declared
 
-__all__ = ["add_option_flags", "flags_given", "help_text"]
+__all__ = ["add_config_option", "add_option_flags", "flags_given", "help_text"]
+
+CONFIG_HELP = (
+    "read options from this TOML file (default: ./socketkit.toml if it exists; "
+    "flags and SOCKETKIT_<SERVICE>_<OPTION> variables override it)"
+)
+
+
+def add_config_option(parser: argparse.ArgumentParser) -> None:
+    """``--config FILE``."""
+    parser.add_argument("--config", metavar="FILE", help=CONFIG_HELP)
 
 
 def help_text(item: Declared) -> str:
