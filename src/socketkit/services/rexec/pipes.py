@@ -7,12 +7,17 @@ import asyncio
 import contextlib
 import fcntl
 import os
-from typing import TYPE_CHECKING
+from typing import Protocol
 
-if TYPE_CHECKING:
-    from socketkit.services.rexec.runner import RunningCommand
+__all__ = ["PIPE_SIZE", "InputPipe", "OutputPipe", "OutputSink", "enlarge", "members"]
 
-__all__ = ["PIPE_SIZE", "InputPipe", "OutputPipe", "enlarge", "members"]
+
+class OutputSink(Protocol):
+    """Where an output pipe's data goes (``runner.RunningCommand``: named by what it
+    does, so this module needs nothing of the runner's)."""
+
+    def output(self, pipe: OutputPipe, data: bytes) -> None:
+        """Forward ``data`` read from ``pipe``."""
 
 PIPE_SIZE = 1 << 20
 """Pipe capacity asked of the kernel (F_SETPIPE_SZ): fewer, larger reads at high rates."""
@@ -52,7 +57,7 @@ def members(field: int, value: int) -> list[tuple[int, int]]:
 class OutputPipe(asyncio.Protocol):
     """Forward one of the command's output pipes to the client as DATA frames."""
 
-    def __init__(self, command: RunningCommand, channel: int) -> None:
+    def __init__(self, command: OutputSink, channel: int) -> None:
         self.command = command
         self.channel = channel
         self.transport: asyncio.ReadTransport | None = None
