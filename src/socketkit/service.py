@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from socketkit.aio.listeners import Listener
     from socketkit.aio.server import AsyncServer
 
-__all__ = ["Service", "listeners_for", "tls_context_for"]
+__all__ = ["Service", "engine_caps", "listeners_for", "tls_context_for"]
 
 
 @dataclass
@@ -78,3 +78,12 @@ def listeners_for(options: Any, ssl_context: Any = None) -> list[Listener]:
     if want_unix:
         listeners.append(Listener(Address(path=want_unix), "tcp", ssl_context))
     return listeners
+
+
+def engine_caps(options: Any) -> dict[str, Any]:
+    """The ``AsyncServer`` caps every service's options declare (``ListenOptions``)."""
+    return {
+        "max_connections": options.max_connections,
+        "max_connections_per_address": options.max_per_address,
+        "shutdown_grace": options.shutdown_grace,
+    }

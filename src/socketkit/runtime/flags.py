@@ -14,7 +14,7 @@ from typing import Any
 
 from socketkit.options import FLAG, TEXT, Declared, declared
 
-__all__ = ["add_config_option", "add_option_flags", "flags_given", "help_text"]
+__all__ = ["add_config_option", "argparse_type", "add_option_flags", "flags_given", "help_text"]
 
 CONFIG_HELP = (
     "read options from this TOML file (default: ./socketkit.toml if it exists; "
@@ -33,7 +33,9 @@ def help_text(item: Declared) -> str:
     return item.info.help if shown is None else f"{item.info.help} (default: {shown})"
 
 
-def _argparse_type(parse: Callable[[str], Any]) -> Callable[[str], Any]:
+def argparse_type(parse: Callable[[str], Any]) -> Callable[[str], Any]:
+    """An argparse type from a kind's parser: its ``ValueError`` becomes a usage error."""
+
     def convert(text: str) -> Any:
         try:
             return parse(text)
@@ -64,10 +66,10 @@ def add_option_flags(
         if kind.multiple:
             # Each flag is one value (the environment's comma-separated list is for
             # the environment only): `--allow a --allow b`.
-            single = _argparse_type(TEXT.parse)
+            single = argparse_type(TEXT.parse)
             group.add_argument(item.flag, action="append", type=single, metavar=metavar, **common)
         else:
-            group.add_argument(item.flag, type=_argparse_type(kind.parse), metavar=metavar, **common)
+            group.add_argument(item.flag, type=argparse_type(kind.parse), metavar=metavar, **common)
 
 
 def flags_given(args: argparse.Namespace, cls: type) -> Mapping[str, Any]:

@@ -8,7 +8,7 @@ from dataclasses import replace
 from typing import Any
 
 from socketkit._readfile import read_option_text
-from socketkit.service import Service, listeners_for, tls_context_for
+from socketkit.service import Service, engine_caps, listeners_for, tls_context_for
 from socketkit.services.chat.options import ChatOptions
 
 __all__ = ["MAX_PASSWORD_FILE_SIZE", "build", "read_opers"]
@@ -87,9 +87,7 @@ def build(options: ChatOptions) -> Service:
     def make() -> Any:
         return chat.make_server(
             sendq=options.sendq,
-            max_connections=options.max_connections,
-            max_connections_per_address=options.max_per_address,
-            shutdown_grace=options.shutdown_grace,
+            **engine_caps(options),
         )
 
     def reconfigure(new: ChatOptions) -> Callable[[], None]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from socketkit.service import Service, listeners_for, tls_context_for
+from socketkit.service import Service, engine_caps, listeners_for, tls_context_for
 from socketkit.services.echo.options import EchoOptions
 
 __all__ = ["build"]
@@ -22,9 +22,7 @@ def build(options: EchoOptions) -> Service:
         return make_echo_server(
             policy=policy,
             idle_timeout=options.idle_timeout,
-            max_connections=options.max_connections,
-            max_connections_per_address=options.max_per_address,
-            shutdown_grace=options.shutdown_grace,
+            **engine_caps(options),
         )
 
     def reconfigure(new: EchoOptions) -> Callable[[], None]:

@@ -9,7 +9,7 @@ from dataclasses import replace
 from typing import Any
 
 from socketkit.errors import ConfigError
-from socketkit.service import Service, listeners_for, tls_context_for
+from socketkit.service import Service, engine_caps, listeners_for, tls_context_for
 from socketkit.services.filexfer.options import FilesOptions
 
 __all__ = ["build", "default_root", "owner_ids"]
@@ -103,9 +103,7 @@ def build(options: FilesOptions) -> Service:
     def make() -> Any:
         return service.make_server(
             idle_timeout=options.idle_timeout,
-            max_connections=options.max_connections,
-            max_connections_per_address=options.max_per_address,
-            shutdown_grace=options.shutdown_grace,
+            **engine_caps(options),
         )
 
     def reconfigure(new: FilesOptions) -> Callable[[], None]:

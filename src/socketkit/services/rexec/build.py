@@ -6,7 +6,7 @@ import os
 from collections.abc import Callable
 from typing import Any
 
-from socketkit.service import Service, listeners_for, tls_context_for
+from socketkit.service import Service, engine_caps, listeners_for, tls_context_for
 from socketkit.services.rexec.options import ExecOptions
 
 __all__ = ["build"]
@@ -98,9 +98,7 @@ def build(options: ExecOptions) -> Service:
 
     def make() -> Any:
         return service.make_server(
-            max_connections=options.max_connections,
-            max_connections_per_address=options.max_per_address,
-            shutdown_grace=options.shutdown_grace,
+            **engine_caps(options),
         )
 
     def reconfigure(new: ExecOptions) -> Callable[[], None]:

@@ -19,6 +19,7 @@ class OutputSink(Protocol):
     def output(self, pipe: OutputPipe, data: bytes) -> None:
         """Forward ``data`` read from ``pipe``."""
 
+
 PIPE_SIZE = 1 << 20
 """Pipe capacity asked of the kernel (F_SETPIPE_SZ): fewer, larger reads at high rates."""
 

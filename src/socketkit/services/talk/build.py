@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from socketkit.service import Service, listeners_for, tls_context_for
+from socketkit.service import Service, engine_caps, listeners_for, tls_context_for
 from socketkit.services.talk.options import TalkOptions
 
 __all__ = ["build"]
@@ -24,9 +24,7 @@ def build(
 
     def make() -> Any:
         return talk.make_server(
-            max_connections=options.max_connections,
-            max_connections_per_address=options.max_per_address,
-            shutdown_grace=options.shutdown_grace,
+            **engine_caps(options),
         )
 
     def started(server: Any) -> None:
