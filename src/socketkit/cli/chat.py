@@ -8,7 +8,7 @@ import sys
 
 from socketkit._readfile import read_option_text
 from socketkit.cli._args import address_arg
-from socketkit.services.chat.build import MAX_PASSWORD_FILE_SIZE
+from socketkit.services.chat.options import MAX_PASSWORD_FILE_SIZE
 
 __all__ = ["add_parsers"]
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import difflib
 import re
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
@@ -113,6 +112,8 @@ def parse_config(text: str, path: str) -> ConfigFile:
     Raises:
         ConfigError: not TOML (the message names the file, line and column).
     """
+    import tomllib  # noqa: PLC0415 (lazy: only servers read a file; fast CLI)
+
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:

@@ -9,12 +9,9 @@ from typing import Any
 
 from socketkit._readfile import read_option_text
 from socketkit.service import Service, engine_caps, listeners_for, tls_context_for
-from socketkit.services.chat.options import ChatOptions
+from socketkit.services.chat.options import MAX_PASSWORD_FILE_SIZE, ChatOptions
 
-__all__ = ["MAX_PASSWORD_FILE_SIZE", "build", "read_opers"]
-
-MAX_PASSWORD_FILE_SIZE = 4096
-"""Bytes of a password file: a password is a line; anything larger is not one."""
+__all__ = ["build", "read_opers"]
 
 NO_FLOOD_LIMIT = (10**9, 10.0**9)
 """Burst and rate of ``no_flood_limit``: more than any client can send."""

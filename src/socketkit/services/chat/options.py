@@ -19,9 +19,17 @@ from socketkit.options import (
     option,
     port_option,
 )
-from socketkit.services.chat.state import ChatConfig
 
-__all__ = ["CHAT_PORT", "CHAT_TLS_PORT", "DEFAULT_SENDQ", "ChatOptions"]
+__all__ = [
+    "CHAT_PORT",
+    "CHAT_TLS_PORT",
+    "DEFAULT_FLOOD_BURST",
+    "DEFAULT_FLOOD_RATE",
+    "DEFAULT_PING_S",
+    "DEFAULT_SENDQ",
+    "MAX_PASSWORD_FILE_SIZE",
+    "ChatOptions",
+]
 
 CHAT_PORT: Final = 6667
 """IRC's plain-text port (RFC 7194 registers 6697 for TLS)."""
@@ -33,7 +41,18 @@ DEFAULT_SENDQ: Final = 1 << 20
 """Bytes queued for a client that does not read before it is disconnected (ngircd uses
 100 KB; a busy channel's history replay can be larger, and the cap is per client)."""
 
-_DEFAULT = ChatConfig()
+DEFAULT_FLOOD_BURST: Final = 20
+"""Lines a client may send at once before the flood rate applies (a paste of 20 lines)."""
+
+DEFAULT_FLOOD_RATE: Final = 5.0
+"""Lines per second a client may send after its burst (faster than anyone types)."""
+
+DEFAULT_PING_S: Final = 60.0
+"""Seconds of silence before the server PINGs a client, and again before it drops one
+that did not answer: IRC's own liveness check, instead of an idle timeout."""
+
+MAX_PASSWORD_FILE_SIZE: Final = 4096
+"""Bytes of a password file: a password is a line; anything larger is not one."""
 
 
 @dataclass(frozen=True)
@@ -42,7 +61,7 @@ class ChatOptions(ListenOptions, StateOption):
 
     port: int = port_option(CHAT_PORT)
     idle_timeout: float = option(
-        _DEFAULT.ping_interval_s + _DEFAULT.ping_timeout_s,
+        2 * DEFAULT_PING_S,
         "drop a client silent this many seconds (IRC's PING is sent half-way)",
         SECONDS,
         live=True,
@@ -70,9 +89,9 @@ class ChatOptions(ListenOptions, StateOption):
         group="limits",
     )
     flood_burst: int = option(
-        _DEFAULT.flood_burst, "lines a client may send at once", COUNT, live=True, group="limits"
+        DEFAULT_FLOOD_BURST, "lines a client may send at once", COUNT, live=True, group="limits"
     )
-    flood_rate: float = option(_DEFAULT.flood_rate, "then lines per second", RATE, live=True, group="limits")
+    flood_rate: float = option(DEFAULT_FLOOD_RATE, "then lines per second", RATE, live=True, group="limits")
     no_flood_limit: bool = option(
         False, "no flood control (benchmarks, bots)", FLAG, live=True, group="limits"
     )

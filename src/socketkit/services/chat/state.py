@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Final
 from socketkit.address import limit_key
 from socketkit.codec.irc import casefold
 from socketkit.services.chat.history import HistoryBook, HistoryItem, WhowasBook, WhowasEntry
+from socketkit.services.chat.options import DEFAULT_FLOOD_BURST, DEFAULT_FLOOD_RATE, DEFAULT_PING_S
 from socketkit.services.chat.registry import ChannelTable, SortedKeys
 from socketkit.services.chat.session import (
     OPER_ATTEMPT_INTERVAL_S,
@@ -120,11 +121,11 @@ class ChatConfig:
     max_history: int = MAX_HISTORY  # lines in memory, all channels
     chathistory_limit: int = 100
     whowas_size: int = 1000
-    ping_interval_s: float = 60.0
-    ping_timeout_s: float = 60.0
+    ping_interval_s: float = DEFAULT_PING_S
+    ping_timeout_s: float = DEFAULT_PING_S
     registration_timeout_s: float = 30.0
-    flood_burst: int = 20  # messages a client may send at once ...
-    flood_rate: float = 5.0  # ... then this many per second
+    flood_burst: int = DEFAULT_FLOOD_BURST  # messages a client may send at once ...
+    flood_rate: float = DEFAULT_FLOOD_RATE  # ... then this many per second
     flood_queue: int = 50  # lines held back while a client is throttled, then "Excess Flood"
 
 

@@ -16,9 +16,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from socketkit.errors import PermissionDenied
-from socketkit.services.rexec.protocol import ExecRequest
+
+if TYPE_CHECKING:  # the policy reads a request; the command line imports it for defaults
+    from socketkit.services.rexec.protocol import ExecRequest
 
 __all__ = [
     "CPU_GRACE_S",
