@@ -60,6 +60,7 @@ def pure_modules() -> list[Path]:
     modules += sorted(
         p for p in chat.rglob("*.py") if p.name not in ("server.py", "client.py", "store.py", "build.py")
     )
+    modules.append(SRC / "services" / "talk" / "text.py")  # which language a peer speaks
     return [p for p in modules if p.exists()]
 
 

@@ -54,7 +54,9 @@ def test_talk_says_when_a_port_does_not_speak_talk(
     err = capsys.readouterr().err.strip().splitlines()
     assert status == 1
     assert len(err) == 1
-    assert "does not speak the socketkit talk protocol" in err[0]
+    # An echo port sends our own hello back: a hello, but no welcome.
+    what = "it said hello but no welcome" if service == "echo" else "no answer to our hello"
+    assert f"is not a socketkit talk server: {what} within 0.3 s" in err[0]
 
 
 def test_errors_say_what_failed_in_one_line(capsys: pytest.CaptureFixture[str]) -> None:

@@ -81,7 +81,7 @@ def test_serve_chat_with_operators_password_and_tls(tmp_path: Path) -> None:
             os.environ["SOCKETKIT_CHAT_PASSWORD"] = "wrong"
             try:
                 with Proc("chat", str(plain), "--nick", "guess", "--plain") as guess:
-                    guess.expect(r"refused the password")
+                    guess.expect(r"refused the password", "err")  # what ends the client: on stderr
                     assert guess.wait() == 1
             finally:
                 del os.environ["SOCKETKIT_CHAT_PASSWORD"]
@@ -118,7 +118,7 @@ def test_the_terminal_client_in_line_mode(tmp_path: Path) -> None:
 
 def test_the_terminal_client_fails_fast_when_nothing_listens() -> None:
     with Proc("chat", "127.0.0.1:1", "--nick", "x", "--plain") as client:
-        client.expect(r"cannot connect to 127\.0\.0\.1:1")
+        client.expect(r"cannot connect to 127\.0\.0\.1:1", "err")
         assert client.wait() == 1
 
 
@@ -156,7 +156,7 @@ def test_the_client_password_file_is_capped_and_a_fifo_never_hangs(
     fifo = tmp_path / "fifo"
     os.mkfifo(fifo)  # nobody writes to it: read as empty, at once (a blocking open waited for ever)
     with Proc("chat", "127.0.0.1:1", "--nick", "x", "--plain", "--password-file", str(fifo)) as client:
-        client.expect(r"cannot connect to 127\.0\.0\.1:1")
+        client.expect(r"cannot connect to 127\.0\.0\.1:1", "err")
         assert client.wait() == 1
 
 

@@ -129,6 +129,64 @@ def test_nick_rules_and_rfc1459_case_mapping() -> None:
     assert net.codes(newcomer) == [n.ERR_NICKNAMEINUSE]
 
 
+# modern.ircdocs.horse: a nick has no space, comma, asterisk, question mark, exclamation
+# mark or at sign, and starts with no dollar, colon, channel type or membership prefix;
+# RFC 2812 (what the server keeps to) also refuses dots, non-ASCII, controls and a digit
+# or dash first. Each gets 432 (one word as a trailing parameter too) and changes nothing.
+_BAD_NICKS = [
+    "a b",  # a space: only sendable as a trailing parameter
+    " ab",
+    "ab ",
+    "a,b",
+    "a*b",
+    "a?b",
+    "bad!",
+    "a@b",
+    "$ab",
+    ":ab",
+    "#ab",
+    "&ab",
+    "@ab",
+    "+ab",
+    "%ab",
+    "~ab",
+    "a.b",
+    "1ab",
+    "-ab",
+    "a\x01b",
+    "a\x07",
+    "caf\u00e9",
+    "a\u00a0b",
+    "a\u200bb",
+    "x" * 31,  # over NICKLEN
+]
+
+
+@pytest.mark.parametrize("bad", _BAD_NICKS)
+def test_an_erroneous_nick_gets_432_before_and_after_registration(bad: str) -> None:
+    net = Net()
+    newcomer = net.connect()
+    net.send(newcomer, f"NICK :{bad}")
+    (reply,) = net.take(newcomer)
+    assert reply.command == n.ERR_ERRONEUSNICKNAME
+    assert reply.params[-1] == "Erroneous nickname"
+    assert newcomer.nick is None
+    net.send(newcomer, "USER n 0 * :N")
+    assert not newcomer.registered
+    alice = net.register("alice")
+    net.send(alice, f"NICK :{bad}")
+    assert net.codes(alice) == [n.ERR_ERRONEUSNICKNAME]
+    assert alice.nick == "alice"
+
+
+def test_an_empty_nick_gets_431() -> None:
+    net = Net()
+    client = net.connect()
+    for line in ("NICK", "NICK :", "NICK :", "NICK  "):
+        net.send(client, line)
+    assert net.codes(client) == [n.ERR_NONICKNAMEGIVEN] * 4
+
+
 def test_nick_change_is_seen_by_channel_neighbours() -> None:
     net = Net()
     alice, bob, carol = net.register("alice"), net.register("bob"), net.register("carol")

@@ -3,6 +3,8 @@ negotiation, history replay and nick colours."""
 
 from __future__ import annotations
 
+import pytest
+
 from socketkit.codec.irc import format_message, parse_message
 from socketkit.services.chat.conversation import NICK_COLOURS, Conversation, nick_colour, parse_time_tag
 
@@ -36,15 +38,59 @@ def test_hello_and_capabilities() -> None:
     assert "echo-message" in talk.caps
 
 
-def test_registration_rejoins_and_retries_a_taken_nick() -> None:
+def test_registration_rejoins_and_a_reconnect_retries_a_taken_nick() -> None:
     talk = Conversation("bob", channels=["#a", "#b"])
+    talk.hello()
+    replies, _ = heard(talk, ":srv 001 bob :Welcome")
+    assert replies == ["JOIN #a", "JOIN #b"]
+    # Back after a drop: the server still holds "bob" for our old connection.
     talk.hello()
     replies, lines = heard(talk, ":srv 433 * bob :Nickname is already in use")
     assert replies == ["NICK bob_"]
     assert lines[0][0] == "error"
+    assert talk.refused is None  # nothing to ask: the client goes on
     replies, _ = heard(talk, ":srv 001 bob_ :Welcome")
     assert replies == ["JOIN #a", "JOIN #b"]
     assert talk.nick == "bob_"
+
+
+@pytest.mark.parametrize(
+    ("numeric", "reason"),
+    [
+        ("431 *", "No nickname given"),
+        ("432 * bob", "Erroneous nickname"),
+        ("433 * bob", "Nickname is already in use"),
+        ("436 * bob", "Nickname collision KILL"),
+        ("437 * bob", "Nick/channel is temporarily unavailable"),
+    ],
+)
+def test_a_nick_refused_before_the_welcome_asks_for_another(numeric: str, reason: str) -> None:
+    talk = Conversation("bob", channels=["#a"], current="#a")
+    talk.hello()
+    replies, lines = heard(talk, f":srv {numeric} :{reason}")
+    assert replies == []  # no guess: the user chooses (or, in line mode, the client ends)
+    assert talk.refused == f"the server refused the nickname 'bob': {reason}"
+    assert lines == [("error", talk.refused), ("info", "type another nickname (or /nick NEWNICK, /quit)")]
+    # A bare word is the answer; /nick works too, and so does /quit.
+    assert typed(talk, "two words") == ([], ["a nickname is one word: type another one (or /quit)"])
+    assert typed(talk, "bobby") == (["NICK bobby"], [])
+    assert (talk.nick, talk.refused) == ("bobby", None)
+    heard(talk, f":srv {numeric.replace('bob', 'bobby')} :{reason}")
+    assert typed(talk, "/nick robert") == (["NICK robert"], [])
+    assert talk.nick == "robert"
+    replies, _ = heard(talk, ":srv 001 robert :Welcome")
+    assert replies == ["JOIN #a"]
+    assert typed(talk, "plain text")[0] == ["PRIVMSG #a :plain text"]  # said, not a nick, once welcomed
+    assert typed(talk, "/quit bye") == (["QUIT :bye"], [])
+
+
+def test_a_refused_nick_after_the_welcome_is_only_an_error() -> None:
+    talk = Conversation("bob")
+    talk.hello()
+    heard(talk, ":srv 001 bob :Welcome")
+    _, lines = heard(talk, ":srv 432 bob bad! :Erroneous nickname")
+    assert lines == [("error", "bad!: Erroneous nickname")]
+    assert talk.refused is None
 
 
 def test_typed_commands() -> None:

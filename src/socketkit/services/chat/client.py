@@ -8,6 +8,11 @@ file, /dev/null or another device (which the loop cannot watch: uvloop aborts th
 process on them) is read by a thread; a closed stdin is an empty input. At the end of
 the input the client sends QUIT and exits 0 once the server has closed, as ``nc`` does.
 
+A nick the server refuses before the welcome (431, 432, 433, 436, 437) makes the
+interactive client ask for another one (``/nick`` and ``/quit`` work all along); in line
+mode, where nobody is there to answer, it ends the client (exit 1, the server's reason on
+stderr, where every error that ends the client goes).
+
 The connection is remade after it drops, with exponential back-off (1 s doubling to
 60 s, with jitter so that many clients of a restarted server do not return at once);
 rooms are joined again. A first connection that fails, or a refused password, ends the
@@ -106,7 +111,7 @@ def render_plain(line: Line, current: str | None) -> str:
         return f"{stamp} -{line.nick or 'server'}- {line.text}"
     if line.kind == "event":
         return f"{stamp} -- {line.text}"
-    if line.kind == "error":
+    if line.kind in ("error", "fatal"):
         return f"{stamp} !! {line.text}"
     return f"{stamp} {line.text}"
 
@@ -119,7 +124,8 @@ class PlainUI:
 
     def show(self, lines: Sequence[Line], current: str | None) -> None:
         for line in lines:
-            print(render_plain(line, current), flush=True)
+            out = sys.stderr if line.kind == "fatal" else sys.stdout  # why the client ends: stderr
+            print(render_plain(line, current), file=out, flush=True)
 
     async def read_line(self, prompt: str) -> str | None:
         if self._input is None:
@@ -249,7 +255,7 @@ class PromptUI:
             parts += [(nick_style, f"* {line.nick}"), ("", " " + line.text)]
         elif line.kind == "notice":
             parts += [(nick_style, f"-{line.nick or 'server'}-"), ("", " " + line.text)]
-        elif line.kind == "error":
+        elif line.kind in ("error", "fatal"):
             parts.append(("class:error", "!! " + line.text))
         elif line.kind == "event":
             parts.append(("class:event", "-- " + line.text))
@@ -277,7 +283,11 @@ class PromptUI:
 
 
 class ChatClient:
-    """Connect, register, relay typed lines and server messages; reconnect when dropped."""
+    """Connect, register, relay typed lines and server messages; reconnect when dropped.
+
+    ``plain``: line mode (scripts): typed lines wait for the welcome, and a refused nick
+    ends the client, since nobody is there to type another one.
+    """
 
     def __init__(
         self,
@@ -288,8 +298,10 @@ class ChatClient:
         ssl: ssl.SSLContext | None = None,
         delays: Iterator[float] | None = None,
         clock: Callable[[], float] = time.time,
+        plain: bool = False,
     ) -> None:
         self.address = address
+        self.plain = plain
         self.talk = conversation
         self.ui = ui
         self.ssl = ssl
@@ -300,6 +312,7 @@ class ChatClient:
         self._fatal: str | None = None
         self._input_done = False
         self._spoke_irc = False  # the server has spoken IRC at least once
+        self._quit = asyncio.Event()  # /quit typed: no reconnecting any more
 
     def _show(self, lines: Sequence[Line]) -> None:
         if lines:
@@ -334,18 +347,22 @@ class ChatClient:
                     await self._session()
                 except (OSError, TimeoutError) as exc:
                     if first:
-                        self._info(f"cannot connect to {self.address}: {exc}", "error")
+                        self._info(f"cannot connect to {self.address}: {exc}", "fatal")
                         return 1
                     self._info(f"connection to {self.address} failed: {exc}", "error")
                 first = False
                 if self._fatal is not None:
-                    self._info(self._fatal, "error")
+                    self._info(self._fatal, "fatal")
                     return 1
                 if self.talk.quitting or self._input_done:
                     return 0
                 delay = next(self.delays)
                 self._info(f"reconnecting in {delay:.0f} s")
-                await asyncio.sleep(delay)
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(delay):  # a /quit meanwhile ends the wait
+                        await self._quit.wait()
+                if self._quit.is_set():
+                    return 0
         finally:
             reader.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -385,6 +402,9 @@ class ChatClient:
                 if message.verb == ERR_PASSWDMISMATCH and not talk.registered:
                     # The connection password (an OPER refused later is no reason to stop).
                     self._fatal = "the server refused the password"
+                if self.plain and talk.refused is not None:
+                    self._fatal = talk.refused  # nobody to type another nick: the end
+                    break
                 if message.verb == "001":
                     self.delays = backoff_delays()  # a good connection resets the back-off
                     self.connected.set()
@@ -405,8 +425,8 @@ class ChatClient:
     async def _read_input(self) -> None:
         talk = self.talk
         while True:
-            if not talk.registered:
-                await self.connected.wait()
+            if self.plain and not talk.registered:
+                await self.connected.wait()  # a script's lines are for after the welcome
             try:
                 line = await self.ui.read_line(f"[{talk.current or talk.nick}] ")
             except (OSError, ValueError) as exc:  # the input broke: as good as its end
@@ -417,8 +437,10 @@ class ChatClient:
                 line = "/quit"
             messages, lines = talk.command(line, self.clock())
             self._show(lines)
-            self._send(messages)
+            if not (talk.quitting and self.conn is None):  # nobody to say goodbye to
+                self._send(messages)
             if talk.quitting:
+                self._quit.set()
                 await self._close_after_quit()
                 return
 
@@ -471,5 +493,5 @@ def run_client(args: argparse.Namespace) -> int:
     )
     plain = args.plain or not (_is_terminal(sys.stdin) and _is_terminal(sys.stdout))
     ui: UI = PlainUI() if plain else PromptUI()
-    client = ChatClient(address, talk, ui, ssl=ssl_context)
+    client = ChatClient(address, talk, ui, ssl=ssl_context, plain=plain)
     return run(client.run())

@@ -22,6 +22,7 @@ from socketkit.errors import ProtocolError
 __all__ = [
     "HELP",
     "NICK_COLOURS",
+    "NICK_REFUSALS",
     "WANTED_CAPS",
     "Conversation",
     "Line",
@@ -31,6 +32,11 @@ __all__ = [
 
 WANTED_CAPS: Final = ("server-time", "echo-message", "multi-prefix", "away-notify", "batch")
 """Capabilities the client asks for when the server offers them."""
+
+NICK_REFUSALS: Final = frozenset({"431", "432", "433", "436", "437"})
+"""Numerics that refuse the nick we register with: none given, erroneous, in use, a
+collision, temporarily unavailable (RFC 2812). Before the welcome the client cannot go
+on without another nick, so it asks for one (or, in line mode, ends)."""
 
 HISTORY_ON_JOIN: Final = 20
 """Messages of channel history shown on joining (servers with draft/chathistory)."""
@@ -87,7 +93,7 @@ class Line:
     Attributes:
         time: when it was said (server time if the server sent it).
         kind: ``message``, ``action``, ``notice``, ``event`` (joins, parts...),
-            ``info`` (server replies) or ``error``.
+            ``info`` (server replies), ``error``, or ``fatal`` (why the client ends).
         text: what to show.
         nick: who said it (messages, actions, notices).
         target: the room or person it belongs to (``None``: the server).
@@ -132,13 +138,16 @@ class Conversation:
     offered_caps: set[str] = field(default_factory=set)
     history_batches: set[str] = field(default_factory=set)
     quitting: bool = False
+    refused: str | None = None  # why the server refused our nick before the welcome
     _nick_attempt: int = 0
+    _welcomed: bool = False  # a welcome on an earlier connection: a 433 then is our old self
 
     # --- connection ------------------------------------------------------------------
 
     def hello(self) -> list[IRCMessage]:
         """What to send on connecting: CAP LS, PASS, NICK, USER."""
         self.registered = False
+        self.refused = None
         self.caps.clear()
         self.offered_caps.clear()
         self._nick_attempt = 0
@@ -157,15 +166,18 @@ class Conversation:
         """A typed line: IRC messages to send and lines to show (help, errors, own words)."""
         if not text.strip():
             return [], []
+
+        def error(message: str) -> tuple[list[IRCMessage], list[Line]]:
+            return [], [Line(now, "error", message)]
+
         if not text.startswith("/") or text.startswith("//"):
+            if self.refused is not None and not self.registered:  # the answer to "type another nickname"
+                return self._new_nick(text.strip(), now)
             return self._say(self.current, text[1:] if text.startswith("//") else text, now)
         verb, _, rest = text[1:].partition(" ")
         verb = verb.lower()
         rest = rest.strip()
         args = rest.split()
-
-        def error(message: str) -> tuple[list[IRCMessage], list[Line]]:
-            return [], [Line(now, "error", message)]
 
         if verb in ("join", "j"):
             if not args:
@@ -195,7 +207,7 @@ class Conversation:
         if verb == "nick":
             if len(args) != 1:
                 return error("usage: /nick NEWNICK")
-            return [IRCMessage("NICK", (args[0],))], []
+            return self._new_nick(args[0], now)
         if verb == "names":
             where = args[0] if args else self.current
             if where is None:
@@ -226,6 +238,14 @@ class Conversation:
         if verb in ("help", "h", "?"):
             return [], [Line(now, "info", line) for line in HELP]
         return error(f"unknown command /{verb} (try /help)")
+
+    def _new_nick(self, nick: str, now: float) -> tuple[list[IRCMessage], list[Line]]:
+        if not nick or " " in nick:
+            return [], [Line(now, "error", "a nickname is one word: type another one (or /quit)")]
+        if not self.registered:  # no NICK echo before the welcome: this is the nick we ask for
+            self.nick = nick
+            self.refused = None
+        return [IRCMessage("NICK", (nick,))], []
 
     def _say(self, target: str | None, text: str, now: float) -> tuple[list[IRCMessage], list[Line]]:
         if target is None:
@@ -266,12 +286,20 @@ class Conversation:
         elif verb == "CAP" and len(params) >= 3:
             out += self._cap(params)
         elif verb == "001":
-            self.registered = True
+            self.registered = self._welcomed = True
+            self.refused = None
             self.nick = params[0]
             lines.append(Line(when, "info", params[-1]))
             for room in self.channels:
                 out.append(IRCMessage("JOIN", (room,)))
-        elif verb == "433" and not self.registered:  # nick taken while registering: try another
+        elif verb in NICK_REFUSALS and not self.registered and not (verb == "433" and self._welcomed):
+            # The first registration: ask (the caller may end instead: line mode).
+            self.refused = f"the server refused the nickname {self.nick!r}: {params[-1] if params else verb}"
+            lines.append(Line(when, "error", self.refused))
+            lines.append(Line(when, "info", "type another nickname (or /nick NEWNICK, /quit)"))
+        elif verb == "433" and not self.registered:
+            # Reconnecting: the server may not have noticed yet that our old connection is
+            # gone, and it holds the nick; take another one rather than stop.
             self._nick_attempt += 1
             self.nick = f"{self.nick.rstrip('_')}{'_' * self._nick_attempt}"
             out.append(IRCMessage("NICK", (self.nick,)))
