@@ -3,20 +3,24 @@
 Exit statuses: 0 when everything worked, 1 when an operation failed (each failure is
 one line on stderr; the others still run), 2 for usage errors (a remote name on the
 command line that is not UTF-8 is one, refused before connecting), 255 when the server
-cannot be reached or refuses the token (as ssh and scp use 255).
+cannot be reached or refuses the token (as ssh and scp use 255), 130 and 143 after
+SIGINT and SIGTERM (the transfer under way keeps its partial for ``--resume``).
+
+``put`` and ``get`` print one final line per file and a summary for a tree
+(``_files_report``), on a terminal and off one.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
 import sys
-import tempfile
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
+from socketkit.cli import _files_transfer as transfer
 from socketkit.cli._args import address_arg
+from socketkit.cli._files_report import Report, report_unlisted
 from socketkit.cli.rexec import add_client_auth_options, client_tls
 
 if TYPE_CHECKING:
@@ -80,12 +84,19 @@ def add_parsers(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
     )
     for parser in (put, get):
         parser.add_argument("-r", "--recursive", action="store_true", help="directories and their contents")
-        parser.add_argument("--resume", action="store_true", help="continue an interrupted transfer")
-        parser.add_argument("-f", "--force", action="store_true", help="replace existing files")
+        parser.add_argument(
+            "--resume",
+            action="store_true",
+            help="continue an interrupted transfer (its partial file is kept; without --resume or "
+            "--force it is refused)",
+        )
+        parser.add_argument(
+            "-f", "--force", action="store_true", help="replace existing files (and interrupted transfers)"
+        )
         parser.add_argument("--no-progress", action="store_true", help="no progress bars")
         add_client_auth_options(parser)
-    put.set_defaults(func=lambda args: _client(args, _put, _split_targets(args.paths)[1:]))
-    get.set_defaults(func=lambda args: _client(args, _get, _split_targets(args.paths)[0]))
+    put.set_defaults(func=lambda args: _client(args, transfer.put, transfer.split_targets(args.paths)[1:]))
+    get.set_defaults(func=lambda args: _client(args, transfer.get, transfer.split_targets(args.paths)[0]))
 
     ls = commands.add_parser("ls", help="list remote files", description="List a remote directory.")
     ls.add_argument("address", type=address_arg, metavar="ADDR")
@@ -125,6 +136,35 @@ class _Session:
         self.args = args
         self.failures = 0
         self.progress: Any = None
+        self.report = Report(write=self._write, quiet=bool(getattr(args, "quiet", False)))
+
+    def _write(self, line: str) -> None:
+        """One line on stderr, above the progress bars while they are drawn."""
+        if self.progress is None:
+            print(line, file=sys.stderr, flush=True)
+        else:
+            self.progress.console.print(line, markup=False, highlight=False, emoji=False, soft_wrap=True)
+
+    def done(self, name: str, result: Any, since: float) -> None:
+        """A file transferred and verified: its final line."""
+        from socketkit.services.filexfer.protocol import safe_display  # noqa: PLC0415
+
+        self.report.done(safe_display(name), result.size, result.transferred, result.algorithm, since)
+
+    @contextmanager
+    def interruptible(self, name: str) -> Iterator[None]:
+        """Say, when a transfer is cut by SIGINT or SIGTERM, that its partial is kept."""
+        from asyncio import CancelledError  # noqa: PLC0415 (loaded by now: the CLI imports it late)
+
+        from socketkit.services.filexfer.protocol import safe_display  # noqa: PLC0415
+
+        try:
+            yield
+        except (CancelledError, KeyboardInterrupt):
+            self._write(
+                f"{safe_display(name)}: interrupted; the partial file is kept: `--resume` continues it"
+            )
+            raise
 
     def fail(self, what: str, exc: BaseException) -> None:
         from socketkit.services.filexfer.protocol import safe_display  # noqa: PLC0415
@@ -179,7 +219,9 @@ def _client(
     """Run ``body`` with a connected session; ``remote``: the names of the command line
     that are remote paths, refused as a usage error (exit 2) before connecting when
     they are not UTF-8."""
-    from socketkit.aio.loop import run  # noqa: PLC0415 (lazy imports keep the CLI quick)
+    import signal  # noqa: PLC0415 (lazy imports keep the CLI quick)
+
+    from socketkit.aio.loop import run  # noqa: PLC0415
 
     for name in remote:
         if name is not None and _not_text(name):
@@ -189,10 +231,41 @@ def _client(
     try:
         return run(_run_client(args, body))
     except KeyboardInterrupt:
-        return 130
+        return 128 + signal.SIGINT
 
 
 async def _run_client(args: argparse.Namespace, body: Callable[[_Session], Awaitable[None]]) -> int:
+    """``_session`` with SIGTERM handled as SIGINT is (asyncio cancels the task on
+    SIGINT): the transfer under way is cancelled, keeps what it has, and the exit status
+    is 143."""
+    import asyncio  # noqa: PLC0415
+    import signal  # noqa: PLC0415
+
+    loop = asyncio.get_running_loop()
+    task = asyncio.current_task()
+    terminated = asyncio.Event()
+
+    def terminate() -> None:
+        terminated.set()
+        if task is not None:
+            task.cancel()
+
+    try:
+        loop.add_signal_handler(signal.SIGTERM, terminate)
+    except (NotImplementedError, RuntimeError, ValueError):  # not the main thread, or no signals here
+        return await _session(args, body)
+    try:
+        return await _session(args, body)
+    except asyncio.CancelledError:
+        if not terminated.is_set() or task is None:
+            raise
+        task.uncancel()
+        return 128 + signal.SIGTERM
+    finally:
+        loop.remove_signal_handler(signal.SIGTERM)
+
+
+async def _session(args: argparse.Namespace, body: Callable[[_Session], Awaitable[None]]) -> int:
     from socketkit.auth.connect import ServiceTarget  # noqa: PLC0415
     from socketkit.auth.token import load_client_token  # noqa: PLC0415
     from socketkit.services.filexfer.client import FileClient  # noqa: PLC0415
@@ -212,7 +285,8 @@ async def _run_client(args: argparse.Namespace, body: Callable[[_Session], Await
     show = not getattr(args, "no_progress", True) and sys.stderr.isatty()
     try:
         if show:
-            from rich.progress import (  # noqa: PLC0415 (terminal output only)
+            from rich.console import Console  # noqa: PLC0415 (terminal output only)
+            from rich.progress import (  # noqa: PLC0415
                 BarColumn,
                 DownloadColumn,
                 Progress,
@@ -224,9 +298,10 @@ async def _run_client(args: argparse.Namespace, body: Callable[[_Session], Await
             with Progress(
                 TextColumn("{task.description}"),
                 BarColumn(),
-                DownloadColumn(),
+                DownloadColumn(binary_units=True),  # KiB, MiB: as the final lines count
                 TransferSpeedColumn(),
                 TimeRemainingColumn(),
+                console=Console(stderr=True),
                 transient=True,
             ) as progress:
                 session.progress = progress
@@ -245,174 +320,7 @@ async def _run_client(args: argparse.Namespace, body: Callable[[_Session], Await
     return EXIT_FAILED if session.failures else EXIT_OK
 
 
-# --- the commands -----------------------------------------------------------------------
-
-
-def _split_targets(paths: list[str]) -> tuple[list[str], str | None]:
-    if len(paths) == 1:
-        return paths, None
-    return paths[:-1], paths[-1]
-
-
-def _remote_join(directory: str, name: str) -> str:
-    return f"{directory.rstrip('/')}/{name}" if directory.strip("/") else name
-
-
-async def _put(session: _Session) -> None:
-    from socketkit.errors import ServiceError  # noqa: PLC0415
-
-    args, client = session.args, session.client
-    sources, target = _split_targets(args.paths)
-    into_dir = target is None or len(sources) > 1 or target.endswith("/") or args.recursive
-    if target is not None and not into_dir:
-        try:
-            into_dir = (await client.stat(target)).type == "dir"
-        except ServiceError:
-            into_dir = False
-    for source in sources:
-        if source == "-":
-            if target is None or into_dir:
-                session.fail("-", ValueError("standard input needs a remote file name: put ADDR - REMOTE"))
-                continue
-            await _put_stdin(session, target)
-            continue
-        name = os.path.basename(os.path.normpath(source))
-        remote = _remote_join(target or "", name) if into_dir else str(target)
-        if os.path.isdir(source):
-            if not args.recursive:
-                session.fail(source, IsADirectoryError("is a directory (use -r)"))
-                continue
-            await _put_tree(session, source, remote)
-            continue
-        await _put_one(session, source, remote)
-
-
-async def _put_one(session: _Session, local: str, remote: str) -> None:
-    from socketkit.errors import ServiceError  # noqa: PLC0415
-
-    args = session.args
-    try:
-        with session.bar(f"put {os.path.basename(local)}", os.path.getsize(local)) as advance:
-            result = await session.client.put_file(
-                local, remote, force=args.force, resume=args.resume, progress=advance
-            )
-    except (ServiceError, OSError) as exc:
-        session.fail(local, exc)
-        return
-    if session.progress is None and sys.stderr.isatty():
-        print(
-            f"{local} -> {result.path} ({result.size} bytes, sha256 {result.sha256[:16]}...)", file=sys.stderr
-        )
-
-
-async def _put_tree(session: _Session, local_dir: str, remote_dir: str) -> None:
-    from socketkit.errors import ServiceError  # noqa: PLC0415
-
-    for directory, subdirs, files in os.walk(local_dir):
-        subdirs.sort()
-        rel = os.path.relpath(directory, local_dir)
-        remote = remote_dir if rel == "." else _remote_join(remote_dir, rel.replace(os.sep, "/"))
-        try:
-            await session.client.mkdir(remote, parents=True)
-        except ServiceError as exc:
-            session.fail(remote, exc)
-            subdirs.clear()
-            continue
-        for name in sorted(files):
-            await _put_one(session, os.path.join(directory, name), _remote_join(remote, name))
-
-
-async def _put_stdin(session: _Session, remote: str) -> None:
-    from socketkit.errors import ServiceError  # noqa: PLC0415
-
-    # The declared size and hash come first, so standard input is spooled to a
-    # temporary file (on disk: memory stays flat) and sent from there.
-    with tempfile.NamedTemporaryFile(prefix="socketkit-stdin-") as spool:
-        source = sys.stdin.buffer
-        while chunk := source.read(1 << 20):
-            spool.write(chunk)
-        spool.flush()
-        try:
-            await session.client.put_file(spool.name, remote, force=session.args.force)
-        except (ServiceError, OSError) as exc:
-            session.fail("-", exc)
-
-
-async def _get(session: _Session) -> None:
-    from socketkit.errors import ServiceError  # noqa: PLC0415
-
-    args, client = session.args, session.client
-    sources, target = _split_targets(args.paths)
-    if target == "-":
-        for source in sources:
-            try:
-                await client.get_stream(source, sys.stdout.buffer)
-            except ServiceError as exc:
-                session.fail(source, exc)
-        return
-    into_dir = target is None or len(sources) > 1 or os.path.isdir(target) or args.recursive
-    destination = target or "."
-    if target is not None and len(sources) > 1 and not args.recursive and not os.path.isdir(target):
-        # As cp: several files go into a directory that exists (-r makes it).
-        session.fail(target, NotADirectoryError("no such local directory (several files go into one)"))
-        return
-    for source in sources:
-        try:
-            entry = await client.stat(source)
-        except ServiceError as exc:
-            session.fail(source, exc)
-            continue
-        name = os.path.basename(entry.path.rstrip("/")) or "root"
-        if entry.type == "dir":
-            if not args.recursive:
-                session.fail(source, IsADirectoryError("is a directory (use -r)"))
-                continue
-            local_root = os.path.join(destination, name) if into_dir else destination
-            await _get_tree(session, entry.path, local_root)
-            continue
-        local = os.path.join(destination, name) if into_dir else destination
-        await _get_one(session, entry.path, local, entry.size)
-
-
-async def _get_one(session: _Session, remote: str, local: str, size: int) -> None:
-    from socketkit.errors import ServiceError  # noqa: PLC0415
-
-    args = session.args
-    try:
-        with session.bar(f"get {os.path.basename(local)}", size) as advance:
-            await session.client.get_file(
-                remote, local, force=args.force, resume=args.resume, progress=advance
-            )
-    except (ServiceError, OSError) as exc:
-        session.fail(remote, exc)
-
-
-async def _get_tree(session: _Session, remote_dir: str, local_dir: str) -> None:
-    from socketkit.errors import ServiceError  # noqa: PLC0415
-    from socketkit.services.filexfer.client import local_destination  # noqa: PLC0415
-
-    os.makedirs(local_dir, exist_ok=True)
-    try:
-        entries = await session.client.list(remote_dir, recursive=True)
-    except ServiceError as exc:
-        session.fail(remote_dir, exc)
-        return
-    _report_unlisted(remote_dir, entries.unlisted)
-    prefix = remote_dir.strip("/") + "/" if remote_dir.strip("/") else ""
-    for entry in entries:
-        relative = entry.path[len(prefix) :] if entry.path.startswith(prefix) else entry.path
-        try:
-            # Names come from the server: jailed under the local directory like the
-            # server jails ours (no "..", absolute paths or control characters).
-            local = local_destination(local_dir, relative)
-        except (ServiceError, ValueError) as exc:
-            session.fail(entry.path, exc)
-            continue
-        if entry.type == "dir":
-            os.makedirs(local, exist_ok=True)
-        elif entry.type == "file":
-            os.makedirs(os.path.dirname(local), exist_ok=True)
-            await _get_one(session, entry.path, local, entry.size)
+# --- the other commands ----------------------------------------------------------------
 
 
 async def _ls(session: _Session) -> None:
@@ -428,7 +336,7 @@ async def _ls(session: _Session) -> None:
     except ServiceError as exc:
         session.fail(args.path or ".", exc)
         return
-    _report_unlisted(args.path, entries.unlisted)
+    report_unlisted(args.path, entries.unlisted)
     if args.json:
         print(json.dumps([e.to_json() for e in entries], indent=1))
         return
@@ -438,19 +346,6 @@ async def _ls(session: _Session) -> None:
         sha = f" {entry.sha256}" if entry.sha256 else ""
         name = safe_display(entry.path) + ("/" if entry.type == "dir" else "")
         print(f"{kind} {entry.size:>14,} {when}{sha} {name}")
-
-
-def _report_unlisted(path: str, count: int) -> None:
-    """One line on stderr when the server left names out of a listing."""
-    if count:
-        from socketkit.services.filexfer.protocol import safe_display  # noqa: PLC0415
-
-        print(
-            f"{safe_display(path or '.')}: {count} name(s) on the server cannot be shown (not UTF-8, or "
-            "control, format or invisible characters) and were left out; they count in the quota, and "
-            "rm -r of the directory holding them removes them",
-            file=sys.stderr,
-        )
 
 
 async def _rm(session: _Session) -> None:

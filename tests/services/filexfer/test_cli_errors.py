@@ -71,10 +71,12 @@ def test_a_tree_holding_a_name_that_is_not_utf8_fails_that_file_only(
     root.mkdir()
     with serving(root) as (address, _):
         assert main(["put", "-r", str(address), str(tree)]) == 1
-    err = capsys.readouterr().err
-    assert err.count("\n") == 1
-    assert "bad\\xffname" in err
-    assert "is not valid UTF-8" in err
+    failed, good, summary = capsys.readouterr().err.splitlines()  # one failure, one file done, the summary
+    assert "bad\\xffname" in failed
+    assert "is not valid UTF-8" in failed
+    assert good.startswith("tree/good 4 B in ")
+    assert summary.startswith("1 file, 4 B in ")
+    assert summary.endswith(", 1 failed")
     assert (root / "tree" / "good").read_bytes() == b"good"
     assert sorted(p.name for p in (root / "tree").iterdir()) == ["good"]
 

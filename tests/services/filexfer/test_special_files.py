@@ -74,9 +74,9 @@ def test_fifos_and_sockets_are_refused_and_block_no_one(root: Path, tmp_path: Pa
         (local / ".resumed.part").write_bytes(b"x")  # a resumed download asks from offset 1
         async with await connect() as client:
             for name in SPECIAL:
-                for resume in (False, True):
+                for resume in (False, True):  # --force: start over; the partial stays as it was
                     with pytest.raises(ServiceError) as info:
-                        await client.get_file(name, str(local / "resumed"), resume=resume)
+                        await client.get_file(name, str(local / "resumed"), resume=resume, force=not resume)
                     assert info.value.code == "not-a-file"
                 for with_hash in (False, True):
                     entry = await client.stat(name, with_hash=with_hash)

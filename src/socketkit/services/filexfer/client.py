@@ -3,11 +3,23 @@
 Uploads declare the file's SHA-256 (computed first, reading the local file) and send it
 with ``sendfile`` where possible; resumed uploads compare the server's prefix hash with
 the local file before continuing. Downloads are written to a hidden partial file next
-to the destination, hashed as they arrive, checked against the server's SHA-256,
-fsynced and renamed into place; a resumed download sends the hash of what it already
-has, and the server refuses to continue if its file differs. Names coming from the
-server are checked with the same jail as the server's (no ``..``, no absolute paths,
-no control characters) before anything is written.
+to the destination (private, 0600, until it is complete), hashed as they arrive,
+checked against the server's SHA-256, fsynced and renamed into place; a resumed
+download sends the hash of what it already has, and the server refuses to continue if
+its file differs. Names coming from the server are checked with the same jail as the
+server's (no ``..``, no absolute paths, no control characters) before anything is
+written.
+
+Interrupted transfers are kept, as ``rsync --partial`` keeps them: a download cut by
+Ctrl-C, a signal that cancels it, or a dropped connection writes out every byte it had
+received and leaves its partial; a plain download to a destination whose partial holds
+bytes is refused (``resumable``: ``resume`` continues it, ``force`` starts over), and
+the server does the same with an upload's partial. Only a checksum mismatch (the bytes
+are wrong) or an empty partial is deleted.
+
+Permission bits travel both ways, as rsync gives them to new files without
+``--perms``: the source's mode, masked by the receiver's umask, never setuid, setgid or
+sticky (``protocol.masked_mode``).
 """
 
 from __future__ import annotations
@@ -16,6 +28,7 @@ import asyncio
 import contextlib
 import hashlib
 import os
+import stat
 import threading
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -28,23 +41,47 @@ from socketkit.auth.connect import ServiceTarget, connect_authenticated
 from socketkit.auth.session import receive_control
 from socketkit.codec.wire import BodyChunk, BodyEnd, BodyStart, WireEvent, encode_body_header, encode_control
 from socketkit.errors import PermissionDenied, RemoteProtocolError, ServiceError
-from socketkit.paths import display_name, resolve_under
+from socketkit.paths import display_name
+from socketkit.services.filexfer.local import (
+    append_all,
+    close_partial,
+    file_sha256,
+    link_into_place,
+    local_destination,
+    open_partial,
+    resumable,
+    update_all,
+)
 from socketkit.services.filexfer.protocol import (
     Entry,
     GetRequest,
     ListRequest,
     PathRequest,
     PutRequest,
+    masked_mode,
     parse_entry,
+    parse_mode,
 )
+from socketkit.services.filexfer.umask import process_umask
 
-__all__ = ["FileClient", "Listing", "Progress", "TransferResult", "check_remote_name", "file_sha256"]
+__all__ = [
+    "HASH_ALGORITHM",
+    "FileClient",
+    "Listing",
+    "Progress",
+    "TransferResult",
+    "check_remote_name",
+    "file_sha256",
+    "local_destination",
+]
 
 Progress = Callable[[int], None]
-HASH_CHUNK = 1 << 20
+HASH_ALGORITHM = "sha256"
+"""The hash every transfer is verified with, end to end (named in the final lines)."""
 RESUME_RETRY_DELAYS = (0.05, 0.1, 0.2, 0.4, 0.8, 1.5, 2.0)
-"""Seconds between repeats of a resumed upload the server still sees running (about
-5 s in all: the server notices a dead connection at once, or at its idle timeout)."""
+"""Seconds between repeats of an upload the server still sees running (about 5 s in all:
+the server notices a dead connection at once, or at its idle timeout): right after an
+interrupted upload, it is still settling the partial that a resume continues."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,20 +92,12 @@ class TransferResult:
     size: int
     sha256: str
     transferred: int  # bytes that crossed the network (less than size after a resume)
+    algorithm: str = HASH_ALGORITHM
 
-
-def file_sha256(fd: int, size: int, *, stop: threading.Event | None = None) -> Any:
-    """A hashlib object over the first ``size`` bytes of ``fd`` (read with pread);
-    ``stop`` ends it early (its result is then meaningless)."""
-    digest = hashlib.sha256()
-    position = 0
-    while position < size and not (stop is not None and stop.is_set()):
-        chunk = os.pread(fd, min(HASH_CHUNK, size - position), position)
-        if not chunk:
-            raise OSError(f"the file shrank while being hashed ({position} of {size} bytes)")
-        digest.update(chunk)
-        position += len(chunk)
-    return digest
+    @property
+    def resumed_at(self) -> int:
+        """Bytes that were already there (an interrupted transfer continued), or 0."""
+        return self.size - self.transferred
 
 
 class Listing(list[Entry]):
@@ -93,11 +122,6 @@ def check_remote_name(path: str) -> None:
             f"the remote name '{display_name(path)}' is not valid UTF-8 (remote names are Unicode text)",
             code="bad-path",
         ) from None
-
-
-def _partial_path(destination: str) -> str:
-    directory, name = os.path.split(destination)
-    return os.path.join(directory, f".{name}.part")
 
 
 class FileClient:
@@ -134,9 +158,10 @@ class FileClient:
     async def _request_upload(self, request: PutRequest) -> dict[str, Any]:
         """Send the put request; its answer ("ready" and the offset to resume from).
 
-        A resume right after a crash can reach the server before it has noticed that
-        the old connection is gone, while it still holds the partial file: then the
-        request is repeated for a few seconds (``RESUME_RETRY_DELAYS``).
+        A request right after an interrupted upload can reach the server before it has
+        noticed that the old connection is gone, while it still holds the partial
+        file: then the request is repeated for a few seconds (``RESUME_RETRY_DELAYS``),
+        so that a resume continues it and a plain put is told it could.
 
         Raises:
             ServiceError: the server refused.
@@ -149,7 +174,7 @@ class FileClient:
                 return await self._reply()
             except ServiceError as exc:
                 delay = next(delays, None)
-                if not request.resume or exc.code != "upload-in-progress" or delay is None:
+                if exc.code != "upload-in-progress" or delay is None:
                     raise
             await asyncio.sleep(delay)
 
@@ -161,36 +186,31 @@ class FileClient:
         force: bool = False,
         resume: bool = False,
         progress: Progress | None = None,
+        keep_mode: bool = True,
     ) -> TransferResult:
-        """Upload one local file.
+        """Upload one local file, declaring its permission bits (``keep_mode``; off for
+        a spooled standard input, whose temporary file's mode means nothing).
 
         The file is hashed while it is being sent (a worker thread reads it from the
         page cache as ``sendfile`` sends it), and the hash follows the body.
 
         Raises:
             OSError: the local file cannot be read.
-            ServiceError: the server refused (exists, quota, checksum-mismatch...).
+            ServiceError: the server refused (exists, quota, checksum-mismatch, an
+                interrupted upload to it is kept: ``resumable``...).
         """
         fd = os.open(local, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
         try:
-            size = os.fstat(fd).st_size
-            return await self._put_fd(fd, size, None, remote, force=force, resume=resume, progress=progress)
+            st = os.fstat(fd)
+            mode = stat.S_IMODE(st.st_mode) if keep_mode else None
+            request = PutRequest(remote, st.st_size, None, force, resume, mode)
+            return await self._put_fd(fd, request, progress=progress)
         finally:
             os.close(fd)
 
-    async def _put_fd(
-        self,
-        fd: int,
-        size: int,
-        sha: str | None,
-        remote: str,
-        *,
-        force: bool,
-        resume: bool,
-        progress: Progress | None,
-    ) -> TransferResult:
-        conn = self.conn
-        ready = await self._request_upload(PutRequest(remote, size, sha, force, resume))
+    async def _put_fd(self, fd: int, request: PutRequest, *, progress: Progress | None) -> TransferResult:
+        conn, size, sha = self.conn, request.size, request.sha256
+        ready = await self._request_upload(request)
         offset = int(ready.get("offset") or 0)
         if offset:
             local_prefix = (await asyncio.to_thread(file_sha256, fd, offset)).hexdigest()
@@ -218,7 +238,7 @@ class FileClient:
         done = await self._reply()
         if done.get("event") != "done" or done.get("sha256") != sha:
             raise RemoteProtocolError(f"unexpected reply to an upload: {done}")
-        return TransferResult(str(done.get("path", remote)), size, str(sha), size - offset)
+        return TransferResult(str(done.get("path", request.path)), size, str(sha), size - offset)
 
     # --- downloads -----------------------------------------------------------------
 
@@ -232,71 +252,94 @@ class FileClient:
         progress: Progress | None = None,
         on_size: Callable[[int], None] | None = None,
     ) -> TransferResult:
-        """Download one file to ``local`` (atomically: a partial file, then a rename).
+        """Download one file to ``local`` (atomically: a partial file, then a rename),
+        with the server file's permission bits masked by our umask.
+
+        An interruption (cancelled, the connection lost) keeps the partial with every
+        byte received, for ``resume``.
 
         Raises:
             FileExistsError: ``local`` exists and ``force`` is off.
-            ServiceError: the server refused (not found...), or the checksum differs
-                (code ``checksum-mismatch``; the partial is removed).
+            ServiceError: the server refused (not found...); an interrupted download's
+                partial holds bytes and neither ``resume`` nor ``force`` was given
+                (``resumable``; it is left as it was); or the checksum differs (code
+                ``checksum-mismatch``; the partial is removed).
             OSError: the local file cannot be written.
         """
-        if os.path.lexists(local) and not force:
-            raise FileExistsError(f"{local} exists (use --force to replace it)")
-        partial = _partial_path(local)
+        fd, partial = open_partial(local, force=force)
+        outcome = "kept"  # kept (for a resume, unless empty), moved (in place), discarded (bad bytes)
         try:
-            fd = os.open(partial, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o644)
-        except FileNotFoundError:
-            directory = os.path.dirname(local) or "."
-            raise FileNotFoundError(f"{directory}: no such local directory") from None
-        keep_partial = resume
-        try:
-            offset = os.fstat(fd).st_size if resume else 0
-            digest = await asyncio.to_thread(file_sha256, fd, offset)
-            try:
-                header = await self._request_file(remote, offset, digest.hexdigest() if offset else None)
-            except ServiceError as exc:
-                if exc.code != "resume-mismatch":
-                    raise
-                offset, digest = 0, hashlib.sha256()
-                header = await self._request_file(remote, 0, None)
-            os.ftruncate(fd, offset)
-            os.lseek(fd, offset, os.SEEK_SET)
-            size, sha = int(header["size"]), str(header["sha256"])
-            if on_size is not None:
-                on_size(size)
-            if progress is not None and offset:
-                progress(offset)
-            # The loop receives; one thread hashes, another writes: the three overlap.
-            hasher = BatchWriter(lambda chunks: _update_all(digest, chunks))
-            writer = BatchWriter(lambda chunks: _append_all(fd, chunks))
-
-            async def store(data: bytes) -> None:
-                await hasher.add(data)
-                await writer.add(data)
-
-            try:
-                await self._receive_body(store, None, size - offset, progress)
-            except BaseException:
-                await abort_all(hasher, writer)
-                raise
-            await close_all(hasher, writer)
-            if digest.hexdigest() != sha:
-                keep_partial = False
-                raise ServiceError(
-                    f"{remote}: checksum mismatch after download (expected {sha})", code="checksum-mismatch"
-                )
-            os.fsync(fd)
-            mtime = header.get("mtime")
-            if isinstance(mtime, (int, float)):
-                os.utime(fd, (mtime, mtime))
-            os.replace(partial, local) if force else _link_into_place(partial, local)
-            keep_partial = True  # moved: nothing to remove
-            return TransferResult(local, size, sha, size - offset)
+            held = os.fstat(fd).st_size
+            if held and not (resume or force):
+                raise resumable(held, partial)
+            result = await self._download(fd, remote, local, held if resume else 0, progress, on_size)
+            if isinstance(result, ServiceError):
+                outcome = "discarded"
+                raise result
+            os.replace(partial, local) if force else link_into_place(partial, local)
+            outcome = "moved"
+            return result
         finally:
-            os.close(fd)
-            if not keep_partial:
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(partial)
+            close_partial(fd, partial, discard=outcome == "discarded", moved=outcome == "moved")
+
+    async def _download(
+        self,
+        fd: int,
+        remote: str,
+        local: str,
+        offset: int,
+        progress: Progress | None,
+        on_size: Callable[[int], None] | None,
+    ) -> TransferResult | ServiceError:
+        """Receive ``remote`` into the partial ``fd`` from ``offset`` (what it holds, if
+        it matches the server's file), verify it, give it its mode and mtime, fsync it;
+        a checksum mismatch is returned (the caller discards the partial)."""
+        digest = await asyncio.to_thread(file_sha256, fd, offset)
+        try:
+            header = await self._request_file(remote, offset, digest.hexdigest() if offset else None)
+        except ServiceError as exc:
+            if exc.code != "resume-mismatch":
+                raise
+            offset, digest = 0, hashlib.sha256()
+            header = await self._request_file(remote, 0, None)
+        os.ftruncate(fd, offset)
+        os.lseek(fd, offset, os.SEEK_SET)
+        size, sha, mode = int(header["size"]), str(header["sha256"]), parse_mode(header)
+        if on_size is not None:
+            on_size(size)
+        if progress is not None and offset:
+            progress(offset)
+        # The loop receives; one thread hashes, another writes: the three overlap.
+        hasher = BatchWriter(lambda chunks: update_all(digest, chunks))
+        writer = BatchWriter(lambda chunks: append_all(fd, chunks))
+
+        async def store(data: bytes) -> None:
+            await hasher.add(data)
+            await writer.add(data)
+
+        try:
+            await self._receive_body(store, None, size - offset, progress)
+        except BaseException:
+            # Interrupted: what was received is written out (a prefix of the file, in
+            # order) for a resume; the hash is computed again from the disk then.
+            hasher.abort()
+            try:
+                with contextlib.suppress(OSError):
+                    await close_all(writer)  # aborts it too if cancelled again meanwhile
+            finally:
+                await abort_all(hasher)
+            raise
+        await close_all(hasher, writer)
+        if digest.hexdigest() != sha:
+            return ServiceError(
+                f"{remote}: checksum mismatch after download (expected {sha})", code="checksum-mismatch"
+            )
+        os.fchmod(fd, masked_mode(mode, process_umask()))
+        os.fsync(fd)
+        mtime = header.get("mtime")
+        if isinstance(mtime, (int, float)):
+            os.utime(fd, (mtime, mtime))
+        return TransferResult(local, size, sha, size - offset)
 
     async def get_stream(
         self, remote: str, out: BinaryIO, *, progress: Progress | None = None
@@ -401,32 +444,3 @@ class FileClient:
         check_remote_name(path)
         self.conn.send(encode_control(PathRequest("mkdir", path, parents).to_header()))
         return str((await self._reply()).get("path", path))
-
-
-def _update_all(digest: Any, chunks: list[bytes]) -> None:
-    for data in chunks:
-        digest.update(data)
-
-
-def _append_all(fd: int, chunks: list[bytes]) -> None:
-    for data in chunks:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view) :]
-
-
-def _link_into_place(partial: str, local: str) -> None:
-    try:
-        os.link(partial, local)
-    except FileExistsError:
-        raise FileExistsError(f"{local} appeared during the download (use --force to replace it)") from None
-    os.unlink(partial)
-
-
-def local_destination(directory: str, remote_relative: str) -> str:
-    """Where a remote name lands under a local directory: jailed like the server's paths.
-
-    Raises:
-        PathOutsideRoot, PermissionDenied: a hostile name from the server.
-    """
-    return resolve_under(directory, remote_relative)

@@ -4,7 +4,8 @@ After the hello and the auth exchange, a connection carries any number of operat
 one at a time; a refused operation gets an ERROR frame and the connection stays usable
 (a protocol violation closes it)::
 
-    put     {"op": "put", "path": P, "size": N, "sha256": H | null, "force": false, "resume": false}
+    put     {"op": "put", "path": P, "size": N, "sha256": H | null, "force": false, "resume": false,
+             "mode": M}   (optional: the source's permission bits; absent from old clients)
             <- {"event": "ready", "offset": K, "prefix_sha256": HK | null}
             [-> {"op": "restart"}  <- {"event": "ready", "offset": 0}]   prefix differs
             -> BODY of N-K raw bytes
@@ -15,7 +16,7 @@ A client that knows the hash may declare it in the put; otherwise it hashes whil
 sending and declares it in "commit", so the hashing overlaps the transfer. Either way
 the server verifies before the file appears.
     get     {"op": "get", "path": P, "offset": K, "prefix_sha256": HK | null}
-            <- {"event": "file", "path": P, "size": N, "sha256": H, "mtime": T, "offset": K}
+            <- {"event": "file", "path": P, "size": N, "sha256": H, "mtime": T, "offset": K, "mode": M}
             <- BODY of N-K raw bytes (the client checks the whole file against H)
     list    {"op": "list", "path": P, "hash": false, "recursive": false}
             <- {"event": "entries", "entries": [...], "more": true|false} (one or more)
@@ -25,6 +26,12 @@ the server verifies before the file appears.
 
 An entry is ``{"path", "type": "file"|"dir"|"link"|"other", "size", "mtime"}`` plus
 ``"sha256"`` when asked for ("other" is a FIFO, device or socket: listed, never opened).
+
+A put without ``resume`` (nor ``force``) to a name whose earlier upload was interrupted
+(its partial holds bytes) is refused with ``resumable``: the bytes already sent are
+never thrown away unasked. ``mode`` (both ways) carries permission bits, which the
+receiving side masks with ``masked_mode``: never setuid, setgid or sticky, never more
+than its umask allows (as rsync does without ``--perms``).
 
 Paths are virtual, relative to the served root (``request_parts``). Names that start
 with a dot and end in ``.part`` are reserved for uploads in progress: a client never
@@ -51,9 +58,11 @@ from socketkit.errors import PermissionDenied, RemoteProtocolError
 from socketkit.paths import MAX_PATH_LENGTH, display_name, jail_parts, split_virtual
 
 __all__ = [
+    "DEFAULT_FILE_MODE",
     "ENTRIES_PER_FRAME",
     "OPERATIONS",
     "PART_SUFFIX",
+    "PERMISSION_BITS",
     "BadHeader",
     "Entry",
     "GetRequest",
@@ -62,8 +71,10 @@ __all__ = [
     "PutRequest",
     "RequestDecoder",
     "is_partial",
+    "masked_mode",
     "parse_commit",
     "parse_entry",
+    "parse_mode",
     "parse_request",
     "partial_name",
     "request_parts",
@@ -79,6 +90,18 @@ below the 64 KiB control limit; long names are split further by size (see server
 PART_SUFFIX: Final = ".part"
 """Uploads are written to ``.NAME.part`` next to their target, then moved into place."""
 
+DEFAULT_FILE_MODE: Final = 0o666
+"""The permission bits a received file starts from when the sender declared none (an old
+client, standard input, an old server), before the umask: what ``open`` gives a new
+file, so 0644 under the usual umask, as curl and wget leave a download."""
+
+PERMISSION_BITS: Final = 0o777
+"""The bits a sender's mode may carry over: read, write and execute for user, group and
+others. setuid, setgid and sticky never cross: a file received from the network must not
+run with its owner's rights, nor change how a shared directory treats it."""
+
+_MAX_MODE: Final = 0o7777
+
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _MAX_SIZE: Final = 1 << 62
 
@@ -92,6 +115,15 @@ def partial_name(name: str) -> str:
 def is_partial(name: str) -> bool:
     """Whether a name is reserved for partial files (``.NAME.part``)."""
     return name.startswith(".") and name.endswith(PART_SUFFIX)
+
+
+def masked_mode(mode: int | None, umask: int) -> int:
+    """The permission bits a received file gets: the sender's ``mode`` (or
+    ``DEFAULT_FILE_MODE`` when it declared none) limited to ``PERMISSION_BITS`` and
+    masked with the receiver's ``umask`` (rsync without ``--perms``: 0755 stays 0755,
+    0600 stays 0600, 0666 becomes 0644 under umask 022, setuid is dropped)."""
+    source = DEFAULT_FILE_MODE if mode is None else mode
+    return source & PERMISSION_BITS & ~umask
 
 
 def request_parts(path: str) -> list[str]:
@@ -174,10 +206,11 @@ class PutRequest:
     sha256: str | None  # None: declared after the body, in a "commit" message
     force: bool = False
     resume: bool = False
+    mode: int | None = None  # the source's permission bits; None: not declared (old clients)
 
     def to_header(self) -> dict[str, Any]:
-        """The CONTROL header."""
-        return {
+        """The CONTROL header (``mode`` only when declared: old servers ignore it)."""
+        header: dict[str, Any] = {
             "op": "put",
             "path": self.path,
             "size": self.size,
@@ -185,6 +218,9 @@ class PutRequest:
             "force": self.force,
             "resume": self.resume,
         }
+        if self.mode is not None:
+            header["mode"] = self.mode
+        return header
 
 
 @dataclass(frozen=True, slots=True)
@@ -245,6 +281,7 @@ def parse_request(header: Mapping[str, Any]) -> Request:
             _digest(fields, "sha256", required=False),
             fields.flag("force"),
             fields.flag("resume"),
+            parse_mode(header),
         )
     if op == "get":
         offset = _size(fields, "offset", default=0)
@@ -277,6 +314,19 @@ class Entry:
         if self.sha256 is not None:
             out["sha256"] = self.sha256
         return out
+
+
+def parse_mode(header: Mapping[str, Any]) -> int | None:
+    """The optional ``mode`` of a put request or a file reply: ``None`` when absent or
+    ``null``, else a whole number from 0 to 0o7777 (the special bits are accepted here
+    and dropped by ``masked_mode``).
+
+    Raises:
+        RemoteProtocolError: a mode that is not such a number (code ``bad-request``).
+    """
+    if header.get("mode") is None:
+        return None
+    return Fields(header).integer("mode", minimum=0, maximum=_MAX_MODE)
 
 
 def parse_commit(header: Mapping[str, Any]) -> str:

@@ -259,6 +259,7 @@ class FileServer:
                 request.sha256,
                 force=request.force,
                 resume=request.resume,
+                mode=request.mode,
             )
             prefix = upload.digest.hexdigest() if upload.offset else None
             conn.send(encode_control({"event": "ready", "offset": upload.offset, "prefix_sha256": prefix}))
@@ -367,6 +368,7 @@ class FileServer:
                             "sha256": download.sha256,
                             "mtime": download.mtime,
                             "offset": download.offset,
+                            "mode": download.mode,
                         }
                     )
                 )

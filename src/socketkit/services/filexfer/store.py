@@ -26,7 +26,6 @@ Blocking: call through ``asyncio.to_thread``.
 from __future__ import annotations
 
 import errno
-import hashlib
 import os
 import stat
 import threading
@@ -38,7 +37,13 @@ from socketkit._log import get_logger
 from socketkit.errors import PathOutsideRoot, PermissionDenied, ServiceError
 from socketkit.fsjail import FILE_FLAGS, Jail
 from socketkit.paths import display_name, unsafe_character
-from socketkit.services.filexfer.protocol import Entry, is_partial, request_parts
+from socketkit.services.filexfer.protocol import (
+    PERMISSION_BITS,
+    Entry,
+    is_partial,
+    masked_mode,
+    request_parts,
+)
 from socketkit.services.filexfer.quota import (
     BLOCK,
     DEFAULT_MAX_ENTRIES,
@@ -50,7 +55,8 @@ from socketkit.services.filexfer.quota import (
     scan,
 )
 from socketkit.services.filexfer.records import Records
-from socketkit.services.filexfer.upload import HASH_CHUNK, Upload
+from socketkit.services.filexfer.umask import process_umask
+from socketkit.services.filexfer.upload import Upload, hash_prefix
 from socketkit.state import StateDB
 
 __all__ = ["Download", "FileStore", "StoreLimits", "Upload"]
@@ -58,11 +64,9 @@ __all__ = ["Download", "FileStore", "StoreLimits", "Upload"]
 logger = get_logger(__name__)
 
 
-FILE_MODE = 0o644
-"""Mode of an uploaded file once it is in place (its partial is 0600 until then): the
-served tree is content, not state, and what others may read of it is the served
-directory's own mode (``serve all`` keeps its root inside the 0700 state directory).
-0644 is what scp, rsync and FTP servers give a new file under the usual umask."""
+OWNER_READ = 0o400
+"""Always given to a stored file, whatever mode the client sent: the server must be able
+to read what it stores to serve it (and hash it)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,7 +79,9 @@ class StoreLimits:
     min_free: int = 64 * 1024 * 1024  # keep this much disk free
     min_free_inodes: int = MIN_FREE_INODES
     read_only: bool = False
-    file_mode: int = FILE_MODE
+    # Masks the permission bits a client sends with a file (``protocol.masked_mode``);
+    # None: the server process's umask when the store opens.
+    umask: int | None = None
     owner: tuple[int, int] | None = None  # (uid, gid) given every file and directory made
 
 
@@ -89,6 +95,7 @@ class Download:
     sha256: str
     mtime: float
     offset: int
+    mode: int  # its permission bits (``protocol.PERMISSION_BITS``), sent to the client
 
 
 def unshowable(name: str) -> bool:
@@ -154,6 +161,7 @@ class FileStore:
         self.jail = Jail(self.root, use_openat2=use_openat2)
         self.db = db
         self.limits = limits
+        self.umask = process_umask() if limits.umask is None else limits.umask & 0o777
         self.clock = clock
         self.usage = Usage(limits.quota, limits.max_entries)
         self.reconciled = threading.Event()  # set after each reconcile (tests, status)
@@ -214,13 +222,24 @@ class FileStore:
 
     # --- uploads ---------------------------------------------------------------------------
 
-    def begin_put(self, path: str, size: int, sha256: str | None, *, force: bool, resume: bool) -> Upload:
-        """Check limits and open (or reopen, to resume) the partial file.
+    def stored_mode(self, mode: int | None) -> int:
+        """The permission bits of an uploaded file whose source had ``mode`` (``None``:
+        not declared): ``protocol.masked_mode`` with the store's umask, plus
+        ``OWNER_READ``."""
+        return masked_mode(mode, self.umask) | OWNER_READ
+
+    def begin_put(
+        self, path: str, size: int, sha256: str | None, *, force: bool, resume: bool, mode: int | None = None
+    ) -> Upload:
+        """Check limits and open (or reopen, to resume) the partial file; ``mode``: the
+        source's permission bits (``stored_mode`` gives the file its own at the end).
 
         Raises:
             PermissionDenied: read-only store, or a bad path.
             PathOutsideRoot: the path leaves the root.
-            ServiceError: too large, over quota, disk full, exists, busy, not a directory.
+            ServiceError: too large, over quota, disk full, exists, busy, not a
+                directory, or an interrupted upload to it holds bytes and neither
+                ``resume`` nor ``force`` was given (``resumable``).
             OSError: the directory cannot be resolved (mapped by the server).
         """
         if self.limits.read_only:
@@ -232,7 +251,7 @@ class FileStore:
             raise ServiceError(
                 f"{size} bytes is over the {self.limits.max_file_size}-byte file limit", code="too-large"
             )
-        return Upload.open(self, parts, size, sha256, force=force, resume=resume)
+        return Upload.open(self, parts, size, sha256, force=force, resume=resume, mode=mode)
 
     # --- downloads -------------------------------------------------------------------------
 
@@ -262,25 +281,16 @@ class FileStore:
         try:
             if offset > st.st_size:
                 raise ServiceError("resume offset is past the end of the file", code="resume-mismatch")
-            if offset:
-                digest = hashlib.sha256()
-                position = 0
-                while position < offset:
-                    chunk = os.pread(fd, min(HASH_CHUNK, offset - position), position)
-                    if not chunk:
-                        break
-                    digest.update(chunk)
-                    position += len(chunk)
-                if digest.hexdigest() != prefix_sha256:
-                    raise ServiceError(
-                        "the part already downloaded differs from the file: start again",
-                        code="resume-mismatch",
-                    )
+            if offset and hash_prefix(fd, offset)[0].hexdigest() != prefix_sha256:
+                raise ServiceError(
+                    "the part already downloaded differs from the file: start again", code="resume-mismatch"
+                )
             sha = self._hash(parts, fd, st)
         except BaseException:
             os.close(fd)
             raise
-        return Download(fd, "/".join(parts), st.st_size, sha, st.st_mtime, offset)
+        mode = stat.S_IMODE(st.st_mode) & PERMISSION_BITS
+        return Download(fd, "/".join(parts), st.st_size, sha, st.st_mtime, offset, mode)
 
     def _hash(self, parts: list[str], fd: int, st: os.stat_result) -> str:
         """The file's SHA-256: from the cache when size, mtime and inode still match."""
@@ -288,12 +298,8 @@ class FileStore:
         cached = self.records.cached_hash(key, st)
         if cached is not None:
             return cached
-        digest = hashlib.sha256()
-        position = 0
-        while chunk := os.pread(fd, HASH_CHUNK, position):
-            digest.update(chunk)
-            position += len(chunk)
-        sha = digest.hexdigest()
+        digest, _ = hash_prefix(fd, None)
+        sha: str = digest.hexdigest()
         self.records.store_hash(key, st, sha)
         return sha
 

@@ -19,7 +19,12 @@
   partial for a later ``--resume`` only if the partial holds bytes (the server writes
   out every byte it received first); an empty one is deleted at ``close``. A resume
   continues once the client has compared the partial's SHA-256 prefix with its own
-  file (a different file starts over).
+  file (a different file starts over). A put that asks neither to resume nor to force
+  is refused while such a partial holds bytes (``resumable``): what was sent is never
+  discarded unasked.
+- The file in place gets the source's permission bits as the client declared them,
+  masked (``FileStore.stored_mode``: no setuid, setgid or sticky, never more than the
+  store's umask allows, always readable by the server).
 """
 
 from __future__ import annotations
@@ -39,7 +44,7 @@ from socketkit.services.filexfer.quota import entry_cost, file_cost
 if TYPE_CHECKING:
     from socketkit.services.filexfer.store import FileStore
 
-__all__ = ["HASH_CHUNK", "SYNC_EVERY", "Upload"]
+__all__ = ["HASH_CHUNK", "SYNC_EVERY", "Upload", "hash_prefix"]
 
 HASH_CHUNK = 1 << 20
 """Bytes per read when hashing a file or a partial's prefix."""
@@ -47,6 +52,22 @@ HASH_CHUNK = 1 << 20
 SYNC_EVERY = 64 << 20
 """fdatasync an upload every 64 MiB: writeback overlaps the transfer and the final fsync
 stays short, without a sync per chunk."""
+
+
+def hash_prefix(fd: int, limit: int | None) -> tuple[Any, int]:
+    """The SHA-256 (a hashlib object) of the first ``limit`` bytes of ``fd`` (``None``:
+    all of it), read with ``pread``, and how many bytes it covers (fewer than ``limit``
+    when the file is shorter)."""
+    digest = hashlib.sha256()
+    position = 0
+    while limit is None or position < limit:
+        want = HASH_CHUNK if limit is None else min(HASH_CHUNK, limit - position)
+        chunk = os.pread(fd, want, position)
+        if not chunk:
+            break
+        digest.update(chunk)
+        position += len(chunk)
+    return digest, position
 
 
 class Upload:
@@ -65,6 +86,7 @@ class Upload:
         size: int,
         sha256: str | None,
         force: bool,
+        mode: int | None = None,
     ) -> None:
         self.store = store
         self.parts = parts
@@ -76,6 +98,7 @@ class Upload:
         self.size = size
         self.sha256 = sha256
         self.force = force
+        self.mode = mode  # the source's permission bits, as the client declared them
         self.identity = (0, 0)
         self.offset = 0  # bytes already in the partial when the body starts
         self.written = self.hashed = self.synced = 0
@@ -84,15 +107,25 @@ class Upload:
 
     @classmethod
     def open(
-        cls, store: FileStore, parts: list[str], size: int, sha256: str | None, *, force: bool, resume: bool
+        cls,
+        store: FileStore,
+        parts: list[str],
+        size: int,
+        sha256: str | None,
+        *,
+        force: bool,
+        resume: bool,
+        mode: int | None = None,
     ) -> Upload:
         """Check the target and the disk, claim the partial, reserve the quota, and only
         then open (or create) the partial file: an upload refused for any reason
-        creates nothing.
+        creates nothing (and an interrupted upload's partial is left as it was).
 
         Raises:
             ServiceError: exists, is a directory, no such directory, disk full, over the
-                quota, an upload to it is running, or its partial is not a regular file.
+                quota, an upload to it is running, its partial is not a regular file,
+                or its partial holds bytes and neither ``resume`` nor ``force`` was
+                given (``resumable``).
             OSError: the directory cannot be resolved beneath the root (ELOOP...).
         """
         path = "/".join(parts)
@@ -109,14 +142,14 @@ class Upload:
             store.check_free(dir_fd, size)
             store.usage.claim(key, path)
             try:
-                fd = _open_partial(store, dir_fd, partial, path, key, size)
+                fd = _open_partial(store, dir_fd, partial, path, key, size, keep=not (resume or force))
             except BaseException:
                 store.usage.release(key, 0)
                 raise
         except BaseException:
             os.close(dir_fd)
             raise
-        upload = cls(store, parts, dir_fd, fd, size, sha256, force)
+        upload = cls(store, parts, dir_fd, fd, size, sha256, force, mode)
         try:
             upload._prepare(resume)
         except BaseException:
@@ -130,15 +163,7 @@ class Upload:
         self.identity = (st.st_dev, st.st_ino)
         offset = 0
         if resume:
-            offset = min(st.st_size, self.size)
-            position = 0
-            while position < offset:
-                chunk = os.pread(self.fd, min(HASH_CHUNK, offset - position), position)
-                if not chunk:
-                    break
-                self.digest.update(chunk)
-                position += len(chunk)
-            offset = position
+            self.digest, offset = hash_prefix(self.fd, min(st.st_size, self.size))
         os.ftruncate(self.fd, offset)
         os.lseek(self.fd, offset, os.SEEK_SET)
         self.offset = self.written = self.hashed = self.synced = offset
@@ -227,7 +252,7 @@ class Upload:
                 code="checksum-mismatch",
             )
         store = self.store
-        os.fchmod(self.fd, store.limits.file_mode)
+        os.fchmod(self.fd, store.stored_mode(self.mode))
         if store.limits.owner is not None:
             os.fchown(self.fd, *store.limits.owner)
         os.fsync(self.fd)
@@ -303,18 +328,28 @@ def _check_target(dir_fd: int, name: str, path: str, *, force: bool) -> None:
         raise ServiceError(f"{path} exists (use --force to replace it)", code="exists")
 
 
-def _open_partial(store: FileStore, dir_fd: int, partial: str, path: str, key: str, size: int) -> int:
+def _open_partial(
+    store: FileStore, dir_fd: int, partial: str, path: str, key: str, size: int, *, keep: bool
+) -> int:
     """The claimed partial of an upload of ``size`` bytes, opened once its room is
     admitted: an existing one (a regular file: anything else put under that name, a
     FIFO or a device, is refused without being opened) is reopened, a new one is
-    created only now, exclusively.
+    created only now, exclusively. ``keep``: refuse to reuse a partial that holds bytes
+    (a plain put after an interrupted one: only ``--resume`` or ``--force`` may).
 
     Raises:
-        ServiceError: not a regular file (``not-a-file``), over the quota.
+        ServiceError: not a regular file (``not-a-file``), kept bytes (``resumable``),
+            over the quota.
     """
     existing = _lstat(dir_fd, partial)
     if existing is not None and not stat.S_ISREG(existing.st_mode):
         raise ServiceError(f"{path}: its partial file is not a regular file", code="not-a-file")
+    if keep and existing is not None and existing.st_size > 0:
+        raise ServiceError(
+            f"interrupted transfer ({existing.st_size} of {size} bytes kept on the server): "
+            "`--resume` continues it, `--force` starts over",
+            code="resumable",
+        )
     already = 0 if existing is None else file_cost(existing.st_size)
     store.usage.admit(key, file_cost(size), already, new_entry=existing is None)
     try:
