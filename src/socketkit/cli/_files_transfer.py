@@ -168,11 +168,15 @@ async def _get_all(session: _Session) -> None:
 async def _get_one(session: _Session, remote: str, local: str, size: int, shown: str | None = None) -> None:
     """Download one file; ``shown``: its name in the final line (default ``local``)."""
     from socketkit.errors import ServiceError  # noqa: PLC0415
+    from socketkit.services.filexfer.local import partial_path  # noqa: PLC0415
 
     args = session.args
     since = session.report.start()
     try:
-        with session.interruptible(local), session.bar(f"get {os.path.basename(local)}", size) as advance:
+        with (
+            session.interruptible(shown or local, partial_path(local)),
+            session.bar(f"get {os.path.basename(local)}", size) as advance,
+        ):
             result = await session.client.get_file(
                 remote, local, force=args.force, resume=args.resume, progress=advance
             )

@@ -13,6 +13,7 @@ SIGINT and SIGTERM (the transfer under way keeps its partial for ``--resume``).
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -152,8 +153,9 @@ class _Session:
         self.report.done(safe_display(name), result.size, result.transferred, result.algorithm, since)
 
     @contextmanager
-    def interruptible(self, name: str) -> Iterator[None]:
-        """Say, when a transfer is cut by SIGINT or SIGTERM, that its partial is kept."""
+    def interruptible(self, name: str, partial: str | None = None) -> Iterator[None]:
+        """Say, when a transfer is cut by SIGINT or SIGTERM, what it keeps: the local
+        ``partial`` of a download (if it holds bytes), the server's of an upload."""
         from asyncio import CancelledError  # noqa: PLC0415 (loaded by now: the CLI imports it late)
 
         from socketkit.services.filexfer.protocol import safe_display  # noqa: PLC0415
@@ -161,9 +163,13 @@ class _Session:
         try:
             yield
         except (CancelledError, KeyboardInterrupt):
-            self._write(
-                f"{safe_display(name)}: interrupted; the partial file is kept: `--resume` continues it"
-            )
+            if partial is None:
+                kept = "; the server keeps what it received: `--resume` continues it"
+            elif os.path.isfile(partial) and os.path.getsize(partial) > 0:
+                kept = "; the partial file is kept: `--resume` continues it"
+            else:
+                kept = ""
+            self._write(f"{safe_display(name)}: interrupted{kept}")
             raise
 
     def fail(self, what: str, exc: BaseException) -> None:

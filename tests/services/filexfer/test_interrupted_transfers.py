@@ -169,7 +169,9 @@ def test_a_put_cut_by_sigint_keeps_the_servers_partial_and_resume_sends_only_the
                     assert proc.wait() == 130
                 finally:
                     release.set()
-                proc.expect(r"big\.bin: interrupted; the partial file is kept", "err")
+                proc.expect(
+                    r"big\.bin: interrupted; the server keeps what it received: `--resume` continues", "err"
+                )
             assert ended.wait(TIMEOUT)
             kept = partial.stat().st_size
             assert at <= kept < len(data)  # every byte the server had written, at least

@@ -11,6 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from socketkit.services.filexfer.store import FileStore
 from tests.helpers import TIMEOUT
 from tests.services.filexfer.helpers import TOKEN, client_run, request_put, send_body, serving
 from tests.services.filexfer.ptyproc import PtyProc
@@ -22,13 +23,17 @@ def final(name: str, size: str) -> str:
     return FINAL.format(name=re.escape(name), size=re.escape(size))
 
 
-def socketkit(*args: str, cwd: Path, umask: int = 0o022) -> subprocess.CompletedProcess[str]:
-    """Run a command to its end, off a terminal, with the server's token and ``umask``."""
+def socketkit(
+    *args: str, cwd: Path, umask: int = 0o022, stdin: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run a command to its end, off a terminal, with the server's token and ``umask``
+    (``stdin``: what it reads, else nothing)."""
     return subprocess.run(
         [sys.executable, "-m", "socketkit", *args],
         cwd=cwd,
         env={**os.environ, "SOCKETKIT_TOKEN": TOKEN},
-        stdin=subprocess.DEVNULL,
+        input=stdin,
+        stdin=subprocess.DEVNULL if stdin is None else None,
         capture_output=True,
         text=True,
         timeout=3 * TIMEOUT,
@@ -55,8 +60,12 @@ def test_put_keeps_the_source_mode_masked_by_the_servers_umask(tmp_path: Path) -
     with serving(root, umask=0o022) as (address, _):
         done = socketkit("put", "-r", str(address), "tree", cwd=here)
         assert done.returncode == 0, done.stderr
+        piped = socketkit("put", str(address), "-", "piped", cwd=here, stdin="from a pipe")
+        assert piped.returncode == 0, piped.stderr
     stored = {name: mode(root / "tree" / name) for name in sources}
     assert stored == {"script": 0o750, "setuid": 0o755, "private": 0o600, "shared": 0o644}
+    assert (root / "piped").read_text() == "from a pipe"
+    assert mode(root / "piped") == 0o644  # not its 0600 spool file's: 0666 before the mask
 
 
 def test_a_strict_server_umask_limits_uploads_and_an_old_client_gets_the_default(tmp_path: Path) -> None:
@@ -81,6 +90,18 @@ def test_a_strict_server_umask_limits_uploads_and_an_old_client_gets_the_default
         client_run(address, old_client)
     assert mode(root / "script2") == 0o755
     assert mode(root / "old") == 0o644  # 0666 masked, as open() makes a new file
+
+
+def test_the_servers_umask_is_its_process_umask_when_it_opens(tmp_path: Path) -> None:
+    before = os.umask(0o077)  # no server thread runs yet: nothing else creates files meanwhile
+    try:
+        store = FileStore(str(tmp_path), None)
+    finally:
+        os.umask(before)
+    with store:
+        assert store.umask == 0o077
+        assert store.stored_mode(0o755) == 0o700
+        assert store.stored_mode(0o000) == 0o400  # the server can always read what it serves
 
 
 def test_get_keeps_the_server_files_mode_masked_by_the_clients_umask(tmp_path: Path) -> None:
@@ -135,8 +156,12 @@ def test_final_lines_off_a_terminal_with_the_summary_of_a_tree(tmp_path: Path) -
         (here / "back").mkdir()
         get = socketkit("get", "-r", str(address), "tree", "back", cwd=here)
         one = socketkit("get", str(address), "tree/a", "-", cwd=here)
+        (here / "two").mkdir()
+        two = socketkit("get", str(address), "tree/a", "tree/b", "two", cwd=here)
         quiet = socketkit("-q", "get", str(address), "tree/b", "quiet", cwd=here)
-    assert put.returncode == get.returncode == one.returncode == quiet.returncode == 0
+        quiet_put = socketkit("-q", "put", str(address), "tree/a", "quiet", cwd=here)
+    assert put.returncode == get.returncode == one.returncode == two.returncode == 0
+    assert quiet.returncode == quiet_put.returncode == 0
     lines = put.stderr.splitlines()
     assert len(lines) == 4, lines
     assert re.fullmatch(final("tree/a", "10 B"), lines[0])
@@ -149,5 +174,9 @@ def test_final_lines_off_a_terminal_with_the_summary_of_a_tree(tmp_path: Path) -
     assert lines[3].startswith("3 files, 2.0 KiB in ")
     assert one.stdout == "a" * 10  # the data on stdout, the line on stderr
     assert re.fullmatch(final("tree/a", "10 B"), one.stderr.strip())
-    assert quiet.stderr == ""  # -q: no final lines
+    lines = two.stderr.splitlines()  # several files without -r: a summary too
+    assert len(lines) == 3, lines
+    assert re.fullmatch(final("two/a", "10 B"), lines[0])
+    assert lines[2].startswith("2 files, 2.0 KiB in ")
+    assert quiet.stderr == quiet_put.stderr == ""  # -q: no final lines
     assert (here / "quiet").read_bytes() == b"b" * 2048
