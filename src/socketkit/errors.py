@@ -105,8 +105,10 @@ class IncompleteFrame(RemoteProtocolError):
 
     error_code = "incomplete-frame"
 
-    def __init__(self, partial: bytes, what: str = "frame") -> None:
-        super().__init__(f"stream ended inside a {what} after {len(partial)} bytes")
+    def __init__(self, partial: bytes, what: str = "frame", *, detail: str | None = None) -> None:
+        # ``detail`` replaces "after N bytes" where ``partial`` does not measure what came
+        # (a body is handed out as chunks: its partial is always empty).
+        super().__init__(f"stream ended inside a {what} {detail or f'after {len(partial)} bytes'}")
         self.partial = partial
 
 

@@ -416,7 +416,7 @@ class WireDecoder:
         buffer = self._buffer
         if not len(buffer):
             if buffer.eof:
-                raise IncompleteFrame(b"", f"body ({self._body_remaining} bytes missing)")
+                raise IncompleteFrame(b"", "body", detail=f"{self._body_remaining} bytes before its end")
             return NEED_DATA
         chunk = buffer.take(self._body_remaining)
         self._body_remaining -= len(chunk)

@@ -6,6 +6,7 @@ one cut mid-body is resumed from the last byte that arrived."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import threading
 from pathlib import Path
@@ -120,6 +121,52 @@ def test_a_client_that_closes_mid_body_keeps_every_byte_it_sent(tmp_path: Path) 
         assert (root / "half").read_bytes() == data
         assert hidden(root) == []
         assert store.usage.total == -(-len(data) // BLOCK) * BLOCK
+
+
+class _Wait(logging.Handler):
+    """Collects the file server's log lines; ``seen`` is set by the first that holds ``needle``."""
+
+    def __init__(self, needle: str) -> None:
+        super().__init__()
+        self.needle = needle
+        self.lines: list[str] = []
+        self.seen = threading.Event()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(record.getMessage())
+        if self.needle in self.lines[-1]:
+            self.seen.set()
+
+
+def test_the_log_says_how_many_bytes_a_cut_upload_kept(tmp_path: Path) -> None:
+    """100,000 bytes of a 200,000-byte body, then the client closes: the one log line
+    says the partial keeps 100,000 of 200,000 bytes (it said "after 0 bytes": the count
+    of an unfinished frame, which a body never has)."""
+    data = os.urandom(200_000)
+    root = tmp_path / "root"
+    root.mkdir()
+
+    async def cut(address: Address) -> None:
+        conn = await raw_session(address, login=True)
+        conn.send(encode_control(PutRequest("dual.bin", len(data), sha(data)).to_header()))
+        assert (await conn.receive()).header["event"] == "ready"  # type: ignore[union-attr]
+        await conn.send_all(encode_body_header(len(data)) + data[:100_000])
+        await conn.aclose()
+
+    wait = _Wait("protocol error from")
+    server_log = logging.getLogger("socketkit.services.filexfer.server")
+    server_log.addHandler(wait)
+    try:
+        with serving(root) as (address, _):
+            asyncio.run(cut(address))
+            assert wait.seen.wait(TIMEOUT)
+    finally:
+        server_log.removeHandler(wait)
+    (line,) = [line for line in wait.lines if "dual.bin" in line]
+    assert "stream ended inside a body 100000 bytes before its end" in line
+    assert "the partial keeps 100000 of 200000 bytes" in line
+    assert "after 0 bytes" not in line
+    assert (root / ".dual.bin.part").stat().st_size == 100_000
 
 
 def test_an_upload_closed_empty_deletes_its_partial_and_its_entry(tmp_path: Path) -> None:

@@ -76,6 +76,11 @@ DEFAULT_MAX_TRANSFERS = 64
 _CONTROL_BUDGET = 48 * 1024  # bytes of entries per listing frame (the control limit is 64 KiB)
 
 
+def _told(exc: BaseException) -> str:
+    """``exc`` for the log line: its message and its notes (what an upload it cut kept)."""
+    return "; ".join([str(exc), *getattr(exc, "__notes__", ())])
+
+
 async def _receive_control(conn: Connection[WireEvent]) -> Control:
     """The client's next CONTROL frame (a ``BadHeader`` for refused JSON).
 
@@ -198,10 +203,10 @@ class FileServer:
                     continue
                 await self._operation(conn, control.header)
         except ProtocolError as exc:
-            logger.info("files: protocol error from %s: %s", conn.peer, safe_display(str(exc)))
+            logger.info("files: protocol error from %s: %s", conn.peer, safe_display(_told(exc)))
             send_error(conn, exc)
         except (EOFError, ResourceError) as exc:
-            logger.info("files: %s is gone (%s)", conn.peer, safe_display(str(exc)))
+            logger.info("files: %s is gone (%s)", conn.peer, safe_display(_told(exc)))
 
     async def _operation(self, conn: Connection[WireEvent], header: dict[str, Any] | Any) -> None:
         try:
@@ -251,6 +256,7 @@ class FileServer:
         self.transfers += 1
         started = time.monotonic()
         upload: Upload | None = None
+        cut: BaseException | None = None  # the client stopped mid-upload: say what was kept
         try:
             upload = await _to_thread_settled(
                 store.begin_put,
@@ -274,12 +280,19 @@ class FileServer:
             if upload.sha256 is None:  # hashed while sending: the hash follows the body
                 upload.sha256 = parse_commit((await _receive_control(conn)).header)
             await _to_thread_settled(upload.finish)
+        except (EOFError, ResourceError, ProtocolError) as exc:
+            cut = exc
+            raise
         finally:
             self.transfers -= 1
             if upload is not None:
                 # Keeps an unfinished partial that holds bytes, deletes an empty one;
                 # settles the quota. In a thread: it may unlink.
                 await _to_thread_settled(upload.close)
+                if cut is not None:  # logged by ``handle``, with this note
+                    cut.add_note(
+                        f"put {request.path}: the partial keeps {upload.kept} of {upload.size} bytes"
+                    )
         duration = (time.monotonic() - started) * 1000
         conn.send(
             encode_control(

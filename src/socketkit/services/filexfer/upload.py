@@ -104,6 +104,7 @@ class Upload:
         self.written = self.hashed = self.synced = 0
         self.digest: Any = hashlib.sha256()
         self._outcome = "kept"  # kept (partial stays), moved (in place), discarded (deleted)
+        self.kept = 0  # bytes left on disk once closed: the file, the partial, or none
 
     @classmethod
     def open(
@@ -298,7 +299,7 @@ class Upload:
             return
         entries = 0
         if self._outcome == "moved":
-            kept = file_cost(self.size)
+            kept, self.kept = file_cost(self.size), self.size
         elif self._outcome == "discarded":
             kept, entries = 0, -1
         else:
@@ -306,7 +307,7 @@ class Upload:
                 held = os.fstat(self.fd).st_size
             except OSError:
                 held = self.written
-            kept = file_cost(held)
+            kept, self.kept = file_cost(held), held
             if held == 0 and self._is_ours(self.dir_fd):
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(self.partial, dir_fd=self.dir_fd)
