@@ -23,7 +23,11 @@ A client path is refused (``PathOutsideRoot``, or ``PermissionDenied`` with code
   unassigned code point (no agreed glyph), a lone surrogate (bytes that are not
   UTF-8), or another character that shows as nothing (``INVISIBLE``: fillers,
   joiners, variation selectors);
-- is made only of dots and blanks (spaces of any kind, U+2800);
+- looks like something it is not (``misleading``): it shows as nothing, as blanks or as
+  dots (``.`` and ``..`` are the path syntax; a name that only looks like them is
+  refused), it starts with a combining mark (which joins whatever is shown before it),
+  or it holds a character that looks like a path separator (``SLASH_LIKE``, or one whose
+  compatibility form is ``/`` or ``\\``, as U+FF0F FULLWIDTH SOLIDUS);
 - has a component longer than ``MAX_NAME_LENGTH`` bytes (code ``name-too-long``);
 - is absolute, or has a drive letter or a UNC prefix (``C:``, ``\\\\server``);
 - uses a Windows-reserved device name (``CON``, ``NUL``, ``COM1``...), which would
@@ -44,11 +48,14 @@ from socketkit.errors import PathOutsideRoot, PermissionDenied
 __all__ = [
     "MAX_PATH_LENGTH",
     "MAX_NAME_LENGTH",
+    "DOT_LIKE",
     "INVISIBLE",
     "REFUSED_CATEGORIES",
+    "SLASH_LIKE",
     "check_name",
     "display_name",
     "jail_parts",
+    "misleading",
     "relative_to_root",
     "resolve_under",
     "split_virtual",
@@ -146,7 +153,53 @@ def display_name(text: str) -> str:
     return "".join(_escape(c) if _why_refused(c) is not None else c for c in text)
 
 
-_BLANK = frozenset(". \u2800")  # and every whitespace character (str.isspace)
+DOT_LIKE: Final = frozenset(
+    {
+        "\u0660",  # ARABIC-INDIC DIGIT ZERO: drawn as a dot
+        "\u06f0",  # EXTENDED ARABIC-INDIC DIGIT ZERO: the same
+        "\u0701",  # SYRIAC SUPRALINEAR FULL STOP
+        "\u0702",  # SYRIAC SUBLINEAR FULL STOP
+        "\ua4f8",  # LISU LETTER TONE MYA TI
+        "\ua60e",  # VAI FULL STOP
+        "\U00010a50",  # KHAROSHTHI PUNCTUATION DOT
+    }
+)
+"""Characters drawn as a lone dot whose compatibility form (NFKC) is not ``.``: Unicode's
+confusables of FULL STOP. Those whose NFKC form is dots (U+2024 ONE DOT LEADER, U+2025,
+U+2026, U+FF0E FULLWIDTH FULL STOP...) need no list: the rule looks at the NFKC form."""
+
+SLASH_LIKE: Final = frozenset(
+    {
+        "\u0337",  # COMBINING SHORT SOLIDUS OVERLAY: on a blank, a slash
+        "\u0338",  # COMBINING LONG SOLIDUS OVERLAY
+        "\u20e5",  # COMBINING REVERSE SOLIDUS OVERLAY
+        "\u20eb",  # COMBINING LONG DOUBLE SOLIDUS OVERLAY
+        "\u1735",  # PHILIPPINE SINGLE PUNCTUATION
+        "\u2044",  # FRACTION SLASH
+        "\u2215",  # DIVISION SLASH
+        "\u2216",  # SET MINUS (a backslash)
+        "\u2571",  # BOX DRAWINGS LIGHT DIAGONAL UPPER RIGHT TO LOWER LEFT
+        "\u2572",  # BOX DRAWINGS LIGHT DIAGONAL UPPER LEFT TO LOWER RIGHT
+        "\u27cb",  # MATHEMATICAL RISING DIAGONAL
+        "\u27cd",  # MATHEMATICAL FALLING DIAGONAL
+        "\u29f5",  # REVERSE SOLIDUS OPERATOR
+        "\u29f8",  # BIG SOLIDUS
+        "\u29f9",  # BIG REVERSE SOLIDUS
+        "\u2e4a",  # DOTTED SOLIDUS
+        "\u2f03",  # KANGXI RADICAL SLASH
+        "\u31d3",  # CJK STROKE SP
+        "\U0001f67c",  # VERY HEAVY SOLIDUS
+        "\U0001f67d",  # VERY HEAVY REVERSE SOLIDUS
+    }
+)
+"""Symbols, punctuation and marks drawn as a lone ``/`` or ``\\`` (Unicode's confusables
+of SOLIDUS and REVERSE SOLIDUS) whose NFKC form is not one: ``a\u2215b`` shows as the
+path ``a/b``. Those whose NFKC form holds one (U+FF0F, U+FF3C, U+FE68, and U+2105 CARE
+OF, ``c/o``) need no list. Letters that resemble a slash (KATAKANA LETTER NO, the
+ideograph U+4E3F) stay allowed: they are words' letters, and refusing them would refuse
+ordinary Japanese and Chinese names."""
+
+_BLANK = frozenset(" \u2800")  # BRAILLE PATTERN BLANK draws nothing; and str.isspace, Zs
 
 
 def _byte_length(text: str) -> int:
@@ -158,13 +211,67 @@ def _byte_length(text: str) -> int:
         return len(text.encode("utf-8", errors="surrogatepass"))
 
 
+def _blank(char: str) -> bool:
+    return char in _BLANK or char.isspace() or unicodedata.category(char) == "Zs"
+
+
+def _mark(char: str) -> bool:
+    """A combining mark (Mn, Mc, Me; variation selectors are Mn): drawn on the character
+    before it, never on its own."""
+    return unicodedata.category(char)[0] == "M"
+
+
+def _shown(name: str) -> str:
+    """``name`` with every character outside printable ASCII escaped (``\\uNNNN``): what a
+    misleading name really holds, in a message."""
+    return "".join(c if " " <= c <= "~" else _escape(c) for c in name)
+
+
+def misleading(name: str) -> str | None:
+    """What makes ``name`` look like something it is not, or ``None``.
+
+    Checked on a name whose characters ``unsafe_character`` accepts:
+
+    - it shows as nothing, or as blanks: no character but combining marks and blanks
+      (whitespace, the space separators, U+2800);
+    - it shows as dots: once in its compatibility form (NFKC, where U+2024 ONE DOT
+      LEADER is ``.``) and without marks and blanks, only ``.`` and ``DOT_LIKE``
+      characters are left (``.`` and ``..`` themselves are path syntax, for the caller);
+    - it starts with a combining mark, which is drawn on what is shown before the name;
+    - it holds a path separator's look-alike: a ``SLASH_LIKE`` character, or one whose
+      NFKC form holds ``/`` or ``\\``.
+    """
+    if name.isascii():
+        if name.strip(" .") == "" and name not in (".", ".."):
+            return "it shows as blank or dots"
+        return None
+    if _mark(name[0]):
+        return f"it starts with {_describe_plain(name[0])}, which joins what is shown before it"
+    if all(_mark(c) or _blank(c) for c in name):
+        return "it shows as nothing or as blanks"
+    folded = unicodedata.normalize("NFKC", name)
+    seen = [c for c in folded if not (_mark(c) or _blank(c))]
+    if seen and all(c == "." or c in DOT_LIKE for c in seen):
+        return "it shows as dots"
+    if "/" in folded or "\\" in folded or not SLASH_LIKE.isdisjoint(name):
+        char = next(c for c in name if c in SLASH_LIKE or {"/", "\\"} & set(unicodedata.normalize("NFKC", c)))
+        return f"it holds {_describe_plain(char)}, which looks like a path separator"
+    return None
+
+
+def _describe_plain(char: str) -> str:
+    name = unicodedata.name(char, "")
+    return f"U+{ord(char):04X}{f' ({name})' if name else ''}"
+
+
 def check_name(name: str) -> None:
     """Refuse one path component that is unsafe on any platform a file may travel to.
 
     Raises:
         PermissionDenied: a character ``unsafe_character`` refuses, a reserved device
-            name, a name made only of dots and blanks (code ``bad-path``), or a name
-            longer than ``MAX_NAME_LENGTH`` bytes (code ``name-too-long``).
+            name, a name that looks like something it is not (``misleading``: blank,
+            dots, a leading combining mark, a slash look-alike) (code ``bad-path``), or
+            a name longer than ``MAX_NAME_LENGTH`` bytes (code ``name-too-long``).
     """
     if _byte_length(name) > MAX_NAME_LENGTH:
         raise PermissionDenied(
@@ -176,9 +283,9 @@ def check_name(name: str) -> None:
     stem = name.split(".", 1)[0].rstrip(" ").upper()
     if stem in _RESERVED:
         raise PermissionDenied(f"{name!r} is a reserved device name on Windows", code="bad-path")
-    if all(c in _BLANK or c.isspace() for c in name) and name not in (".", ".."):
-        shown = "".join(c if c in ". " else f"\\u{ord(c):04x}" for c in name)
-        raise PermissionDenied(f"'{shown}' is not a usable name (it shows as blank or dots)", code="bad-path")
+    why = misleading(name)
+    if why is not None:
+        raise PermissionDenied(f"'{_shown(name)}' is not a usable name ({why})", code="bad-path")
 
 
 def split_virtual(path: str) -> list[str]:

@@ -114,3 +114,22 @@ def test_ls_and_get_say_when_names_were_left_out(
         assert main(["get", "-r", str(address), "sub", str(tmp_path / "out")]) == 0
         assert "4 name(s)" in capsys.readouterr().err
     assert [p.name for p in (tmp_path / "out" / "sub").iterdir()] == ["ok"]
+
+
+def test_names_on_disk_that_look_like_paths_dots_or_nothing_are_left_out(tmp_path: Path) -> None:
+    """Files put there on the machine as ``a\u2215b`` (looks like the path a/b),
+    ``\u2024\u2024`` (looks like ..) and U+FE0F alone (shows as nothing): a listing
+    leaves them out and counts them, as it does names with invisible characters; a
+    client could not name them back."""
+    served = tmp_path / "root"
+    served.mkdir()
+    for name in ("a\u2215b", "\u2024\u2024", "\ufe0f", "ok"):
+        (served / name).write_bytes(b"x")
+
+    async def body(client: FileClient) -> None:
+        listing = await client.list("")
+        assert [e.path for e in listing] == ["ok"]
+        assert listing.unlisted == 3
+
+    with serving(served) as (address, _):
+        client_run(address, body)

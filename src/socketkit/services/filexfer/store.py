@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from socketkit._log import get_logger
 from socketkit.errors import PathOutsideRoot, PermissionDenied, ServiceError
 from socketkit.fsjail import FILE_FLAGS, Jail
-from socketkit.paths import display_name, unsafe_character
+from socketkit.paths import display_name, misleading, unsafe_character
 from socketkit.services.filexfer.protocol import (
     PERMISSION_BITS,
     Entry,
@@ -100,9 +100,10 @@ class Download:
 
 def unshowable(name: str) -> bool:
     """A name on disk that no client may see or send back: not UTF-8 (JSON cannot carry
-    it), or holding a character the name rule refuses (``socketkit.paths``): put there
-    by someone on the machine, or by an older version."""
-    return unsafe_character(name) is not None
+    it), holding a character the name rule refuses, or looking like something it is not
+    (blank, dots, a path: ``socketkit.paths.misleading``): put there by someone on the
+    machine, or by an older version."""
+    return unsafe_character(name) is not None or misleading(name) is not None
 
 
 @dataclass(slots=True)
