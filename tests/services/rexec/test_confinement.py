@@ -190,7 +190,7 @@ def test_socket_families_follow_the_sandboxs_network(world: World) -> None:
     landlock_net = probe(world, "landlock", allow_network=True)
     assert (landlock_net["unix"], landlock_net["udp"]) == (13, 0)
     for found in (bwrap, landlock, landlock_net):
-        assert found["socketpair"] == 0  # a connected pair reaches nothing: programs use them
+        assert found["socketpair"] == 0  # a connected stream pair reaches nothing: programs use them
         assert found["io_uring"] == 38
 
 
@@ -214,6 +214,58 @@ def test_a_host_unix_socket_is_out_of_reach(world: World, backend: str) -> None:
         assert run(serve(world, "none"), "python3", "-c", connect)[1] == "connected\n"
         peer, _ = listener.accept()
         peer.close()
+
+
+DGRAM_PAIR = r"""
+import json, socket, sys
+found = {}
+for name, kind in (("dgram", socket.SOCK_DGRAM),
+                   ("dgram-flags", socket.SOCK_DGRAM | socket.SOCK_CLOEXEC | socket.SOCK_NONBLOCK),
+                   ("seqpacket", socket.SOCK_SEQPACKET)):
+    try:
+        a, b = socket.socketpair(socket.AF_UNIX, kind)
+    except OSError as exc:
+        found[name] = f"socketpair {exc.errno}"
+        continue
+    try:
+        a.sendto(b"from a pair", sys.argv[1])
+        found[name] = "sent"
+    except OSError as exc:
+        found[name] = f"sendto {exc.errno}"
+    try:
+        a.connect(sys.argv[1])
+        a.send(b"connected again")
+        found[name] += ", connected"
+    except OSError as exc:
+        found[name] += f", connect {exc.errno}"
+print(json.dumps(found))
+"""
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_host_datagram_socket_is_out_of_reach_through_a_socket_pair(world: World, backend: str) -> None:
+    """A datagram socket file outside the root that anyone may write to (``/dev/log``,
+    the journal, a service's ``--unix``): a datagram socket pair is an ordinary socket
+    that can ``sendto`` or ``connect`` it, so Landlock's filter refuses the pair itself
+    (EACCES); bwrap keeps its pairs, which find no such file (ENOENT). The control run
+    without a sandbox delivers."""
+    path = world.outside / "u.d"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as listener:
+        listener.bind(str(path))
+        path.chmod(0o777)
+        listener.setblocking(False)
+        status, out, err = run(serve(world, backend), "python3", "-c", DGRAM_PAIR, str(path))
+        assert status == 0, err
+        found = json.loads(out)
+        if backend == "landlock":
+            assert found == dict.fromkeys(("dgram", "dgram-flags", "seqpacket"), "socketpair 13")
+        else:
+            assert found["dgram"] == found["dgram-flags"] == "sendto 2, connect 2"
+        with pytest.raises(BlockingIOError):
+            listener.recv(100)
+        status, out, err = run(serve(world, "none"), "python3", "-c", DGRAM_PAIR, str(path))
+        assert json.loads(out)["dgram"] == "sent, connected"
+        assert listener.recv(100) == b"from a pair"
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

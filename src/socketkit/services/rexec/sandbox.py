@@ -22,9 +22,10 @@ Backends, best first:
 - ``landlock`` (``landlock_exec``): Landlock file-system rules over the same paths, a
   network namespace when root (else Landlock's TCP rules, ABI >= 4), no_new_privs, and
   the seccomp filter, which also refuses Unix sockets (Landlock does not control
-  ``connect`` on a socket file, so a host socket would be reachable) and, without
-  network, every socket. No mount or PID namespace: see docs/security.md for what it
-  does not confine. Refused on machines whose system call table ``seccomp`` lacks.
+  ``connect`` on a socket file, so a host socket would be reachable) but stream pairs
+  (a datagram pair can ``sendto`` any socket file) and, without network, every
+  socket. No mount or PID namespace: see docs/security.md for what it does not
+  confine. Refused on machines whose system call table ``seccomp`` lacks.
 - ``none`` (``--no-sandbox``): only the run-as user, no_new_privs (``setpriv``) and the
   resource limits; the allow-list is then the only rule.
 
@@ -358,7 +359,8 @@ def candidates(settings: SandboxSettings, root: str) -> list[Sandbox]:
             reasons.append(f"Landlock needs a seccomp filter, which socketkit cannot build for {machine}")
         else:
             # Landlock does not control connect() on a socket file: no Unix sockets at
-            # all, and without network no socket either (UDP escapes its TCP rules).
+            # all (socketpair: stream pairs only, as a datagram pair can sendto any
+            # socket file), and without network no socket either (UDP escapes its TCP rules).
             families = _LANDLOCK_NET_FAMILIES if settings.allow_network else frozenset()
             bpf = seccomp.build_filter(machine, families=families)
             found.append(

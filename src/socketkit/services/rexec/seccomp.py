@@ -13,6 +13,15 @@ what namespaces and Landlock leave open, and nothing more:
   does not control ``connect`` on a socket file) and, without root, off UDP; and how
   bwrap keeps them off families a network namespace does not isolate (``AF_VSOCK``
   reaches the hypervisor);
+- **socket pairs**, when ``families`` leaves ``AF_UNIX`` out: only ``AF_UNIX`` +
+  ``SOCK_STREAM`` pairs (with ``SOCK_CLOEXEC``/``SOCK_NONBLOCK``), EACCES otherwise. A
+  stream pair is connected to itself for good (``connect`` gets EISCONN, and a stream
+  socket's ``sendto`` ignores the address), but a ``SOCK_DGRAM`` pair is an ordinary
+  datagram socket that can ``sendto`` or ``connect`` any socket file of the host
+  (``/dev/log``, the journal, ``/run/systemd/notify``); a ``SOCK_SEQPACKET`` pair is
+  refused too, as nothing a command runs needs one. The addresses of ``connect`` and
+  ``sendto`` are behind pointers a filter cannot read, so the rule is on what creates
+  the socket;
 - **no io_uring** (ENOSYS): its operations (``IORING_OP_SOCKET``...) are not seen by
   seccomp, so it would walk around the socket rule;
 - a system call of another ABI (32-bit ``int 0x80``, x32) kills the process: the rules
@@ -43,6 +52,8 @@ AF_INET6: Final = 10
 AF_NETLINK: Final = 16
 
 _CLONE_NEWUSER = 0x10000000
+_SOCK_STREAM = 1
+_SOCK_FLAGS = 0o2000000 | 0o4000  # SOCK_CLOEXEC | SOCK_NONBLOCK (O_CLOEXEC, O_NONBLOCK on both machines)
 _EPERM, _EACCES, _ENOSYS = 1, 13, 38
 
 _RET_KILL_PROCESS = 0x80000000
@@ -54,16 +65,18 @@ _LD_ABS_W = 0x20
 _JEQ = 0x15
 _JGE = 0x35
 _JSET = 0x45
+_AND = 0x54  # BPF_ALU | BPF_AND | BPF_K: A &= k
 _RET = 0x06
 
 # struct seccomp_data: int nr; __u32 arch; __u64 instruction_pointer; __u64 args[6].
-_NR, _ARCH, _ARG0 = 0, 4, 16  # the low 32 bits of args[0] on a little-endian machine
+_NR, _ARCH, _ARG0, _ARG1 = 0, 4, 16, 24  # the low 32 bits of args[0], args[1] (little-endian)
 
 
 @dataclass(frozen=True, slots=True)
 class _Table:
     audit_arch: int
     socket: int
+    socketpair: int
     clone: int
     unshare: int
     x32_bit: bool = False  # x86-64 also accepts x32 calls (nr | 0x40000000)
@@ -73,8 +86,8 @@ _CLONE3 = 435  # the same number everywhere (added after the tables were unified
 _IO_URING_SETUP = 425
 
 _TABLES: Final = {
-    "x86_64": _Table(0xC000003E, socket=41, clone=56, unshare=272, x32_bit=True),
-    "aarch64": _Table(0xC00000B7, socket=198, clone=220, unshare=97),
+    "x86_64": _Table(0xC000003E, socket=41, socketpair=53, clone=56, unshare=272, x32_bit=True),
+    "aarch64": _Table(0xC00000B7, socket=198, socketpair=199, clone=220, unshare=97),
 }
 """System call numbers (arch/x86/entry/syscalls/syscall_64.tbl, include/uapi/asm-generic/
 unistd.h) and AUDIT_ARCH values; both machines are little-endian and take clone's flags
@@ -102,6 +115,9 @@ class _Program:
     def jump(self, op: int, k: int, true: str | int = 0, false: str | int = 0) -> None:
         self.code.append((op, true, false, k))
 
+    def and_(self, k: int) -> None:
+        self.code.append((_AND, 0, 0, k))
+
     def ret(self, value: int) -> None:
         self.code.append((_RET, 0, 0, value))
 
@@ -126,7 +142,8 @@ def build_filter(machine: str, *, families: frozenset[int] | None) -> bytes:
 
     Args:
         machine: ``os.uname().machine``; must be ``supported``.
-        families: the socket address families a command may create (``None``: all).
+        families: the socket address families a command may create (``None``: all);
+            without ``AF_UNIX``, ``socketpair`` makes ``AF_UNIX`` stream pairs only.
 
     Raises:
         ValueError: no system call table for ``machine``.
@@ -144,8 +161,11 @@ def build_filter(machine: str, *, families: frozenset[int] | None) -> bytes:
     p.jump(_JEQ, table.clone, "flags", 0)
     p.jump(_JEQ, _CLONE3, "enosys", 0)
     p.jump(_JEQ, _IO_URING_SETUP, "enosys", 0)
+    stream_pairs_only = families is not None and AF_UNIX not in families
     if families is not None:
         p.jump(_JEQ, table.socket, "socket", 0)
+    if stream_pairs_only:
+        p.jump(_JEQ, table.socketpair, "socketpair", 0)
     p.ret(_RET_ALLOW)
     p.label("flags")
     p.load(_ARG0)
@@ -157,8 +177,17 @@ def build_filter(machine: str, *, families: frozenset[int] | None) -> bytes:
         for family in sorted(families):
             p.jump(_JEQ, family, "allow", 0)
         p.ret(_RET_ERRNO | _EACCES)
+    if stream_pairs_only:
+        p.label("socketpair")
+        p.load(_ARG0)
+        p.jump(_JEQ, AF_UNIX, 0, "eacces")
+        p.load(_ARG1)
+        p.and_(~_SOCK_FLAGS & 0xFFFFFFFF)
+        p.jump(_JEQ, _SOCK_STREAM, "allow", "eacces")
     p.label("allow")
     p.ret(_RET_ALLOW)
+    p.label("eacces")
+    p.ret(_RET_ERRNO | _EACCES)
     p.label("eperm")
     p.ret(_RET_ERRNO | _EPERM)
     p.label("enosys")
