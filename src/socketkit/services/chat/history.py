@@ -3,8 +3,14 @@
 Channel history is kept per channel (``history_per_channel`` lines, for CHATHISTORY) and
 across the server (``max_history`` lines in all): without the second bound, 10,000
 channels of 1,000 lines each would hold ten million messages in memory, and any user
-can create channels and talk in them. When the server-wide bound is reached, the
-oldest line of the whole server goes first, whichever channel it is in.
+can create channels and talk in them. The server-wide bound is shared fairly: when it
+is reached, the oldest line of the channel holding the most lines goes (of those
+holding as many, the one that reached that length first). A channel with fewer lines
+than the others never loses one to make room for theirs, so a flood of many channels
+brings every channel down to an equal share (``max_history`` over the channels that
+have history) and no further; a quiet channel below its share keeps all it has. (The
+old rule, the oldest line of the whole server first, let one user's filler erase
+every other channel's history.)
 
 WHOWAS entries are kept ``whowas_size`` in all, oldest forgotten first, and indexed by
 nick, so a ``WHOWAS`` looks at the entries of that nick only, never at all of them.
@@ -49,38 +55,58 @@ class WhowasEntry:
 
 
 class HistoryBook:
-    """Appends to channel histories, keeping both bounds.
+    """Appends to channel histories, keeping both bounds (see the module docstring).
 
-    Every line appended is remembered once in a server-wide queue, in order. The queue
-    is never longer than ``total``: past it, its oldest entry leaves, and if that line
-    is still the oldest of its channel (it was not pruned by the channel's own bound, or
-    with its channel) it goes too. Lines leave a channel only from its old end, so a
-    line still kept is always the oldest of its channel when its turn comes: at most
-    ``total`` lines are kept, and each append costs O(1).
+    The histories are bucketed by length (``_by_length[n]``: the histories holding ``n``
+    lines, in the order they reached ``n``), so the longest is found in O(1) amortised:
+    ``_longest`` only moves down by steps, and a length changes by one line at a time.
+    Histories are told apart by identity (a deque cannot be hashed); the buckets hold
+    them, so an identity is never reused while it is here. Lines leave a history only
+    through ``append`` and ``forget``.
     """
 
     def __init__(self, per_channel: int, total: int) -> None:
         self.per_channel = per_channel
         self.limit = total
         self.total = 0  # lines kept, all channels
-        self._order: deque[tuple[deque[HistoryItem], HistoryItem]] = deque()
+        self._by_length: list[dict[int, deque[HistoryItem]]] = [{} for _ in range(max(per_channel, 0) + 1)]
+        self._longest = 0  # no history is longer (the bucket may be empty: look further down)
 
     def append(self, history: deque[HistoryItem], item: HistoryItem) -> None:
-        """Add ``item`` to a channel's ``history``."""
+        """Add ``item`` to a channel's ``history``; then, past the server-wide bound, the
+        oldest line of the longest history goes."""
+        if self.per_channel <= 0 or self.limit <= 0:
+            return
+        key = id(history)
+        buckets = self._by_length
+        if history:
+            buckets[len(history)].pop(key, None)
         history.append(item)
         self.total += 1
-        self._order.append((history, item))
         while len(history) > self.per_channel:
             history.popleft()
             self.total -= 1
-        while len(self._order) > self.limit:
-            oldest_history, oldest = self._order.popleft()
-            if oldest_history and oldest_history[0] is oldest:
-                oldest_history.popleft()
-                self.total -= 1
+        buckets[len(history)][key] = history
+        self._longest = max(self._longest, len(history))
+        while self.total > self.limit:
+            self._evict()
+
+    def _evict(self) -> None:
+        buckets = self._by_length
+        while not buckets[self._longest]:
+            self._longest -= 1
+        bucket = buckets[self._longest]
+        key = next(iter(bucket))
+        history = bucket.pop(key)
+        history.popleft()
+        self.total -= 1
+        if history:
+            buckets[len(history)][key] = history
 
     def forget(self, history: deque[HistoryItem]) -> None:
-        """A channel is gone: its lines no longer count (their queue entries lapse)."""
+        """A channel is gone: its lines no longer count."""
+        if history:
+            self._by_length[len(history)].pop(id(history), None)
         self.total -= len(history)
         history.clear()
 

@@ -68,7 +68,9 @@ addresses holding a hundred connections each; lingering ones make room."""
 MAX_HISTORY: Final = 100_000
 """History lines kept in memory across all channels (``HistoryBook``): a hundred busy
 channels' worth at the default 1,000 each, some 50 MB; without it, 10,000 channels of
-1,000 lines each would be ten million messages, and anyone may create channels."""
+1,000 lines each would be ten million messages, and anyone may create channels. Shared
+fairly: past it, the longest history gives a line, so even a full table of 10,000
+channels leaves each at least 10."""
 
 MAX_MOTD_FILE_SIZE: Final = 64 * 1024
 """Bytes of a MOTD file: a MOTD is a screenful, and every client gets it on registering
@@ -203,6 +205,9 @@ class Channel:
     invites: set[str] = field(default_factory=set)  # casefolded nicks
     members: dict[int, set[str]] = field(default_factory=dict)  # client id -> {"o", "v"}; see add/remove
     history: deque[HistoryItem] = field(default_factory=deque)  # appended by ChatState.history
+    # Lines were said here (and stored): kept on disk even if the fair share of memory
+    # (``HistoryBook``) has left none in ``history``, so the channel is not "default".
+    logged: bool = False
     creator: str = ""  # limit_key of who created it (its address's quota); "" if not known
     emptied_at: float | None = None  # when the last member left (None: it has members)
     # Members by tag class, for fan-out without a per-member look-up: rebuilt when the
@@ -247,10 +252,11 @@ class Channel:
 
     @property
     def is_default(self) -> bool:
-        """Nothing worth keeping once empty (no topic, default modes, no bans, no history):
-        dropped when the last member leaves, instead of lingering."""
+        """Nothing worth keeping once empty (no topic, default modes, no bans, no history
+        in memory or on disk): dropped when the last member leaves, instead of lingering."""
         return (
             not self.history
+            and not self.logged
             and not self.topic
             and self.modes == {"n", "t"}
             and not self.key

@@ -7,10 +7,16 @@ append per message, not a queue hand-off and a thread wake-up. The write queue i
 bounded: if the disk falls far behind, history rows are dropped (and that is logged)
 rather than memory growing or the server stalling; channel settings are always kept.
 
-Bounds on disk: ``KEEP_PER_CHANNEL`` rows per channel and ``MAX_HISTORY_ROWS`` in all
-(the oldest go first), each pruned every ``PRUNE_EVERY`` inserts; a channel that is
-dropped takes its rows with it, and rows whose channel is gone (left by older versions)
-are deleted at start.
+Bounds on disk: ``KEEP_PER_CHANNEL`` rows per channel (the oldest go first, pruned
+every ``PRUNE_EVERY`` inserts into it) and ``MAX_HISTORY_ROWS`` in all, shared fairly as
+in memory: past it, the channels holding the most rows are cut to an equal share (the
+newest rows kept), down to ``PRUNE_HEADROOM`` below the bound, so one user's flood of
+many channels never erases a quiet channel's rows (the oldest rows of the whole server
+used to go first, whichever channel they were in). The rows of each channel are counted
+here (from the database at start, then as they are queued), so finding the share needs
+no scan. A channel that is dropped takes its rows with it, and rows whose channel is
+gone (left by older versions) are deleted at start. Memory's bound never deletes rows:
+a channel whose lines left memory keeps them on disk (``Channel.logged``).
 
 A bad row never costs the others: what SQLite cannot take (text with NUL, CR, LF or a
 lone surrogate, a number too large) is refused before it is queued, and if a batch still
@@ -39,7 +45,7 @@ from socketkit.services.chat.history import HistoryItem
 from socketkit.services.chat.state import Channel, ChatState
 from socketkit.state import StateDB
 
-__all__ = ["KEEP_PER_CHANNEL", "MAX_HISTORY_ROWS", "ChatStore"]
+__all__ = ["KEEP_PER_CHANNEL", "MAX_HISTORY_ROWS", "PRUNE_HEADROOM", "ChatStore", "fair_share"]
 
 logger = get_logger(__name__)
 
@@ -75,12 +81,42 @@ KEEP_PER_CHANNEL: Final = 10_000
 MAX_HISTORY_ROWS: Final = 1_000_000
 """History rows kept on disk in all, the oldest pruned first: a few hundred MB at most,
 whatever the number of channels (10,000 channels of 10,000 rows would be 100 million)."""
-PRUNE_EVERY = 1_000  # inserts (into a channel, and in all) between two prunes
+PRUNE_EVERY = 1_000  # inserts into a channel between two prunes of it
+PRUNE_HEADROOM: Final = 20
+"""A prune of the total frees a twentieth of ``keep_total`` (50,000 rows by default): a
+flood pays for one prune (a range delete in each channel above the share) per 50,000
+rows, not per row."""
 _STOP = object()
 _Op = Callable[[StateDB], object] | list[tuple[Any, ...]]  # a statement, or history rows
 _WRITE_ERRORS = (sqlite3.Error, ValueError, TypeError, OverflowError)
 """What a write can fail with because of what it writes (UnicodeEncodeError is a
 ValueError); anything else is a bug and propagates."""
+
+
+_KEEP_NEWEST = (
+    "DELETE FROM chat_history WHERE channel = ? AND id <= (SELECT id FROM chat_history "
+    "WHERE channel = ? ORDER BY id DESC LIMIT 1 OFFSET ?)"
+)
+"""Delete a channel's rows but its newest N (a walk of the (channel, id) index)."""
+
+
+def fair_share(counts: list[int], room: int) -> int:
+    """The largest share ``s`` such that every count cut to ``s`` (``min(count, s)``)
+    fits in ``room``: the channels above ``s`` are cut, the others keep all they have.
+
+    Args:
+        counts: rows per channel.
+        room: rows the channels may hold together (0 or more).
+    """
+    ordered = sorted(counts, reverse=True)
+    rest = sum(ordered)
+    for k, count in enumerate(ordered, 1):
+        rest -= count  # what the channels below the k largest hold
+        share = (room - rest) // k
+        below = ordered[k] if k < len(ordered) else 0
+        if share >= below:
+            return max(share, 0)
+    return 0
 
 
 def _sendable(text: str) -> bool:
@@ -126,10 +162,15 @@ class ChatStore:
         self.keep_per_channel = keep_per_channel
         self.keep_total = keep_total
         self._inserts: dict[str, int] = {}
-        self._total_inserts = 0
         db.ensure_schema("chat", 1, _SCHEMA)
         db.ensure_schema("chat", 2, _SCHEMA_V2)
         db.ensure_schema("chat", 3, _SCHEMA_V3)
+        # Rows per channel, on disk or queued (one index scan at start).
+        self._rows_of: dict[str, int] = {
+            row["channel"]: row["n"]
+            for row in db.query("SELECT channel, count(*) AS n FROM chat_history GROUP BY channel")
+        }
+        self._row_total = sum(self._rows_of.values())
         self._rows: list[tuple[Any, ...]] = []
         self._queue: queue.Queue[Any] = queue.Queue(maxsize=MAX_QUEUE)
         self._dropped = 0
@@ -145,6 +186,7 @@ class ChatStore:
         emptied (or from now, if they had members when the server stopped)."""
         limit = state.config.history_per_channel
         unsendable: list[int] = []
+        keys: set[str] = set()
         loaded: list[Channel] = []
         for row in self.db.query("SELECT * FROM chat_channels"):
             channel = Channel(row["name"], row["created"] or 0.0)
@@ -172,12 +214,15 @@ class ChatStore:
                     or not _sendable(item["msgid"])
                 ):
                     unsendable.append(item["id"])
+                    self._uncount(row["key"], 1)
                     continue
                 state.history.append(
                     channel.history,
                     HistoryItem(item["time"], item["msgid"], item["source"], item["command"], item["text"]),
                 )
+                channel.logged = True
             loaded.append(channel)
+            keys.add(row["key"])
         for channel in sorted(loaded, key=lambda c: c.emptied_at or 0.0):  # the table's expiry order
             state.table.add(channel)
         if unsendable:
@@ -188,6 +233,8 @@ class ChatStore:
             )
         # Rows of channels that no longer exist (dropped by an older version, or whose drop
         # was lost), and rows beyond the server-wide bound.
+        for key in [key for key in self._rows_of if key not in keys]:
+            self._uncount(key, self._rows_of[key])
         self._submit(
             lambda db: db.execute(
                 "DELETE FROM chat_history WHERE channel NOT IN (SELECT key FROM chat_channels)"
@@ -231,6 +278,7 @@ class ChatStore:
         """Forget a channel and its history."""
         key = casefold(name)
         self._inserts.pop(key, None)
+        self._uncount(key, self._rows_of.get(key, 0))
         self._submit(
             lambda db: (
                 db.execute("DELETE FROM chat_channels WHERE key = ?", (key,)),
@@ -248,32 +296,39 @@ class ChatStore:
         rows = self._rows
         rows.append((key, item.time, item.msgid, item.source, item.command, item.text))
         count = self._inserts[key] = self._inserts.get(key, 0) + 1
-        self._total_inserts += 1
+        self._rows_of[key] = self._rows_of.get(key, 0) + 1
+        self._row_total += 1
         if count % PRUNE_EVERY == 0:
             keep = self.keep_per_channel
             self.flush()  # the rows go before the prune that counts them
-            self._submit(
-                lambda db: db.execute(
-                    "DELETE FROM chat_history WHERE channel = ? AND id <= (SELECT id FROM chat_history "
-                    "WHERE channel = ? ORDER BY id DESC LIMIT 1 OFFSET ?)",
-                    (key, key, keep),
-                )
-            )
-        if self._total_inserts % PRUNE_EVERY == 0:
+            if self._submit(lambda db: db.execute(_KEEP_NEWEST, (key, key, keep))):
+                self._uncount(key, max(0, self._rows_of.get(key, 0) - keep))
+        if self._row_total > self.keep_total:
             self.flush()
             self._prune_total()
         elif len(rows) >= MAX_BATCH_ROWS:
             self.flush()
 
     def _prune_total(self) -> None:
-        """Keep at most ``keep_total`` rows: ids only grow, so the rows older than the
-        last ``keep_total`` ids go (a range of the primary key, no scan)."""
-        keep = self.keep_total
-        self._submit(
-            lambda db: db.execute(
-                "DELETE FROM chat_history WHERE id <= (SELECT max(id) FROM chat_history) - ?", (keep,)
-            )
-        )
+        """Past ``keep_total`` rows, cut the channels holding the most to an equal share
+        (``fair_share``) that leaves ``keep_total / PRUNE_HEADROOM`` rows free; each keeps
+        its newest rows. One operation for all of them."""
+        if self._row_total <= self.keep_total:
+            return
+        share = fair_share(list(self._rows_of.values()), self.keep_total - self.keep_total // PRUNE_HEADROOM)
+        cuts = [(key, key, share) for key, count in self._rows_of.items() if count > share]
+        if self._submit(lambda db: db.executemany(_KEEP_NEWEST, cuts)):
+            for key, _, _ in cuts:
+                self._uncount(key, self._rows_of[key] - share)
+
+    def _uncount(self, key: str, rows: int) -> None:
+        """``rows`` of channel ``key`` are no longer on disk (or will not be)."""
+        left = self._rows_of.get(key, 0) - rows
+        self._row_total -= min(rows, self._rows_of.get(key, 0))
+        if left > 0:
+            self._rows_of[key] = left
+        else:
+            self._rows_of.pop(key, None)
 
     def flush(self) -> None:
         """Hand the gathered history rows to the writer thread."""
@@ -293,7 +348,9 @@ class ChatStore:
                 self._refused,
             )
 
-    def _submit(self, op: _Op, *, essential: bool = False) -> None:
+    def _submit(self, op: _Op, *, essential: bool = False) -> bool:
+        """Queue ``op`` for the writer; whether it was (history rows that were not are
+        no longer counted)."""
         try:
             if essential:
                 self.flush()  # keep the order of rows and settings
@@ -302,8 +359,13 @@ class ChatStore:
                 self._queue.put_nowait(op)
         except queue.Full:
             self._dropped += len(op) if isinstance(op, list) else 1
+            if isinstance(op, list):
+                for row in op:
+                    self._uncount(row[0], 1)
             if self._dropped & (self._dropped - 1) == 0 or isinstance(op, list):
                 logger.warning("chat store is behind: %d history row(s) dropped so far", self._dropped)
+            return False
+        return True
 
     def _run(self) -> None:
         while True:

@@ -83,7 +83,8 @@ def _message(out: Outbox, client: Client, msg: IRCMessage, command: str) -> None
             if command != "TAGMSG" and not status:
                 item = HistoryItem(out.now, msgid, client.prefix, command, text)
                 state.history.append(channel.history, item)
-                if len(channel.history) == 1:  # a channel with history lingers when empty: persisted
+                if not channel.logged:  # a channel with history lingers when empty: persisted
+                    channel.logged = True
                     out.store_channel(channel)
                 out.effects.append(StoreHistory(channel.name, item))
         else:
