@@ -12,18 +12,33 @@ has no accounts, so it takes ngircd's rule with one grace:
 - any other channel lives while it has members. Once empty it **lingers**, with its
   settings and history, for ``empty_channel_ttl_s`` (a week by default: a room left over
   a weekend, or a server restarted, finds its topic and history again), then is
-  dropped, on disk too. A lingering channel holds nobody's slot: when an address is at
-  its quota, or the table is full, the oldest lingering channel (of that address,
-  then of the server) is dropped to make room;
+  dropped, on disk too. A lingering channel holds no slot for good: it makes room for
+  a new channel, by the fair rule below;
 - an empty channel with nothing worth keeping (default modes, no topic, key, limit,
   bans or history) is dropped at once, as before;
-- each address (``socketkit.address.limit_key``: all of loopback is one, IPv6 by /64)
+- each address (its key, ``Client.key``: ``socketkit.address.limit_key``, IPv6 by /64)
   may have created at most ``max_channels_per_address`` of the unregistered channels
-  that exist; only channels with members block a new one.
+  that exist, lingering ones included; only channels with members block a new one.
 
-So after an attack that creates and leaves channels, every new JOIN still works;
-one that keeps channels occupied needs connections (capped per address) and fills
-at most its address's share.
+**Who makes room** (``make_room``), so that no user's channels go to make room for
+another's unless that other holds fewer:
+
+1. a key at its quota drops its own oldest lingering channel, or is refused
+   (``FULL_ADDRESS``): it never takes from anyone else;
+2. a full table: the creator's own oldest lingering channel goes first; if it has
+   none, the oldest lingering channel of the key holding the most channels goes, but
+   only if that key still holds at least as many as the creator once the creator has
+   its new one (``count >= mine + 2``); otherwise the JOIN is refused (``FULL_SERVER``).
+
+A key thus never loses a channel to a key that ends up holding more, and one that
+holds a single lingering channel never loses it to anyone else. (The old rule dropped
+the oldest lingering channel of the whole server, anyone's topic and history, for
+each channel made past a full table.) Filling the table needs
+``max_channels / max_channels_per_address`` keys (ten by default), each holding its
+channels occupied with connections (capped per key); after an attack that creates
+and leaves channels, every new JOIN still works, as the attacker's own lingering
+channels, the most numerous, go first. Within one key (all of a key's users look the
+same here) its lingering channels go oldest first, whoever made them.
 """
 
 from __future__ import annotations
@@ -99,6 +114,11 @@ class ChannelTable:
         self.per_creator: dict[str, int] = {}  # unregistered channels by creator's address
         self._lingering: OrderedDict[str, None] = OrderedDict()  # emptied longest ago first
         self._lingering_of: dict[str, OrderedDict[str, None]] = {}
+        # The creators with lingering channels, by how many channels they hold (sorted,
+        # so a full table finds the one holding the most at once), and the count each
+        # is filed under.
+        self._ranked: list[tuple[int, str]] = []
+        self._rank: dict[str, int] = {}
 
     def add(self, channel: Channel) -> None:
         """A new channel (its creator joins it next), or one loaded from disk (with
@@ -145,21 +165,24 @@ class ChannelTable:
         self._unlinger(casefold(channel.name), channel)
 
     def make_room(self, creator: str) -> tuple[list[Channel], str | None]:
-        """What to drop so that ``creator`` may create a channel: ``(channels, None)``, or
-        ``([], FULL_ADDRESS | FULL_SERVER)`` if it may not."""
-        evict: list[str] = []
-        if self.per_creator.get(creator, 0) >= self.max_per_address:
-            own = self._lingering_of.get(creator)
+        """What to drop so that ``creator`` may create a channel (the rule of the module
+        docstring): ``(channels, None)``, or ``([], FULL_ADDRESS | FULL_SERVER)`` if it
+        may not."""
+        mine = self.per_creator.get(creator, 0)
+        own = self._lingering_of.get(creator)
+        if mine >= self.max_per_address:
             if not own:
                 return [], FULL_ADDRESS
-            evict.append(next(iter(own)))
-        if len(self.by_name) - len(evict) >= self.max_channels:
-            # The oldest lingering channel, unless it is the one already chosen (then the next).
-            oldest = next((k for k in self._lingering if k not in evict), None)
-            if oldest is None:
-                return [], FULL_SERVER
-            evict.append(oldest)
-        return [self.by_name[key] for key in evict], None
+            return [self.by_name[next(iter(own))]], None  # a swap: the table keeps its size
+        if len(self.by_name) < self.max_channels:
+            return [], None
+        if own:
+            return [self.by_name[next(iter(own))]], None
+        if self._ranked:
+            count, richest = self._ranked[-1]
+            if count >= mine + 2:  # it still holds as many as the creator afterwards
+                return [self.by_name[next(iter(self._lingering_of[richest]))]], None
+        return [], FULL_SERVER
 
     def expired(self, now: float) -> list[Channel]:
         """Lingering channels past their time (at most ``EXPIRED_PER_TICK``)."""
@@ -184,12 +207,15 @@ class ChannelTable:
             self.per_creator[creator] = count
         else:
             self.per_creator.pop(creator, None)
+        if creator in self._rank or creator in self._lingering_of:
+            self._rerank(creator)
 
     def _linger(self, key: str, channel: Channel) -> None:
         if key in self._lingering:
             return
         self._lingering[key] = None
         self._lingering_of.setdefault(channel.creator, OrderedDict())[key] = None
+        self._rerank(channel.creator)
 
     def _unlinger(self, key: str, channel: Channel) -> None:
         if key not in self._lingering:
@@ -200,3 +226,15 @@ class ChannelTable:
             own.pop(key, None)
             if not own:
                 del self._lingering_of[channel.creator]
+                self._rerank(channel.creator)
+
+    def _rerank(self, creator: str) -> None:
+        """File ``creator`` in ``_ranked`` under its count now (out, with no lingering
+        channel): O(log n) to find, a memmove to insert."""
+        ranked = self._ranked
+        old = self._rank.pop(creator, None)
+        if old is not None:
+            del ranked[bisect.bisect_left(ranked, (old, creator))]
+        if creator in self._lingering_of:
+            count = self._rank[creator] = self.per_creator.get(creator, 0)
+            bisect.insort(ranked, (count, creator))
