@@ -30,8 +30,8 @@ another's unless that other holds fewer:
    only if that key still holds at least as many as the creator once the creator has
    its new one (``count >= mine + 2``); otherwise the JOIN is refused (``FULL_SERVER``).
 
-A key thus never loses a channel to a key that ends up holding more, and one that
-holds a single lingering channel never loses it to anyone else. (The old rule dropped
+A key thus never loses a channel to a key that ends up holding more, and one whose
+only channel lingers never loses it to anyone else. (The old rule dropped
 the oldest lingering channel of the whole server, anyone's topic and history, for
 each channel made past a full table.) Filling the table needs
 ``max_channels / max_channels_per_address`` keys (ten by default), each holding its
