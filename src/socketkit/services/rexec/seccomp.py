@@ -186,8 +186,9 @@ def build_filter(machine: str, *, families: frozenset[int] | None) -> bytes:
         p.jump(_JEQ, _SOCK_STREAM, "allow", "eacces")
     p.label("allow")
     p.ret(_RET_ALLOW)
-    p.label("eacces")
-    p.ret(_RET_ERRNO | _EACCES)
+    if stream_pairs_only:
+        p.label("eacces")
+        p.ret(_RET_ERRNO | _EACCES)
     p.label("eperm")
     p.ret(_RET_ERRNO | _EPERM)
     p.label("enosys")
