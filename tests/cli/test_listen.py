@@ -77,6 +77,8 @@ def test_listen_udp_stdin_beyond_the_held_limit_waits_and_is_not_lost() -> None:
 
 def test_listen_unix_round_trip_with_send(tmp_path: Path, capsysbinary: pytest.CaptureFixture[bytes]) -> None:
     path = tmp_path / "l.sock"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as stale:
+        stale.bind(str(path))  # a socket file left behind by a server that is gone
     with Proc("listen", f"unix:{path}") as proc:
         proc.expect(f"listening on unix:{path} \\(unix\\)$", "err")
         proc.write(b"reply\n")

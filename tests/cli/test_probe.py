@@ -147,6 +147,23 @@ def test_probe_stays_within_the_open_file_limit(
     assert [r.state for r in results] == ["timeout"] * 6
 
 
+def test_probe_raises_the_soft_open_file_limit_for_its_concurrency(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = 2000 + OPEN_FILES_RESERVE
+    if hard != resource.RLIM_INFINITY and hard < wanted:
+        wanted = hard
+    resource.setrlimit(resource.RLIMIT_NOFILE, (min(soft, 512), hard))
+    try:
+        with held_ports(1) as socks:
+            assert main(["probe", "127.0.0.1", str(_port(socks[0])), "--concurrency", "2000"]) == 1
+        assert resource.getrlimit(resource.RLIMIT_NOFILE)[0] == wanted
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    assert capsys.readouterr().out.splitlines()[-1].startswith("no open ports among 1 probed")
+
+
 def test_outcome_names_each_state() -> None:
     assert outcome(0) == ("open", "accepted")
     assert outcome(111) == ("closed", "ECONNREFUSED")

@@ -162,7 +162,9 @@ class _Scan:
         self.timeout = timeout
         self.limit = limit
         self.clock = clock
-        self.results: dict[int, ProbeResult] = {}
+        self.kind = socket.SOCK_STREAM | _NONBLOCK
+        self.host, self.tail = sockaddr[0], sockaddr[2:]  # (host, port) or (host, port, flow, scope)
+        self.outcomes: dict[int, tuple[int, float]] = {}  # port -> (errno, seconds)
         self.waiting: dict[int, _Attempt] = {}  # by fd
         # One timeout for all, so start order is deadline order: a FIFO, not a heap.
         self.deadlines: deque[_Attempt] = deque()
@@ -186,13 +188,18 @@ class _Scan:
             for attempt in self.waiting.values():
                 attempt.sock.close()
             self.selector.close()
-        return [self.results[port] for port in ports]
+        results = []
+        for port in ports:
+            code, seconds = self.outcomes[port]
+            state, reason = outcome(code)
+            results.append(ProbeResult(port, state, code, reason, round(seconds * 1000, 3)))
+        return results
 
     def _start(self, port: int) -> bool:
         """Start the connect to ``port`` (finish it when the kernel answered at once);
         False when out of descriptors while others are outstanding."""
         try:
-            sock = _RawSocket(self.family, socket.SOCK_STREAM | _NONBLOCK)
+            sock = _RawSocket(self.family, self.kind)
         except OSError as exc:
             if exc.errno in (errno.EMFILE, errno.ENFILE) and self.waiting:
                 return False
@@ -201,13 +208,13 @@ class _Scan:
             if not _NONBLOCK:
                 sock.setblocking(False)
             started = self.clock()
-            code: int | None = sock.connect_ex((self.sockaddr[0], port, *self.sockaddr[2:]))
+            code: int | None = sock.connect_ex((self.host, port, *self.tail))
             if code in _IN_PROGRESS:
                 code = _connect_state(sock)
             if code is not None:
                 ended = self.clock()
                 sock.close()
-                self._record(port, code, ended - started)
+                self.outcomes[port] = (code, ended - started)
                 return True
             attempt = _Attempt(sock, port, started, started + self.timeout)
             self.selector.register(sock, selectors.EVENT_WRITE, attempt)
@@ -243,11 +250,7 @@ class _Scan:
         del self.waiting[attempt.sock.fileno()]
         self.selector.unregister(attempt.sock)
         attempt.sock.close()
-        self._record(attempt.port, code, seconds)
-
-    def _record(self, port: int, code: int, seconds: float) -> None:
-        state, reason = outcome(code)
-        self.results[port] = ProbeResult(port, state, code, reason, round(seconds * 1000, 3))
+        self.outcomes[attempt.port] = (code, seconds)
 
 
 def _open_files_limit() -> int | None:
