@@ -5,6 +5,7 @@ their own. Driven as real subprocesses, sequenced by their stderr lines."""
 from __future__ import annotations
 
 import os
+import selectors
 import signal
 import socket
 import subprocess
@@ -163,6 +164,46 @@ def test_listen_status_lines_go_to_stderr_each_on_its_own_line() -> None:
     assert lines[-3:] == ["first", "second", "the peer closed the connection"]
     merged, _ = _listen_once(b"ends a line\n", merged=True)
     assert merged.decode().splitlines()[-2:] == ["ends a line", "the peer closed the connection"]
+
+
+def _read_until(proc: subprocess.Popen[bytes], marker: bytes) -> bytes:
+    """What the child wrote to its stdout up to and including ``marker`` (bounded wait)."""
+    assert proc.stdout is not None
+    seen = b""
+    with selectors.DefaultSelector() as selector:
+        selector.register(proc.stdout, selectors.EVENT_READ)
+        while marker not in seen:
+            assert selector.select(TIMEOUT), f"no {marker!r} within {TIMEOUT} s; seen {seen!r}"
+            chunk = os.read(proc.stdout.fileno(), 65536)
+            assert chunk, f"output ended before {marker!r}; seen {seen!r}"
+            seen += chunk
+    return seen
+
+
+def test_listen_ends_an_unfinished_line_when_it_stops() -> None:
+    """Data that stopped mid-line, then SIGTERM, with ``2>&1``: the line is ended, so
+    whatever comes next (the shell's prompt, an error) starts on a line of its own."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "socketkit", "listen", "--udp", "0"],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    try:
+        first = _read_until(proc, b"(udp)\n")
+        port = int(first.rsplit(b":", 1)[1].split()[0])
+        with _udp_sender() as sender:
+            sender.sendto(b"partial", ("127.0.0.1", port))
+            shown = _read_until(proc, b"partial")
+        proc.send_signal(signal.SIGTERM)
+        rest, _ = proc.communicate(timeout=TIMEOUT)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.communicate()
+    assert proc.returncode == 128 + signal.SIGTERM
+    assert (shown + rest).endswith(b"partial\n")
 
 
 def test_pending_input_holds_chunks_in_order_up_to_its_limit() -> None:

@@ -138,9 +138,15 @@ class _Terminal:
         self.line.wrote(data)
 
     def note(self, text: str) -> None:
-        prefix = self.line.before_status() if self.shared else ""
-        self.err.write(f"{prefix}{text}\n")
+        self.end_line()
+        self.err.write(f"{text}\n")
         self.err.flush()
+
+    def end_line(self) -> None:
+        """End the data's unfinished line on standard error, when both share a place."""
+        if self.shared and (prefix := self.line.before_status()):
+            self.err.write(prefix)
+            self.err.flush()
 
 
 def listen(args: argparse.Namespace) -> int:
@@ -167,7 +173,11 @@ def listen(args: argparse.Namespace) -> int:
                 return _listen_datagrams(address, term, keep_open=args.keep_open)
             return _listen_stream(address, term, keep_open=args.keep_open)
         except _Terminated:
+            term.end_line()
             return EXIT_TERMINATED
+        except BaseException:
+            term.end_line()  # what the caller prints next (an error, a prompt) starts a line
+            raise
 
 
 def _listen_stream(address: Address, term: _Terminal, *, keep_open: bool) -> int:
