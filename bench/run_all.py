@@ -4,7 +4,7 @@ Each benchmark runs socketkit and its alternatives side by side and prints ratio
 ones whose alternatives are missing (ngircd, sshd, rsync, nc, pyftpdlib) say so and
 measure what they can. The whole run takes about half an hour on 2 cores.
 
-    python bench/run_all.py [NAME...]     # names: server echo exec files chat
+    python bench/run_all.py [NAME...]     # names: server echo exec files chat probe
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-ORDER = ["server", "echo", "exec", "files", "chat"]
+ORDER = ["server", "echo", "exec", "files", "chat", "probe"]
 
 
 def main() -> int:

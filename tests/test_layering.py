@@ -53,6 +53,9 @@ def pure_modules() -> list[Path]:
         SRC / "paths.py",
         *sorted((SRC / "auth").glob("handshake.py")),
         *sorted((SRC / "auth").glob("throttle.py")),
+        # What listen and probe decide, apart from their sockets.
+        SRC / "cli" / "_listen_state.py",
+        SRC / "cli" / "_probe_results.py",
     ]
     modules += sorted(p for p in (SRC / "services").rglob("*.py") if p.name in PURE_NAMES)
     # The chat service's protocol logic is a package of pure modules.
