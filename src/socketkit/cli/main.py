@@ -17,7 +17,6 @@ from collections.abc import Callable, Sequence
 from socketkit._logformat import LOG_FORMATS, TEXT_FORMAT, formatter
 from socketkit._stdio import fill_closed_standard_streams
 from socketkit._version import __version__
-from socketkit.cli import cert, chat, config, files_client, listen, probe, rexec, send, serve, status, talk
 from socketkit.cli._errors import error_line
 
 __all__ = ["build_parser", "main", "run"]
@@ -27,24 +26,50 @@ EXIT_FAILURE = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
 
-# Each module adds its subcommands and sets ``func`` on them.
-_COMMAND_MODULES: list[Callable[[argparse._SubParsersAction[argparse.ArgumentParser]], None]] = [
-    serve.add_parsers,
-    send.add_parsers,
-    listen.add_parsers,
-    talk.add_parsers,
-    probe.add_parsers,
-    rexec.add_parsers,
-    files_client.add_parsers,
-    chat.add_parsers,
-    cert.add_parsers,
-    status.add_parsers,
-    config.add_parsers,
-]
+# Each module adds its subcommands and sets ``func`` on them; the commands each one adds.
+# Only the module of the command being run is imported (a command starts in tens of
+# milliseconds); ``--help`` and an unknown command import them all.
+_COMMAND_MODULES: dict[str, tuple[str, ...]] = {
+    "serve": ("serve",),
+    "send": ("send",),
+    "listen": ("listen",),
+    "talk": ("talk",),
+    "probe": ("probe",),
+    "rexec": ("exec",),
+    "files_client": ("put", "get", "ls", "rm", "mkdir"),
+    "chat": ("chat", "passwd"),
+    "cert": ("cert",),
+    "status": ("status",),
+    "config": ("config",),
+}
+_GLOBAL_WITH_VALUE = frozenset({"--log-format"})
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """Return the argument parser with every subcommand."""
+def _command_of(argv: Sequence[str]) -> str | None:
+    """The command word in ``argv`` (after the global options), or None."""
+    tokens = iter(argv)
+    for token in tokens:
+        if token in _GLOBAL_WITH_VALUE:
+            next(tokens, None)
+        elif not token.startswith("-"):
+            return token
+    return None
+
+
+def _adders(
+    argv: Sequence[str] | None,
+) -> list[Callable[[argparse._SubParsersAction[argparse.ArgumentParser]], None]]:
+    import importlib  # noqa: PLC0415
+
+    command = _command_of(argv) if argv is not None else None
+    if command is None and argv is not None and "--version" in argv:
+        return []
+    chosen = [module for module, commands in _COMMAND_MODULES.items() if command in commands]
+    return [importlib.import_module(f"socketkit.cli.{m}").add_parsers for m in chosen or _COMMAND_MODULES]
+
+
+def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    """Return the argument parser: with the subcommand ``argv`` names, or every one."""
     parser = argparse.ArgumentParser(
         prog="socketkit",
         description="TCP/UDP services and clients done right.",
@@ -61,7 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
         "(also [all] log_format in the configuration, SOCKETKIT_ALL_LOG_FORMAT)",
     )
     commands = parser.add_subparsers(title="commands", metavar="COMMAND")
-    for add in _COMMAND_MODULES:
+    for add in _adders(argv):
         add(commands)
     return parser
 
@@ -87,7 +112,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     Returns:
         the exit status.
     """
-    parser = build_parser()
+    if argv is None:
+        argv = sys.argv[1:]
+    parser = build_parser(argv)
     try:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # argparse exits for --help, --version and usage errors
