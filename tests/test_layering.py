@@ -56,6 +56,10 @@ def pure_modules() -> list[Path]:
         # What listen and probe decide, apart from their sockets.
         SRC / "cli" / "_listen_state.py",
         SRC / "cli" / "_probe_results.py",
+        # The wire-v1 session and the rules of the unauthenticated phase: both engines
+        # drive them, so they hold no I/O of either.
+        SRC / "auth" / "wiresession.py",
+        SRC / "auth" / "gate.py",
     ]
     modules += sorted(p for p in (SRC / "services").rglob("*.py") if p.name in PURE_NAMES)
     # The chat service's protocol logic is a package of pure modules.

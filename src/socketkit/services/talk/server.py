@@ -28,7 +28,8 @@ from socketkit._log import get_logger
 from socketkit.aio.connection import Connection, ConnectionLimits
 from socketkit.aio.server import AsyncServer
 from socketkit.aio.wire import send_error
-from socketkit.codec.wire import Hello, encode_error, encode_hello, negotiate_version
+from socketkit.auth.wiresession import Refused, WireSession, opening_refusal
+from socketkit.codec.wire import Hello
 from socketkit.errors import (
     ClosedResourceError,
     HandshakeError,
@@ -118,7 +119,7 @@ class TalkServer:
                 handshake_timeout=None,  # ours: a silent client may be a plain one
                 message_timeout=DEFAULT_MESSAGE_TIMEOUT_S,
             ),
-            refusal=lambda reason: encode_hello() + encode_error("busy", reason),
+            refusal=lambda reason: opening_refusal("busy", reason),
             **options,
         )
         return self.server
@@ -132,20 +133,24 @@ class TalkServer:
             first = None  # silent so far: a plain client whose user has not typed yet
         except (ProtocolError, EOFError, ResourceError) as exc:
             if isinstance(exc, HandshakeError):  # it began like wire v1 (0x89), then not
+                opening = WireSession()
+                opening.receive_error(exc)
+                opening.next_event()
                 with contextlib.suppress(ResourceError):
-                    conn.send(encode_hello())
-                send_error(conn, exc)
+                    conn.send(opening.data_to_send())  # our hello, then the ERROR frame
             logger.info("talk handshake with %s failed: %s", conn.peer, exc)
             conn.close()
             return
         wire = isinstance(first, Hello)
         if isinstance(first, Hello):
-            conn.send(encode_hello())  # now, and only now: it speaks wire v1
-            try:
-                negotiate_version(first)
-            except HandshakeError as exc:
-                send_error(conn, exc)
-                logger.info("talk handshake with %s failed: %s", conn.peer, exc)
+            # It speaks wire v1: the opening (our hello, now and only now) is the session's.
+            opening = WireSession()
+            opening.receive_frame(first)
+            end = opening.next_event()
+            conn.send(opening.data_to_send())
+            if isinstance(end, Refused):
+                logger.info("talk handshake with %s failed: %s", conn.peer, end.error)
+                conn.close()
                 return
             first = None
         self._next_id += 1
