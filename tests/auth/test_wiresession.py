@@ -471,13 +471,13 @@ def test_an_announced_delay_moves_the_clients_deadline_up_to_its_cap() -> None:
 
 def test_nonces_must_have_their_size() -> None:
     with pytest.raises(ValueError, match="32 bytes"):
-        ServerSession(TOKEN, b"short")
+        ServerSession(TOKEN, b"short", now=T0)
     with pytest.raises(ValueError, match="32 bytes"):
-        ClientSession(TOKEN, b"short")
+        ClientSession(TOKEN, b"short", now=T0)
     with pytest.raises(ValueError, match="negative"):
-        ServerSession(TOKEN, SERVER_NONCE, delay=-1)
+        ServerSession(TOKEN, SERVER_NONCE, now=T0, delay=-1)
     with pytest.raises(LocalProtocolError):
-        ClientSession(TOKEN, CLIENT_NONCE, pipelined={"x": object()})
+        ClientSession(TOKEN, CLIENT_NONCE, now=T0, pipelined={"x": object()})
 
 
 def test_opening_refusal_is_a_hello_then_the_error() -> None:

@@ -19,6 +19,7 @@ with its ``WireDecoder``, as on the blocking engine) or as frames its connection
 ``next_event()`` until ``NEED_DATA`` and sends ``data_to_send()`` after each event.
 Anything out of turn ends the opening with ``Refused`` (the reason, and an ERROR frame
 queued where the peer can read one); a ``Refused`` session reads and sends nothing more.
+The events are declared in ``socketkit.auth.wireevents`` and exported from here too.
 
 Time comes in as numbers, in whatever clock the engine uses: ``now`` when the session
 starts, ``deadline`` (the opening must be over by then; ``check_deadline(now)`` ends it
@@ -29,13 +30,23 @@ reads a clock, draws randomness or touches a socket.
 
 from __future__ import annotations
 
-import enum
 from collections import deque
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
-from typing import Any, ClassVar, Final
+from typing import Any, ClassVar
 
 from socketkit.auth.handshake import NONCE_SIZE, ClientAuth, ServerAuth
+from socketkit.auth.wireevents import (
+    SHOWN_ERROR_CHARS,
+    Authenticated,
+    ChallengeIssued,
+    ChallengeReceived,
+    HelloReceived,
+    Refused,
+    SessionEvent,
+    State,
+    gave_up,
+    opening_refusal,
+)
 from socketkit.codec.base import END_OF_STREAM, NEED_DATA, EndOfStream, NeedData
 from socketkit.codec.wire import (
     VERSION,
@@ -50,7 +61,6 @@ from socketkit.codec.wire import (
     negotiate_version,
 )
 from socketkit.errors import (
-    BrokenResourceError,
     HandshakeError,
     LocalProtocolError,
     PermissionDenied,
@@ -75,110 +85,6 @@ __all__ = [
     "gave_up",
     "opening_refusal",
 ]
-
-SHOWN_ERROR_CHARS: Final = 200
-"""Characters of a peer's ERROR message quoted in our own error (it may be 64 KiB)."""
-
-
-class State(enum.Enum):
-    """Where a session is in the opening."""
-
-    HELLO = "hello"
-    """Waiting for the peer's hello."""
-    CHALLENGE = "challenge"
-    """Client: waiting for the server's challenge."""
-    RESPONSE = "response"
-    """Server: waiting for the client's response."""
-    VERDICT = "verdict"
-    """Client: waiting for the server's proof ("ok")."""
-    OPEN = "open"
-    """The opening is over: what follows belongs to the service."""
-    REFUSED = "refused"
-    """The opening failed; nothing more is read or sent."""
-
-
-@dataclass(frozen=True, slots=True)
-class HelloReceived:
-    """The peer's hello arrived and a version is agreed."""
-
-    version: int
-
-
-@dataclass(frozen=True, slots=True)
-class ChallengeIssued:
-    """Server: the challenge is queued (``delay``: seconds announced before the verdict;
-    ``required``: ``False`` when the server takes no token and says "none")."""
-
-    delay: float
-    required: bool
-
-
-@dataclass(frozen=True, slots=True)
-class ChallengeReceived:
-    """Client: the server's challenge arrived, and our response (with the pipelined
-    request) is queued. ``delay``: the verdict delay it announced (capped); the
-    session's ``deadline`` has moved that much later."""
-
-    service: str
-    delay: float
-
-
-@dataclass(frozen=True, slots=True)
-class Authenticated:
-    """The opening is over and the peer may go on.
-
-    Attributes:
-        verified: a token was checked (``False``: the server runs without one).
-        not_before: do not send the verdict (``data_to_send()``) before this time.
-    """
-
-    verified: bool
-    not_before: float = 0.0
-
-
-@dataclass(frozen=True, slots=True)
-class Refused:
-    """The opening failed; the engine sends what is queued and closes.
-
-    Attributes:
-        error: why (what a client raises; a server logs it).
-        by_peer: the peer ended it (its ERROR frame, end of stream, a broken connection).
-        reported: an ERROR frame telling the peer why is queued in ``data_to_send()``.
-        not_before: do not send that ERROR frame before this time (a throttled verdict).
-    """
-
-    error: Exception
-    by_peer: bool = False
-    reported: bool = False
-    not_before: float = 0.0
-
-    @property
-    def code(self) -> str:
-        """The error's stable code (``closed`` when the connection simply ended)."""
-        if isinstance(self.error, ProtocolError):
-            return self.error.error_code
-        if isinstance(self.error, ServiceError):
-            return self.error.code
-        return "closed"
-
-
-SessionEvent = HelloReceived | ChallengeIssued | ChallengeReceived | Authenticated | Refused
-
-
-def opening_refusal(code: str, message: str) -> bytes:
-    """What a server sends to a connection it will not serve at all (over a cap): its
-    hello first, so the peer reads the ERROR frame as ours and not as garbage."""
-    return encode_hello() + encode_error(code, message)
-
-
-def gave_up(frame: ErrorFrame) -> BrokenResourceError:
-    """The error for a client's ERROR frame: it gives up and closes, which ends the
-    connection like EOF does. Its words are quoted escaped and cut short, and never
-    answered (an error frame sent back would echo them)."""
-    return BrokenResourceError(
-        f"it gave up with an error frame ({frame.code[:40]!r}: {frame.message[:SHOWN_ERROR_CHARS]!r})"
-    )
-
 
 _Input = WireEvent | EndOfStream | Exception
 
@@ -377,7 +283,8 @@ class ServerSession(WireSession):
             open right after the hello; keep such a server on loopback).
         nonce: ``NONCE_SIZE`` fresh random bytes (from ``secrets``).
         service: the service's name, announced in the challenge.
-        now: the time the connection opened.
+        now: the time the connection opened, in the clock the engine will use for
+            ``check_deadline`` and ``not_before``.
         timeout: seconds for the whole opening; the deadline is ``now + timeout + delay``.
         delay: the throttle's delay for this peer, announced in the challenge: the
             verdict is not to be sent before ``now + delay`` (``not_before``).
@@ -393,7 +300,7 @@ class ServerSession(WireSession):
         nonce: bytes,
         service: str = "",
         *,
-        now: float = 0.0,
+        now: float,
         timeout: float = DEFAULT_AUTH_TIMEOUT_S,
         delay: float = 0.0,
         decoder: WireDecoder | None = None,
@@ -461,7 +368,7 @@ class ClientSession(WireSession):
         token: the shared secret (``None``: only a server without one lets us in).
         nonce: ``NONCE_SIZE`` fresh random bytes.
         service: the service we expect (``""``: any); another one is ``wrong-service``.
-        now: the time the connection opened.
+        now: the time the connection opened, in the engine's clock (see ``deadline``).
         timeout: seconds to wait for the server's answers; a delay the server announces
             (up to ``max_delay``) moves the deadline that much later.
         pipelined: the first request's header, sent right behind our response.
@@ -479,7 +386,7 @@ class ClientSession(WireSession):
         nonce: bytes,
         service: str = "",
         *,
-        now: float = 0.0,
+        now: float,
         timeout: float = DEFAULT_CLIENT_HANDSHAKE_TIMEOUT_S,
         pipelined: Mapping[str, Any] | None = None,
         max_delay: float = AUTH_MAX_DELAY_S,
