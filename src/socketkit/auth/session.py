@@ -120,14 +120,11 @@ class WireGate(GateRules):
             self.release(key)
         if line is not None:
             level, text = line
-            logger.log(_LEVELS[level], "%s", text)
+            logger.log(logging.getLevelNamesMapping()[level.upper()], "%s", text)
         if isinstance(end, Refused):
             conn.close()
             return False
         return True
-
-
-_LEVELS = {"info": logging.INFO, "warning": logging.WARNING}
 
 
 async def authenticate_client(
