@@ -176,6 +176,9 @@ def test_a_silent_client_is_cut_at_the_auth_deadline() -> None:
 
 
 def test_unauthenticated_connections_are_capped_per_peer(upper: socketserver.ThreadingTCPServer) -> None:
+    # The documented defaults, the asyncio services' own.
+    rules = Upper.make_gate()
+    assert (rules.timeout, rules.max_unauthenticated, rules.max_unauthenticated_total) == (5.0, 8, 512)
     held = [raw_opening(upper.server_address)[0] for _ in range(DEFAULT_MAX_UNAUTHENTICATED_PER_ADDRESS)]
     try:
         with connect(upper.server_address) as extra:
@@ -191,8 +194,9 @@ def test_unauthenticated_connections_are_capped_per_peer(upper: socketserver.Thr
 class Throttled(Upper):
     throttle = AuthThrottle(free_failures=0)
 
-    def make_gate(self) -> GateRules:
-        return GateRules(self.service, self.token, self.throttle)
+    @classmethod
+    def make_gate(cls) -> GateRules:
+        return GateRules(cls.service, cls.token, cls.throttle)
 
 
 def test_failed_tokens_delay_the_next_verdicts_and_the_token_still_gets_in() -> None:
@@ -215,10 +219,11 @@ def test_a_held_verdict_does_not_hold_up_server_close(monkeypatch: pytest.Monkey
     class Held(Upper):
         throttle = AuthThrottle(free_failures=0)
 
-        def make_gate(self) -> GateRules:
+        @classmethod
+        def make_gate(cls) -> GateRules:
             for _ in range(12):  # long past the cap: every verdict now waits 300 s
-                self.throttle.failure(limit_key("127.0.0.1"), time.monotonic())
-            return GateRules(self.service, self.token, self.throttle)
+                cls.throttle.failure(limit_key("127.0.0.1"), time.monotonic())
+            return GateRules(cls.service, cls.token, cls.throttle)
 
     holding = threading.Event()
     hold = wire_module._hold
@@ -252,6 +257,18 @@ def test_a_forking_server_with_a_token_refuses_and_says_why(caplog: pytest.LogCa
     with serving(server), pytest.raises(ServiceError, match="cannot authenticate") as info:
         asyncio.run(ask(address_of(server), TOKEN, "x"))
     assert info.value.code == "internal-error"
+
+
+def test_without_a_token_the_challenge_says_none_and_any_client_gets_in() -> None:
+    class Open(Upper):
+        token = None
+
+    server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), Open)
+    with serving(server):
+        sock, (_, challenge) = raw_opening(server.server_address)
+        sock.close()
+        assert challenge == Control({"auth": "none", "service": "upper"})
+        assert asyncio.run(ask(address_of(server), None, "open"))[1] == {"text": "OPEN"}
 
 
 def test_the_example_in_docs_server_md_runs(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -191,10 +191,11 @@ class WireRequestHandler(FramedRequestHandler[WireEvent]):
         """The connection's decoder, with the class's limits."""
         return WireDecoder(self.max_frame_size, max_control_size=self.max_control_size)
 
-    def make_gate(self) -> GateRules:
+    @classmethod
+    def make_gate(cls) -> GateRules:
         """The rules of the server's unauthenticated phase, made once per server (override
         to change the caps or the throttle)."""
-        return GateRules(self.service, self.token, timeout=self.auth_timeout)
+        return GateRules(cls.service, cls.token, timeout=cls.auth_timeout)
 
     def session_opened(self) -> None:
         """Called once the opening succeeded, before the first frame; default: nothing."""
