@@ -21,8 +21,9 @@ from typing import Any, Final
 from socketkit import limits
 from socketkit.address import Address
 from socketkit.aio.client import open_connection
-from socketkit.codec.wire import ErrorFrame, Hello, encode_hello, negotiate_version
-from socketkit.errors import HandshakeError, LocalProtocolError, ProtocolError, ResourceError
+from socketkit.auth.wiresession import Refused, WireSession
+from socketkit.codec.wire import ErrorFrame, Hello
+from socketkit.errors import LocalProtocolError, ProtocolError, ResourceError
 from socketkit.services.talk.console import read_lines
 from socketkit.services.talk.protocol import (
     EXIT,
@@ -58,7 +59,8 @@ def _not_talk(address: Address, what: str) -> int:
 
 async def _greet(conn: Any, address: Address) -> Welcome | int:
     """Our hello, then the server's hello and welcome; an exit status if it fails."""
-    conn.send(encode_hello())
+    opening = WireSession()  # the hello exchange every wire-v1 peer shares
+    conn.send(opening.data_to_send())
     waiting = "no answer to our hello"
     deadline = limits.DEFAULT_CLIENT_HANDSHAKE_TIMEOUT_S  # read now: tests may shorten it
     try:
@@ -69,10 +71,12 @@ async def _greet(conn: Any, address: Address) -> Welcome | int:
                 return _not_talk(address, f"it answered in plain text ({text!r})")
             if not isinstance(first, Hello):
                 return _not_talk(address, f"it answered {type(first).__name__}, not a hello")
-            try:
-                negotiate_version(first)
-            except HandshakeError as exc:  # a talk server, of another version
-                _say(f"HandshakeError: {address}: {exc}", error=True)
+            opening.receive_frame(first)
+            end = opening.next_event()
+            if isinstance(end, Refused):  # a talk server, of another version: tell it so
+                with contextlib.suppress(ResourceError):
+                    conn.send(opening.data_to_send())
+                _say(f"HandshakeError: {address}: {end.error}", error=True)
                 return 1
             waiting = "it said hello but no welcome"
             event = parse_event(await conn.receive())
