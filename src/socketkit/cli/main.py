@@ -2,7 +2,9 @@
 
 ``main(argv) -> int`` never calls ``sys.exit``; ``run()`` (the console script) does.
 Errors print as ``TypeName: message`` on stderr with exit status 1 (2 for usage
-errors, 130 for Ctrl-C); ``--debug`` shows the traceback instead. Subcommand modules
+errors, 130 for Ctrl-C); ``--debug`` shows the traceback instead. A reader of standard
+output that goes away (``| head``) ends any command quietly with status 141, as it ends
+``cat`` (see ``socketkit._stdio``). Subcommand modules
 import their heavy dependencies (asyncio, rich) only when they run, so the command
 starts fast.
 """
@@ -15,7 +17,13 @@ import sys
 from collections.abc import Callable, Sequence
 
 from socketkit._logformat import LOG_FORMATS, TEXT_FORMAT, formatter
-from socketkit._stdio import fill_closed_standard_streams
+from socketkit._stdio import (
+    EXIT_BROKEN_PIPE,
+    StdoutClosed,
+    discard_stdout,
+    fill_closed_standard_streams,
+    guard_stdout,
+)
 from socketkit._version import __version__
 from socketkit.cli._errors import error_line
 
@@ -112,11 +120,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     Returns:
         the exit status.
     """
+    try:
+        status = _main(argv)
+        # Here, not at interpreter exit: a reader gone by the last write is seen by the
+        # handler below rather than printed as "Exception ignored ... BrokenPipeError".
+        sys.stdout.flush()
+    except StdoutClosed:  # `| head` stopped reading: the normal end of a pipeline
+        discard_stdout()
+        return EXIT_BROKEN_PIPE
+    return status
+
+
+def _main(argv: Sequence[str] | None) -> int:
     if argv is None:
         argv = sys.argv[1:]
     parser = build_parser(argv)
     try:
         args = parser.parse_args(argv)
+    except StdoutClosed:
+        raise
     except SystemExit as exc:  # argparse exits for --help, --version and usage errors
         return exc.code if isinstance(exc.code, int) else EXIT_USAGE
     func = getattr(args, "func", None)
@@ -137,6 +159,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def run() -> None:
-    """Console-script entry point."""
+    """Console-script entry point (and ``python -m socketkit``)."""
     fill_closed_standard_streams()
+    guard_stdout()
     sys.exit(main())

@@ -19,6 +19,7 @@ from collections.abc import Callable
 from typing import Any, BinaryIO
 
 from socketkit._log import get_logger
+from socketkit._stdio import write_all
 from socketkit._text import escape_controls
 from socketkit.aio.connection import Connection
 from socketkit.auth.connect import ServiceTarget, connect_authenticated
@@ -66,10 +67,7 @@ def _writer(stream: BinaryIO) -> Callable[[bytes], None]:
         return write_file
 
     def write_fd(data: bytes) -> None:
-        view = memoryview(data)
-        while view:
-            written = os.write(fd, view)
-            view = view[written:]
+        write_all(fd, data)  # our stdout's reader gone (`| head`): StdoutClosed, a quiet end
 
     return write_fd
 
