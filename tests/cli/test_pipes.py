@@ -53,11 +53,9 @@ def _feed(proc: subprocess.Popen[bytes], stdin: bytes | None) -> threading.Threa
 
     def feed() -> None:
         assert proc.stdin is not None
-        try:
+        with contextlib.suppress(BrokenPipeError):  # the command ended before reading it all
             proc.stdin.write(stdin)
             proc.stdin.close()
-        except BrokenPipeError:  # the command ended before reading it all
-            pass
 
     feeder = threading.Thread(target=feed, daemon=True)
     feeder.start()
@@ -78,10 +76,8 @@ def _finish(proc: subprocess.Popen[bytes], feeder: threading.Thread | None, read
         if feeder is not None:
             feeder.join(TIMEOUT)
         if proc.stdin is not None and not proc.stdin.closed:
-            try:
+            with contextlib.suppress(BrokenPipeError):
                 proc.stdin.close()
-            except BrokenPipeError:
-                pass
     return Ended(status, stderr, read)
 
 
@@ -181,16 +177,15 @@ def test_talk_into_a_pipe_with_no_reader() -> None:
 
 def test_listen_piped_into_head() -> None:
     proc = _spawn(["listen", "0"], subprocess.PIPE, None)
-    assert proc.stdout is not None and proc.stderr is not None
+    assert proc.stdout is not None
+    assert proc.stderr is not None
     first = proc.stderr.readline().decode()  # "listening on 127.0.0.1:PORT (tcp)", its own line
     port = int(first.rsplit(":", 1)[1].split()[0])
     client = socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT)
 
     def send() -> None:
-        try:
+        with contextlib.suppress(OSError):  # listen ended and closed: what the test wants
             client.sendall(LINES)
-        except OSError:  # listen ended and closed the connection: what the test wants
-            pass
 
     sender = threading.Thread(target=send, daemon=True)
     sender.start()
