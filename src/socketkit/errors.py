@@ -13,14 +13,19 @@ Every error socketkit raises on purpose is one of these (timeouts are the builti
     ├─ ResourceError
     │   ├─ ClosedResourceError        *we* closed the connection or server
     │   └─ BrokenResourceError        the peer or network broke it; __cause__ is the OSError
+    ├─ ConnectError (also OSError)    a client cannot reach ADDRESS: why, and what to try
     ├─ ServiceError                   a service refused a request (.code, .message)
     │   ├─ PermissionDenied
     │   └─ PathOutsideRoot
     └─ ConfigError                    a server cannot start as configured (one line to print)
+        ├─ ListenError (also OSError) SERVICE cannot listen on ADDRESS: why, and what to try
         └─ SandboxUnavailable         exec: no sandbox backend works on this machine
 
 Raw ``OSError``s are translated into ``ResourceError``s at one boundary per engine
-(``raise ... from exc``), so callers never need to know errno values.
+(``raise ... from exc``), so callers never need to know errno values. Failures to
+connect or to listen become ``ConnectError``/``ListenError`` in ``socketkit._oserrors``
+(one translation for every client and server); they stay ``OSError``s with the errno of
+the cause, so code that handles ``OSError`` keeps working.
 """
 
 from __future__ import annotations
@@ -29,9 +34,11 @@ __all__ = [
     "BrokenResourceError",
     "ClosedResourceError",
     "ConfigError",
+    "ConnectError",
     "FrameTooLarge",
     "HandshakeError",
     "IncompleteFrame",
+    "ListenError",
     "LocalProtocolError",
     "PathOutsideRoot",
     "PermissionDenied",
@@ -158,8 +165,77 @@ class PathOutsideRoot(ServiceError):
     default_code = "path-outside-root"
 
 
+class ConnectError(SocketkitError, OSError):
+    """A client could not reach a server: ``cannot connect to ADDRESS: REASON (HINT)``.
+
+    Attributes:
+        address: what was dialled, as the user wrote it (``host:port``, ``unix:/path``).
+        reason: what went wrong, in words (``connection refused``).
+        hint: what to try (``is `socketkit serve all` running there? ...``), or ``""``.
+        errno: the cause's errno (``None`` for a timeout or a name lookup).
+    """
+
+    def __init__(self, address: str, reason: str, *, hint: str = "", errno: int | None = None) -> None:
+        super().__init__(errno, reason)
+        self.address = address
+        self.reason = reason
+        self.hint = hint
+
+    def __str__(self) -> str:
+        return f"cannot connect to {self.address}: {self.reason}" + (f" ({self.hint})" if self.hint else "")
+
+
 class ConfigError(SocketkitError):
-    """A server cannot start as configured; the message is one line for the operator."""
+    """A server or client cannot start as configured; the message is one line for the
+    operator (a TLS file that cannot be loaded names the file and why)."""
+
+
+class ListenError(ConfigError, OSError):
+    """A server cannot listen: ``SERVICE cannot listen on ADDRESS (KIND): REASON (HINT)``.
+
+    Attributes:
+        address: where, as the listener was given (``127.0.0.1:7007``, ``unix:/path``).
+        kind: ``tcp`` or ``udp`` (``unix`` for a path).
+        reason: what went wrong, in words (``the address is already in use``).
+        hint: what to try, or ``""``.
+        service: the service that wanted it, or ``None`` (``socketkit listen``).
+        errno: the cause's errno.
+    """
+
+    def __init__(
+        self,
+        address: str,
+        kind: str,
+        reason: str,
+        *,
+        hint: str = "",
+        service: str | None = None,
+        errno: int | None = None,
+    ) -> None:
+        super().__init__(errno, reason)
+        self.address = address
+        self.kind = kind
+        self.reason = reason
+        self.hint = hint
+        self.service = service
+
+    def __str__(self) -> str:
+        who = f"{self.service} " if self.service else ""
+        where = f"{who}cannot listen on {self.address} ({self.kind})"
+        return f"{where}: {self.reason}" + (f" ({self.hint})" if self.hint else "")
+
+    def replace(self, *, service: str | None = None, hint: str | None = None) -> ListenError:
+        """A copy naming ``service`` or giving another ``hint`` (the cause is kept)."""
+        new = ListenError(
+            self.address,
+            self.kind,
+            self.reason,
+            hint=self.hint if hint is None else hint,
+            service=self.service if service is None else service,
+            errno=self.errno,
+        )
+        new.__cause__ = self.__cause__
+        return new
 
 
 class SandboxUnavailable(ConfigError):

@@ -10,26 +10,87 @@ import hmac
 import ssl
 from pathlib import Path
 
+from socketkit.errors import ConfigError
+
 __all__ = [
     "certificate_fingerprint",
     "check_fingerprint",
     "client_context",
     "normalize_fingerprint",
+    "PEM_DIAGNOSIS_BYTES",
     "server_context",
 ]
+
+
+PEM_DIAGNOSIS_BYTES = 1 << 20
+"""How much of a certificate or key file is read to say why OpenSSL refused it ("PEM
+lib" names neither the file nor the problem). A chain of a few certificates is a few
+KiB; a megabyte is plenty, and bounds what a wrong path (a disk image) costs to read."""
 
 
 def server_context(cert: str | Path, key: str | Path | None = None) -> ssl.SSLContext:
     """A server-side context loading a certificate chain and its key.
 
     Raises:
-        OSError: a file cannot be read.
-        ssl.SSLError: the certificate or key is invalid, or they do not match.
+        ConfigError: the certificate or the key cannot be loaded; the message names the
+            file and the reason (missing, unreadable, not PEM, encrypted, not matching).
     """
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
-    context.load_cert_chain(str(cert), None if key is None else str(key))
+    key_file = cert if key is None else key
+
+    def no_passphrase() -> str:
+        # Without a callback, OpenSSL would prompt on the terminal, and a server started
+        # by a service manager would wait there for ever.
+        raise ConfigError(
+            f"cannot load the TLS key {key_file}: it is encrypted with a passphrase; "
+            "give the key without one (openssl pkey -in KEY -out PLAIN)"
+        )
+
+    try:
+        context.load_cert_chain(str(cert), None if key is None else str(key), password=no_passphrase)
+    except OSError as exc:  # ssl.SSLError included
+        raise _load_error(exc, cert, key) from exc
     return context
+
+
+def _load_error(exc: OSError, cert: str | Path, key: str | Path | None) -> ConfigError:
+    """Why ``load_cert_chain(cert, key)`` failed, naming the file at fault."""
+    key_file = cert if key is None else key
+    if not isinstance(exc, ssl.SSLError):  # the file itself: missing, unreadable, a directory
+        for what, path in (("certificate", cert), ("key", key_file)):
+            why = _unreadable(path)
+            if why:
+                return ConfigError(f"cannot load the TLS {what} {path}: {why}")
+        return ConfigError(f"cannot load the TLS certificate {cert}: {exc.strerror or exc}")
+    if exc.reason == "KEY_VALUES_MISMATCH":
+        return ConfigError(f"cannot load the TLS key {key_file}: it does not match the certificate in {cert}")
+    if b"-----BEGIN CERTIFICATE-----" not in _head(cert):
+        return ConfigError(f"cannot load the TLS certificate {cert}: it holds no PEM certificate")
+    if b"PRIVATE KEY-----" not in _head(key_file):
+        more = " (give the key file too)" if key is None else ""
+        return ConfigError(f"cannot load the TLS key {key_file}: it holds no PEM private key{more}")
+    reason = (exc.reason or str(exc)).lower().replace("_", " ")
+    return ConfigError(f"cannot load the TLS certificate {cert} with the key {key_file}: {reason}")
+
+
+def _unreadable(path: str | Path) -> str:
+    """Why ``path`` cannot be read as a file, or ``""``."""
+    try:
+        with open(path, "rb") as file:
+            file.read(1)
+    except OSError as exc:
+        text = exc.strerror or str(exc)
+        return text[:1].lower() + text[1:]
+    return ""
+
+
+def _head(path: str | Path) -> bytes:
+    try:
+        with open(path, "rb") as file:
+            return file.read(PEM_DIAGNOSIS_BYTES)
+    except OSError:
+        return b""
 
 
 def client_context(
@@ -45,11 +106,16 @@ def client_context(
         insecure: skip every verification (explicit opt-in; never the default).
 
     Raises:
-        OSError: ``ca`` cannot be read.
-        ssl.SSLError: ``ca`` is not a valid bundle.
+        ConfigError: ``ca`` cannot be read or holds no certificate (the message names it).
         ValueError: ``fingerprint`` is not 64 hex digits.
     """
-    context = ssl.create_default_context(cafile=None if ca is None else str(ca))
+    try:
+        context = ssl.create_default_context(cafile=None if ca is None else str(ca))
+    except OSError as exc:  # ssl.SSLError included
+        why = _unreadable(ca) if ca is not None and not isinstance(exc, ssl.SSLError) else ""
+        if isinstance(exc, ssl.SSLError):
+            why = "it holds no PEM certificate" if exc.reason == "NO_CERTIFICATE_OR_CRL_FOUND" else str(exc)
+        raise ConfigError(f"cannot load the TLS CA bundle {ca}: {why or exc.strerror or exc}") from exc
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     if fingerprint is not None:
         normalize_fingerprint(fingerprint)  # fail early on a typo

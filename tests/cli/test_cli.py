@@ -33,7 +33,9 @@ def test_runtime_errors_are_one_line_and_exit_1(capsys: pytest.CaptureFixture[st
     # Binding an address that is not ours fails; the CLI says so in one line.
     assert main(["serve", "echo", "--host", "192.0.2.1", "--port", "0"]) == 1
     err = capsys.readouterr().err
-    assert err.startswith("OSError: ")
+    assert err.startswith(
+        "ListenError: echo cannot listen on 192.0.2.1:0 (tcp): this machine has no such address"
+    )
     assert "Traceback" not in err
 
 

@@ -163,7 +163,7 @@ def test_status_without_an_endpoint_is_a_one_line_error() -> None:
         port = sock.getsockname()[1]
     result = _cli("status", f"127.0.0.1:{port}")
     assert result.returncode == 1
-    assert result.stderr.startswith("ConnectionRefusedError: ")
+    assert result.stderr.startswith(f"ConnectError: cannot connect to 127.0.0.1:{port}: connection refused")
     assert len(result.stderr.splitlines()) == 1
 
 

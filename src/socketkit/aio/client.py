@@ -6,6 +6,7 @@ import asyncio
 import socket
 from typing import TYPE_CHECKING, TypeVar
 
+from socketkit._oserrors import connect_error
 from socketkit.address import Address
 from socketkit.aio.connection import Connection, ConnectionLimits
 from socketkit.codec.base import Decoder
@@ -32,6 +33,7 @@ async def open_connection(
     server_hostname: str | None = None,
     timeout: float | None = DEFAULT_CONNECT_TIMEOUT_S,
     limits: ConnectionLimits = _CLIENT_LIMITS,
+    service: str | None = None,
 ) -> Connection[T]:
     """Connect and return a task-style ``Connection`` (``async for message in conn``).
 
@@ -42,32 +44,35 @@ async def open_connection(
         server_hostname: the name to verify (default: the host).
         timeout: seconds to connect (and finish the TLS handshake).
         limits: buffer caps (timeouts are the caller's).
+        service: the socketkit service expected there (``chat``, ``exec``...), named in
+            the error's hint when nothing answers.
 
     Raises:
-        TimeoutError: the connection did not complete in time.
-        OSError: the peer is unreachable or refused (ConnectionRefusedError...).
+        ConnectError: refused, unreachable, not resolved, no answer within ``timeout``,
+            or a failed TLS handshake: an ``OSError`` naming the address, the reason and
+            what to try.
     """
     loop = asyncio.get_running_loop()
     conn: Connection[T] = Connection(decoder=decoder, limits=limits)
-    async with asyncio.timeout(timeout):
-        if address.path is not None:
-            try:
+    try:
+        async with asyncio.timeout(timeout):
+            if address.path is not None:
                 await loop.create_unix_connection(
                     lambda: conn,
                     address.path,
                     ssl=ssl,
                     server_hostname=server_hostname if ssl else None,
                 )
-            except OSError as exc:  # name the socket: "No such file or directory" alone says little
-                raise type(exc)(exc.errno, exc.strerror, address.path) from None
-        else:
-            await loop.create_connection(
-                lambda: conn,
-                address.host,
-                address.port,
-                ssl=ssl,
-                server_hostname=(server_hostname or address.host) if ssl else None,
-            )
+            else:
+                await loop.create_connection(
+                    lambda: conn,
+                    address.host,
+                    address.port,
+                    ssl=ssl,
+                    server_hostname=(server_hostname or address.host) if ssl else None,
+                )
+    except (OSError, TimeoutError) as exc:
+        raise connect_error(exc, address, service=service, timeout=timeout) from exc
     transport = conn.transport
     if transport is not None:
         sock = transport.get_extra_info("socket")

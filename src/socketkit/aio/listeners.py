@@ -16,6 +16,7 @@ import stat
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
+from socketkit._oserrors import listen_error
 from socketkit.address import Address
 from socketkit.limits import DEFAULT_REQUEST_QUEUE_SIZE
 
@@ -108,8 +109,16 @@ def bind_stream(
     """Return a non-blocking listening stream socket.
 
     Raises:
-        OSError: resolving, binding or listening failed (the socket is closed first).
+        ListenError: resolving, binding or listening failed (the socket is closed first);
+            it names the address and says why in words.
     """
+    try:
+        return _bind_stream(address, backlog, reuse_port)
+    except OSError as exc:
+        raise listen_error(exc, address, "tcp") from exc
+
+
+def _bind_stream(address: Address, backlog: int, reuse_port: bool) -> socket.socket:
     if address.path is not None:
         _unlink_stale_unix_socket(address.path)
         family: int = socket.AF_UNIX
@@ -132,8 +141,16 @@ def bind_datagram(address: Address, *, reuse_port: bool = False) -> socket.socke
     """Return a non-blocking bound datagram socket (UDP, or Unix datagram for a path).
 
     Raises:
-        OSError: resolving or binding failed (the socket is closed first).
+        ListenError: resolving or binding failed (the socket is closed first); it names
+            the address and says why in words.
     """
+    try:
+        return _bind_datagram(address, reuse_port)
+    except OSError as exc:
+        raise listen_error(exc, address, "udp") from exc
+
+
+def _bind_datagram(address: Address, reuse_port: bool) -> socket.socket:
     if address.path is not None:
         with contextlib.suppress(FileNotFoundError):
             if stat.S_ISSOCK(os.stat(address.path).st_mode):

@@ -27,6 +27,7 @@ from typing import Any, NoReturn
 from socketkit._log import get_logger
 from socketkit.address import Address
 from socketkit.aio.listeners import Listener, bind_datagram, bound_address, resolve_bind
+from socketkit.errors import SocketkitError
 from socketkit.limits import MAX_WORKERS
 
 __all__ = ["reserve_ports", "run_workers"]
@@ -411,5 +412,8 @@ def _child(
         status = worker(index, ready)
     except KeyboardInterrupt:  # SIGINT before the worker took it over
         status = 128 + signal.SIGINT
+    except (OSError, SocketkitError) as exc:  # a listener that cannot be bound (ListenError)...
+        # ...is said here, once, or os._exit would lose it: the parent only sees status 1.
+        logger.error("worker %d cannot start: %s: %s", index, type(exc).__name__, exc)  # noqa: TRY400
     finally:
         os._exit(status)

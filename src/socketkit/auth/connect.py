@@ -45,7 +45,7 @@ async def connect_authenticated(
     first request sent right behind our auth response (one round trip saved).
 
     Raises:
-        OSError, TimeoutError: unreachable, refused, or too slow to connect.
+        ConnectError: unreachable, refused, or too slow to connect (an OSError).
         HandshakeError: the address does not speak the service's protocol (it answered
             something else, or nothing within ``target.handshake_timeout``).
         PermissionDenied: certificate pin mismatch, no token, or an impostor server.
@@ -58,6 +58,7 @@ async def connect_authenticated(
         ssl=target.ssl,
         server_hostname=target.server_hostname,
         timeout=target.connect_timeout,
+        service=service or None,
     )
     try:
         if target.fingerprint is not None:

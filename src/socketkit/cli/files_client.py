@@ -206,8 +206,9 @@ def _connect_error(exc: Exception, address: object) -> str:
     """The line a failed connection prints, naming what it tried to reach (the errors of
     TCP connects and name lookups name neither the host nor the port)."""
     from socketkit.cli._errors import error_line  # noqa: PLC0415
+    from socketkit.errors import ConnectError  # noqa: PLC0415
 
-    if isinstance(exc, OSError) and exc.filename is None:
+    if isinstance(exc, OSError) and exc.filename is None and not isinstance(exc, ConnectError):
         name = "LookupError" if type(exc).__name__ == "gaierror" else type(exc).__name__
         return f"{name}: cannot connect to {address}: {exc.strerror or exc}"
     return _shown_line(error_line(exc))

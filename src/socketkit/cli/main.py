@@ -153,7 +153,7 @@ def _main(argv: Sequence[str] | None) -> int:
     except Exception as exc:
         if args.debug:
             raise
-        print(error_line(exc), file=sys.stderr)
+        print(error_line(exc, args), file=sys.stderr)
         return EXIT_FAILURE
     return status
 

@@ -17,8 +17,10 @@ import socket
 import sys
 from typing import BinaryIO
 
+from socketkit._oserrors import connect_error
 from socketkit.address import Address
 from socketkit.cli._args import address_arg, positive_float
+from socketkit.errors import BrokenResourceError
 from socketkit.limits import DEFAULT_RECV_SIZE, MAX_UDP_PAYLOAD_IPV4
 
 __all__ = ["add_parsers", "send"]
@@ -52,7 +54,8 @@ def send(args: argparse.Namespace) -> int:
     """Run ``send``; see the module docstring for exit statuses.
 
     Raises:
-        OSError: unreachable, refused or reset (ConnectionRefusedError...).
+        ConnectError: unreachable or refused (it names the address and what to try).
+        BrokenResourceError: the connection was reset during the exchange.
         TimeoutError: no reply within the timeout.
         ValueError: a datagram over 65,507 bytes, or --udp with a Unix address.
     """
@@ -68,28 +71,41 @@ def send(args: argparse.Namespace) -> int:
 
 
 def _connect(address: Address, timeout: float) -> socket.socket:
-    if address.path is not None:
+    try:
+        if address.path is None:
+            return socket.create_connection((address.host, address.port), timeout=timeout)
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
             sock.settimeout(timeout)
             sock.connect(address.path)
-        except OSError as exc:
-            sock.close()
-            raise type(exc)(exc.errno, exc.strerror, address.path) from None
         except BaseException:
             sock.close()
             raise
-        return sock
-    try:
-        return socket.create_connection((address.host, address.port), timeout=timeout)
-    except TimeoutError:
-        raise TimeoutError(f"could not connect to {address} within {timeout:g} s") from None
+    except OSError as exc:  # TimeoutError too
+        raise connect_error(exc, address, timeout=timeout) from exc
+    return sock
+
+
+def _broken(exc: OSError, address: Address) -> BrokenResourceError:
+    """The connection broke under the exchange: say to whom, and how."""
+    if isinstance(exc, ConnectionResetError):
+        how = "was reset by the peer"
+    elif isinstance(exc, BrokenPipeError):
+        how = "was closed by the peer before it took the whole message"
+    else:
+        how = f"broke: {exc.strerror or exc}"
+    return BrokenResourceError(f"the connection to {address} {how}")
 
 
 def _send_stream(address: Address, payload: bytes, timeout: float, out: BinaryIO) -> int:
     with _connect(address, timeout) as sock:
         sock.settimeout(timeout)
-        sock.sendall(payload)
+        try:
+            sock.sendall(payload)
+        except TimeoutError:
+            raise TimeoutError(f"{address} took nothing for {timeout:g} s (not reading?)") from None
+        except OSError as exc:
+            raise _broken(exc, address) from exc
         with contextlib.suppress(OSError):  # the server may have closed already
             sock.shutdown(socket.SHUT_WR)
         received = 0
@@ -100,6 +116,8 @@ def _send_stream(address: Address, payload: bytes, timeout: float, out: BinaryIO
                 if received:
                     return 0  # the reply came; the server just keeps the connection open
                 raise TimeoutError(f"no reply from {address} within {timeout:g} s") from None
+            except OSError as exc:
+                raise _broken(exc, address) from exc
             if not chunk:
                 return 0
             received += len(chunk)
@@ -117,11 +135,13 @@ def _send_datagram(address: Address, payload: bytes, timeout: float, out: Binary
     with socket.socket(family, socket.SOCK_DGRAM) as sock:
         sock.settimeout(timeout)
         sock.connect(sockaddr)  # so an ICMP "port unreachable" shows up as a refusal
-        sock.send(payload)
         try:
+            sock.send(payload)
             reply = sock.recv(65536)
         except TimeoutError:
             raise TimeoutError(f"no reply from {address} within {timeout:g} s") from None
+        except OSError as exc:  # ICMP "port unreachable": nobody listens there
+            raise connect_error(exc, f"{address} (udp)") from exc
         out.write(reply)
         out.flush()
     return 0

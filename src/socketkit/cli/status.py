@@ -47,13 +47,20 @@ def fetch_status(address: Address, timeout: float = TIMEOUT_S) -> dict[str, Any]
     """GET /status from the admin endpoint at ``address``.
 
     Raises:
-        OSError: the endpoint cannot be reached.
+        ConnectError: the endpoint cannot be reached (it names the address and what to try).
+        OSError: the connection broke during the exchange.
         ValueError: it did not answer 200 with a JSON object (or sent too much).
     """
     import http.client  # noqa: PLC0415 (lazy: fast CLI)
 
+    from socketkit._oserrors import connect_error  # noqa: PLC0415
+
     conn = http.client.HTTPConnection(address.host or "127.0.0.1", address.port, timeout=timeout)
     try:
+        try:
+            conn.connect()
+        except OSError as exc:  # TimeoutError too
+            raise connect_error(exc, address, service="admin", timeout=timeout) from exc
         conn.request("GET", "/status")
         response = conn.getresponse()
         body = response.read(MAX_STATUS_BYTES + 1)

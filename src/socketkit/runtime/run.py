@@ -30,14 +30,16 @@ Reload = Callable[[], Mapping[str, Any]]
 
 
 async def start_listeners(
-    server: AsyncServer, listeners: Sequence[Listener]
+    server: AsyncServer, listeners: Sequence[Listener], service: str | None = None
 ) -> list[tuple[Address, Listener]]:
     """Bind ``listeners`` on an entered ``server``; return each bound address with its
     listener. TCP and UDP asked for on port 0 get one number.
 
     Raises:
-        OSError: a listener cannot be bound.
+        ListenError: a listener cannot be bound (naming ``service`` and the address).
     """
+    from socketkit.errors import ListenError  # noqa: PLC0415
+
     shared_port = 0
     kinds: set[str] = set()
     bound = []
@@ -45,7 +47,10 @@ async def start_listeners(
         inet_any = listener.address.path is None and listener.address.port == 0
         if inet_any and shared_port and listener.kind not in kinds:
             listener = replace(listener, address=replace(listener.address, port=shared_port))  # noqa: PLW2901
-        (address,) = await server.start([listener])
+        try:
+            (address,) = await server.start([listener])
+        except ListenError as exc:
+            raise exc.replace(service=service) from exc.__cause__
         bound.append((address, listener))
         if address.path is None:
             shared_port = shared_port or address.port
@@ -86,7 +91,7 @@ async def serve(
     async with contextlib.AsyncExitStack() as stack:
         for service in services:
             server = await stack.enter_async_context(service.make_server())
-            bound = await start_listeners(server, service.listeners)
+            bound = await start_listeners(server, service.listeners, service.name)
             service.servers.append(server)
             service.addresses = [str(address) for address, _ in bound]
             servers.append(server)
@@ -94,7 +99,7 @@ async def serve(
         if admin is not None and admin_listener is not None:
             admin_server = await stack.enter_async_context(admin())
             servers.append(admin_server)
-            announcements.append(("admin", await start_listeners(admin_server, [admin_listener])))
+            announcements.append(("admin", await start_listeners(admin_server, [admin_listener], "admin")))
 
         def on_signal(signum: int) -> None:
             # One handler for every server; the first logs for all (and ignores the same

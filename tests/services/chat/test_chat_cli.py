@@ -167,7 +167,7 @@ def test_chat_command_line_mistakes_are_one_line(capsys: pytest.CaptureFixture[s
     assert "is not a channel name" in capsys.readouterr().err.splitlines()[-1]
     assert main(["chat", "127.0.0.1:1", "--nick", "x", "--tls", "--tls-ca", "/nonexistent/ca.pem"]) == 1
     assert capsys.readouterr().err.splitlines() == [
-        "ConfigError: --tls-ca /nonexistent/ca.pem: No such file or directory"
+        "ConfigError: cannot load the TLS CA bundle /nonexistent/ca.pem: no such file or directory"
     ]
 
 

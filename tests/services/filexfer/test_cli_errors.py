@@ -87,7 +87,7 @@ def test_a_missing_unix_socket_is_named(tmp_path: Path, capsys: pytest.CaptureFi
     err = capsys.readouterr().err
     assert err.count("\n") == 1
     assert str(path) in err
-    assert "No such file or directory" in err
+    assert "no such socket" in err
 
 
 def test_get_into_a_missing_local_directory_says_so(

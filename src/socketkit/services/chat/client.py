@@ -43,7 +43,7 @@ from socketkit._stdio import fill_closed_standard_streams
 from socketkit.address import Address
 from socketkit.aio.client import open_connection
 from socketkit.codec.irc import IRCDecoder, IRCMessage, encode_message
-from socketkit.errors import ConfigError, LocalProtocolError, ProtocolError, ResourceError
+from socketkit.errors import ConfigError, ConnectError, LocalProtocolError, ProtocolError, ResourceError
 from socketkit.services.chat.conversation import Conversation, Line, nick_colour
 from socketkit.services.chat.numerics import ERR_PASSWDMISMATCH
 
@@ -346,10 +346,16 @@ class ChatClient:
                 try:
                     await self._session()
                 except (OSError, TimeoutError) as exc:
+                    # A ConnectError says it all: the address, the reason, what to try.
+                    connect = isinstance(exc, ConnectError)
                     if first:
-                        self._info(f"cannot connect to {self.address}: {exc}", "fatal")
+                        self._info(
+                            str(exc) if connect else f"cannot connect to {self.address}: {exc}", "fatal"
+                        )
                         return 1
-                    self._info(f"connection to {self.address} failed: {exc}", "error")
+                    self._info(
+                        str(exc) if connect else f"connection to {self.address} failed: {exc}", "error"
+                    )
                 first = False
                 if self._fatal is not None:
                     self._info(self._fatal, "fatal")
@@ -371,7 +377,7 @@ class ChatClient:
     async def _session(self) -> None:
         # Another server's text may not be UTF-8: shown with U+FFFD, never as surrogates.
         decoder = IRCDecoder(MAX_SERVER_LINE, text_errors="replace")
-        self.conn = conn = await open_connection(self.address, decoder, ssl=self.ssl)
+        self.conn = conn = await open_connection(self.address, decoder, ssl=self.ssl, service="chat")
         self._info(f"connected to {self.address}")
         talk = self.talk
         self._send(talk.hello())

@@ -114,7 +114,7 @@ async def _keepalive(conn: Any, welcome: Welcome, interval: float) -> float:
 
 async def talk(address: Address, *, timeout: float) -> int:
     """Talk until we leave or the server closes: 0; errors (and a dead server): 1."""
-    conn: Any = await open_connection(address, TalkDecoder(), timeout=timeout)
+    conn: Any = await open_connection(address, TalkDecoder(), timeout=timeout, service="talk")
     try:
         welcome = await _greet(conn, address)
         if isinstance(welcome, int):
