@@ -1,38 +1,49 @@
-"""Servers raise their open-file limit to what their connection cap needs (never above
-the hard limit), and warn when the hard limit is too low. Run in a child process: the
-test changes its limits."""
+"""Servers fit their connection caps to the open-file limit they can get: the soft limit
+is raised (never above the hard limit), caps left at their defaults are lowered to what
+the limit backs, silently, and only a cap the user chose that cannot be met is said, in
+one line. Run in child processes: the tests change their limits."""
 
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 
 import pytest
+
+from tests.helpers import TIMEOUT
 
 resource = pytest.importorskip("resource")
 
 CHILD = """
 import json, logging, resource, sys
-from socketkit._fdlimit import FD_HEADROOM, raise_open_files_limit
-logging.basicConfig(stream=sys.stderr, level=logging.WARNING, format="%(message)s")
-soft, hard = (int(x) for x in sys.argv[1:3])
+from socketkit._fdlimit import FD_HEADROOM, ConnectionCap, fit_connection_caps
+logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="%(levelname)s %(message)s")
+soft, hard, reserved = (int(x) for x in sys.argv[1:4])
 resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
-now = raise_open_files_limit(int(sys.argv[3]))
+caps = [ConnectionCap(name, n, given, f"--max-connections {n}") for name, n, given in json.loads(sys.argv[4])]
+fitted = fit_connection_caps(caps, reserved=reserved)
 limit = resource.getrlimit(resource.RLIMIT_NOFILE)
-print(json.dumps({"returned": now, "limit": limit, "headroom": FD_HEADROOM}))
+print(json.dumps({"fitted": fitted, "limit": limit, "headroom": FD_HEADROOM}))
 """
 
 
-def _run(soft: int, hard: int, connections: int) -> tuple[dict[str, object], str]:
+def _fit(
+    soft: int, hard: int, caps: list[tuple[str, int, bool]], reserved: int = 0
+) -> tuple[list[int], list[int], int, str]:
     out = subprocess.run(
-        [sys.executable, "-c", CHILD, str(soft), str(hard), str(connections)],
+        [sys.executable, "-c", CHILD, str(soft), str(hard), str(reserved), json.dumps(caps)],
         capture_output=True,
         text=True,
         check=True,
         timeout=30,
     )
-    return json.loads(out.stdout), out.stderr
+    result = json.loads(out.stdout)
+    return result["fitted"], result["limit"], result["headroom"], out.stderr
 
 
 def _hard() -> int:
@@ -40,25 +51,149 @@ def _hard() -> int:
     return 4096 if hard == resource.RLIM_INFINITY else min(hard, 4096)
 
 
-def test_a_low_soft_limit_is_raised_to_the_cap_plus_headroom() -> None:
+def test_a_low_soft_limit_is_raised_to_what_the_caps_need() -> None:
     hard = _hard()
-    result, err = _run(256, hard, hard - 1000)
-    wanted = hard - 1000 + int(result["headroom"])  # type: ignore[call-overload]
-    assert result["returned"] == wanted
-    assert result["limit"] == [wanted, hard]
+    fitted, limit, headroom, err = _fit(256, hard, [("echo", hard - 1000, False)])
+    assert fitted == [hard - 1000]
+    assert limit == [hard - 1000 + headroom, hard]
     assert err == ""
 
 
-def test_the_hard_limit_is_never_passed_and_the_shortfall_is_logged() -> None:
+def test_defaults_the_hard_limit_cannot_back_are_lowered_silently() -> None:
     hard = _hard()
-    result, err = _run(256, hard, hard * 2)
-    assert result["limit"] == [hard, hard]
-    assert "below the" in err
-    assert "raise `ulimit -n`" in err
+    caps = [("echo", 10_000, False), ("chat", 10_000, False), ("files", 5_000, False)]
+    fitted, limit, headroom, err = _fit(256, hard, caps, reserved=64)
+    assert limit == [hard, hard]  # raised as far as it goes
+    budget = hard - 64 - headroom
+    assert sum(fitted) <= budget
+    assert fitted[0] == fitted[1] == 2 * fitted[2]  # shared in proportion
+    assert sum(fitted) > budget - len(caps)  # and nothing wasted but rounding
+    assert err == ""
+
+
+def test_a_cap_the_user_chose_is_kept_and_said_once_when_it_cannot_be_met() -> None:
+    hard = _hard()
+    fitted, limit, headroom, err = _fit(256, hard, [("echo", hard * 2, True), ("chat", 10_000, False)])
+    assert limit == [hard, hard]
+    assert fitted == [hard * 2, 1]  # the chosen cap as chosen; the default gets what is left
+    lines = err.splitlines()
+    assert len(lines) == 1
+    assert lines[0].startswith(f"WARNING echo --max-connections {hard * 2} cannot be met: ")
+    assert f"the open-file limit is {hard} (hard limit {hard})" in lines[0]
+    assert f"connections past about {hard - headroom} will be refused" in lines[0]
+
+
+def test_a_chosen_cap_that_fits_leaves_the_rest_to_the_defaults() -> None:
+    hard = _hard()
+    fitted, _, headroom, err = _fit(256, hard, [("echo", 1000, True), ("chat", 10_000, False)])
+    assert fitted == [1000, hard - headroom - 1000]
+    assert err == ""
 
 
 def test_a_sufficient_limit_is_left_alone() -> None:
     hard = _hard()
-    result, err = _run(hard, hard, 10)
-    assert result["limit"] == [hard, hard]
-    assert err == ""
+    fitted, limit, _, err = _fit(hard, hard, [("echo", 10, False)])
+    assert (fitted, limit, err) == ([10], [hard, hard], "")
+
+
+# --- the command line: `make serve` (serve all) and `serve echo` under a low limit -------
+
+LAUNCH = """
+import resource, runpy, sys
+limit = int(sys.argv.pop(1))
+resource.setrlimit(resource.RLIMIT_NOFILE, (limit, limit))
+sys.argv[0] = "socketkit"
+runpy.run_module("socketkit", run_name="__main__")
+"""
+
+
+@contextmanager
+def serve_under_limit(limit: int, ready: str, *args: str) -> Iterator[list[str]]:
+    """``socketkit ARGS`` with RLIMIT_NOFILE at ``limit`` (soft and hard); yields the
+    lines it printed (stdout and stderr) up to the one starting with ``ready``, and adds
+    the rest once it is stopped."""
+    proc = subprocess.Popen(
+        [sys.executable, "-c", LAUNCH, str(limit), *args],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    lines: list[str] = []
+    try:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            lines.append(line.rstrip("\n"))
+            if line.startswith(ready):
+                break
+        else:
+            raise AssertionError(f"the server did not start: {lines}")
+        yield lines
+    finally:
+        proc.terminate()
+        try:
+            rest = proc.communicate(timeout=TIMEOUT)[0]
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            rest = proc.communicate()[0]
+        lines.extend(rest.splitlines())
+
+
+def test_serve_all_says_nothing_about_a_limit_its_default_caps_were_fitted_to(tmp_path: Path) -> None:
+    # The four services' 10,000 connections each need 40,000+ descriptors; 2,048 is a
+    # common hard limit in containers.
+    argv = ["serve", "all", "--any-port", "--state-dir", str(tmp_path / "state"), "--without", "exec"]
+    with serve_under_limit(2048, "admin listening on", *argv) as lines:
+        pass
+    assert not [line for line in lines if "WARNING" in line or "open-file" in line], lines
+
+
+def test_a_fitted_default_cap_refuses_politely_instead_of_running_out_of_descriptors() -> None:
+    from socketkit._fdlimit import FD_HEADROOM
+
+    cap = 20
+    with serve_under_limit(FD_HEADROOM + cap, "echo listening on", "serve", "echo", "--port", "0") as lines:
+        port = int(lines[-1].split(":")[-1].split()[0])
+        clients = []
+        try:
+            for n in range(cap):
+                client = socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT)
+                clients.append(client)
+                client.sendall(b"%d" % n)
+                assert client.recv(16) == b"%d" % n  # served
+            extra = socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT)
+            clients.append(extra)
+            assert extra.recv(16) == b""  # refused: closed at once, the others still served
+            clients[0].sendall(b"still")
+            assert clients[0].recv(16) == b"still"
+        finally:
+            for client in clients:
+                client.close()
+    assert not [line for line in lines if "open-file" in line], lines
+    assert [line for line in lines if f"server full ({cap} connections)" in line], lines
+
+
+def test_a_cap_the_user_gave_that_the_limit_cannot_back_is_said_in_one_line() -> None:
+    from socketkit._fdlimit import FD_HEADROOM
+
+    limit = FD_HEADROOM + 20
+    argv = ["serve", "echo", "--port", "0", "--max-connections", "100"]
+    with serve_under_limit(limit, "echo listening on", *argv) as lines:
+        pass
+    said = [line for line in lines if "open-file" in line]
+    assert len(said) == 1, lines
+    assert "WARNING" in said[0]
+    assert "echo --max-connections 100 cannot be met: " in said[0]
+    assert f"the open-file limit is {limit} (hard limit {limit})" in said[0]
+
+
+def test_a_cap_from_the_environment_is_a_chosen_one_too(monkeypatch: pytest.MonkeyPatch) -> None:
+    from socketkit._fdlimit import FD_HEADROOM
+
+    limit = FD_HEADROOM + 20
+    monkeypatch.setenv("SOCKETKIT_ECHO_MAX_CONNECTIONS", "100")
+    with serve_under_limit(limit, "echo listening on", "serve", "echo", "--port", "0") as lines:
+        pass
+    said = [line for line in lines if "open-file" in line]
+    assert len(said) == 1, lines
+    assert "echo max_connections = 100 (env SOCKETKIT_ECHO_MAX_CONNECTIONS) cannot be met: " in said[0]

@@ -115,7 +115,9 @@ MAX_WORKERS_CEILING. More is refused as a usage error before anything forks."""
 
 DEFAULT_MAX_CONNECTIONS: Final = 10_000
 """Global cap per server: the issue's target of tens of thousands needs raising
-RLIMIT_NOFILE anyway, and 10k keeps a default 1024-fd process from dying first."""
+RLIMIT_NOFILE anyway. Servers raise their soft limit to back it and, where the hard limit
+cannot, lower this default to what fits (socketkit._fdlimit), so a process with 1,024
+descriptors refuses connections politely at its cap instead of failing accept()."""
 
 DEFAULT_MAX_CONNECTIONS_PER_ADDRESS: Final = 256
 """One address may not take every slot (ngircd's MaxConnectionsIP defaults to 5; we

@@ -44,6 +44,18 @@ def options_for(
     ).options
 
 
+def _fitted_options(
+    kind: ServiceKind, args: argparse.Namespace, config: ConfigFile, env: Mapping[str, str]
+) -> Any:
+    """``options_for``, with the connection cap fitted to the open-file limit the
+    process can get (a default lowered silently; a chosen value kept: socketkit._fdlimit)."""
+    from socketkit._fdlimit import fit_options  # noqa: PLC0415 (lazy: fast --help)
+
+    resolved = resolve(kind.options, kind.name, flags=flags_given(args, kind.options), env=env, config=config)
+    (options,) = fit_options([(kind.name, resolved.options, resolved.sources["max_connections"])])
+    return options
+
+
 def build_from_args(args: argparse.Namespace, env: Mapping[str, str] | None = None) -> Any:
     """The service ``serve X`` with these arguments builds (no configuration file unless
     ``--config`` names one; ``env`` defaults to none: for tests and programs)."""
@@ -61,24 +73,18 @@ def _talk_console() -> dict[str, Any]:
 
 def serve_service(args: argparse.Namespace) -> int:
     """``serve X``: resolve the options, build the service, run it."""
-    from socketkit._fdlimit import raise_open_files_limit  # noqa: PLC0415 (lazy: fast --help)
-    from socketkit.runtime.logconfig import apply_log_format  # noqa: PLC0415
+    from socketkit.runtime.logconfig import apply_log_format  # noqa: PLC0415 (lazy: fast --help)
     from socketkit.runtime.run import run_service  # noqa: PLC0415
 
     kind = SERVICES[args.service]
     config = load_config(args.config)
     apply_log_format(args, config, os.environ)
-    options = options_for(kind, args, config, os.environ)
+    options = _fitted_options(kind, args, config, os.environ)  # before forking: workers inherit the limit
 
     def reload() -> dict[str, Any]:
-        return {kind.name: options_for(kind, args, load_config(args.config), os.environ)}
+        return {kind.name: _fitted_options(kind, args, load_config(args.config), os.environ)}
 
     extra = _talk_console() if kind.name == "talk" else {}
     service = kind.build(options, **extra)
-    try:
-        raise_open_files_limit(options.max_connections)  # before forking: workers inherit it
-    except BaseException:
-        service.close()
-        raise
     sys.stdout.flush()
     return run_service(service, workers=getattr(options, "workers", 1), reload=reload)

@@ -117,12 +117,17 @@ def _base(name: str) -> dict[str, Any]:
     return {}
 
 
-def all_options(args: argparse.Namespace, config: ConfigFile, env: Mapping[str, str]) -> dict[str, Any]:
+def all_options(
+    args: argparse.Namespace, config: ConfigFile, env: Mapping[str, str], *, fit: bool = False
+) -> dict[str, Any]:
     """Every service's options (and ``admin``'s) for ``serve all``; a service left out
-    (``--without``, ``enabled = false``) is not in the result."""
+    (``--without``, ``enabled = false``) is not in the result. ``fit``: the services'
+    connection caps fitted to the open-file limit the process can get (raising it; a
+    default lowered silently, a chosen value kept: socketkit._fdlimit)."""
     from socketkit.runtime.config import enabled, resolve  # noqa: PLC0415
 
     chosen: dict[str, Any] = {}
+    caps: list[tuple[str, Any, str]] = []  # each service's options, where max_connections came from
     for name in [*ALL_SERVICES, "admin"]:
         if name in args.without or not enabled(config, name):
             continue
@@ -141,6 +146,14 @@ def all_options(args: argparse.Namespace, config: ConfigFile, env: Mapping[str, 
             SERVICES[name].options, name, flags=flags, env=env, config=config, base=_base(name)
         )
         chosen[name] = resolved.options
+        caps.append((name, resolved.options, resolved.sources["max_connections"]))
+    if fit:
+        from socketkit._fdlimit import fit_options  # noqa: PLC0415
+        from socketkit.limits import ADMIN_MAX_CONNECTIONS  # noqa: PLC0415
+
+        reserved = ADMIN_MAX_CONNECTIONS if "admin" in chosen else 0
+        fitted = fit_options(caps, reserved=reserved)
+        chosen.update((name, options) for (name, _, _), options in zip(caps, fitted, strict=True))
     return chosen
 
 
@@ -158,29 +171,24 @@ def _build_exec(options: Any) -> Service | None:
 
 def serve_all(args: argparse.Namespace) -> int:
     """``serve all``: build every service, then run them on one event loop."""
-    from socketkit._fdlimit import raise_open_files_limit  # noqa: PLC0415 (lazy imports: fast CLI)
-    from socketkit.address import Address  # noqa: PLC0415
+    from socketkit.address import Address  # noqa: PLC0415 (lazy imports: fast CLI)
     from socketkit.aio.listeners import Listener  # noqa: PLC0415
     from socketkit.aio.loop import run  # noqa: PLC0415
-    from socketkit.limits import ADMIN_MAX_CONNECTIONS  # noqa: PLC0415
     from socketkit.runtime.config import load_config  # noqa: PLC0415
     from socketkit.runtime.logconfig import apply_log_format  # noqa: PLC0415
     from socketkit.runtime.run import serve  # noqa: PLC0415
 
     config = load_config(args.config)
     apply_log_format(args, config, os.environ)
-    chosen = all_options(args, config, os.environ)
+    chosen = all_options(args, config, os.environ, fit=True)  # before the services are built
     admin_options = chosen.pop("admin", None)
     services: list[Service] = []
-    connections = ADMIN_MAX_CONNECTIONS
     try:
         for name, options in chosen.items():
             service = _build_exec(options) if name == "exec" else SERVICES[name].build(options)
             if service is None:
                 continue
             services.append(service)
-            connections += options.max_connections
-        raise_open_files_limit(connections)
         admin_listener = None
         make_admin: Callable[[], Any] | None = None
         if admin_options is not None:
@@ -188,7 +196,7 @@ def serve_all(args: argparse.Namespace) -> int:
             make_admin = _admin_factory(services, admin_options)
 
         def reload() -> dict[str, Any]:
-            return all_options(args, load_config(args.config), os.environ)
+            return all_options(args, load_config(args.config), os.environ, fit=True)
 
         run(serve(services, admin=make_admin, admin_listener=admin_listener, reload=reload))
         return 0
