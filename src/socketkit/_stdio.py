@@ -29,6 +29,7 @@ __all__ = [
     "discard_stdout",
     "fill_closed_standard_streams",
     "guard_stdout",
+    "hint_terminal_input",
     "write_all",
 ]
 
@@ -127,3 +128,21 @@ def fill_closed_standard_streams() -> None:
             # Kept open for the life of the process, as Python's own streams are.
             stream = open(fd, mode, closefd=False, encoding="utf-8", errors="surrogateescape")  # noqa: SIM115
             setattr(sys, name, stream)
+
+
+def hint_terminal_input(what: str) -> None:
+    """Say on stderr, in one line, that ``what`` is read from the terminal until Ctrl-D.
+
+    For commands that read all of standard input before doing anything (``send``,
+    ``put -``): on a terminal they would otherwise sit there without a word, looking
+    hung. Nothing is said when standard input is a pipe or a file (scripts)."""
+    try:
+        terminal = sys.stdin is not None and sys.stdin.isatty()
+    except (OSError, ValueError):  # closed under us
+        terminal = False
+    if terminal:
+        print(
+            f"reading {what} from the terminal: type it, then Ctrl-D on a line of its own (Ctrl-C gives up)",
+            file=sys.stderr,
+            flush=True,
+        )

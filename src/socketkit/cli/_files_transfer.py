@@ -9,6 +9,7 @@ import sys
 import tempfile
 from typing import TYPE_CHECKING
 
+from socketkit._stdio import hint_terminal_input
 from socketkit.cli._files_report import report_unlisted
 
 if TYPE_CHECKING:
@@ -105,9 +106,13 @@ async def _put_stdin(session: _Session, remote: str) -> None:
     # The declared size and hash come first, so standard input is spooled to a
     # temporary file (on disk: memory stays flat) and sent from there.
     with tempfile.NamedTemporaryFile(prefix="socketkit-stdin-") as spool:
+        hint_terminal_input(f"the file for {remote}")
         source = sys.stdin.buffer
-        while chunk := source.read(1 << 20):
+        while True:
+            chunk = source.read(1 << 20)
             spool.write(chunk)
+            if len(chunk) < 1 << 20:  # short only at the end: a terminal's Ctrl-D is not
+                break  # sticky, reading on would wait for a second one
         spool.flush()
         since = session.report.start()
         try:

@@ -18,6 +18,7 @@ import sys
 from typing import BinaryIO
 
 from socketkit._oserrors import connect_error
+from socketkit._stdio import hint_terminal_input
 from socketkit.address import Address
 from socketkit.cli._args import address_arg, positive_float
 from socketkit.errors import BrokenResourceError
@@ -62,6 +63,7 @@ def send(args: argparse.Namespace) -> int:
     if args.message is not None:
         payload = args.message.encode() + (b"\n" if args.newline else b"")
     else:
+        hint_terminal_input("the message")
         payload = sys.stdin.buffer.read()
     out = sys.stdout.buffer
     address: Address = args.address
