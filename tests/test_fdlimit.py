@@ -6,11 +6,13 @@ one line. Run in child processes: the tests change their limits."""
 from __future__ import annotations
 
 import json
+import signal
 import socket
 import subprocess
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -107,11 +109,27 @@ runpy.run_module("socketkit", run_name="__main__")
 """
 
 
+@dataclass
+class Served:
+    """A server started by ``serve_under_limit``: what it printed (stdout and stderr)."""
+
+    proc: subprocess.Popen[str]
+    lines: list[str]
+
+    def until(self, text: str) -> str:
+        """Read on until a line containing ``text``; return it."""
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.lines.append(line.rstrip("\n"))
+            if text in line:
+                return line
+        raise AssertionError(f"no line with {text!r}: {self.lines}")
+
+
 @contextmanager
-def serve_under_limit(limit: int, ready: str, *args: str) -> Iterator[list[str]]:
-    """``socketkit ARGS`` with RLIMIT_NOFILE at ``limit`` (soft and hard); yields the
-    lines it printed (stdout and stderr) up to the one starting with ``ready``, and adds
-    the rest once it is stopped."""
+def serve_under_limit(limit: int, ready: str, *args: str) -> Iterator[Served]:
+    """``socketkit ARGS`` with RLIMIT_NOFILE at ``limit`` (soft and hard), once it has
+    printed a line containing ``ready``; the rest of its lines are added once stopped."""
     proc = subprocess.Popen(
         [sys.executable, "-c", LAUNCH, str(limit), *args],
         stdin=subprocess.DEVNULL,
@@ -119,16 +137,10 @@ def serve_under_limit(limit: int, ready: str, *args: str) -> Iterator[list[str]]
         stderr=subprocess.STDOUT,
         text=True,
     )
-    lines: list[str] = []
+    served = Served(proc, [])
     try:
-        assert proc.stdout is not None
-        for line in proc.stdout:
-            lines.append(line.rstrip("\n"))
-            if line.startswith(ready):
-                break
-        else:
-            raise AssertionError(f"the server did not start: {lines}")
-        yield lines
+        served.until(ready)
+        yield served
     finally:
         proc.terminate()
         try:
@@ -136,41 +148,60 @@ def serve_under_limit(limit: int, ready: str, *args: str) -> Iterator[list[str]]
         except subprocess.TimeoutExpired:
             proc.kill()
             rest = proc.communicate()[0]
-        lines.extend(rest.splitlines())
+        served.lines.extend(rest.splitlines())
+
+
+def _port(line: str) -> int:
+    return int(line.rsplit(":", maxsplit=1)[-1].split(maxsplit=1)[0])
+
+
+def _assert_cap(port: int, cap: int) -> None:
+    """``cap`` clients are served; one more is closed at once, the others still served."""
+    clients = []
+    try:
+        for n in range(cap):
+            client = socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT)
+            clients.append(client)
+            client.sendall(b"%d" % n)
+            assert client.recv(16) == b"%d" % n
+        extra = socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT)
+        clients.append(extra)
+        assert extra.recv(16) == b""
+        clients[0].sendall(b"still")
+        assert clients[0].recv(16) == b"still"
+    finally:
+        for client in clients:
+            client.close()
 
 
 def test_serve_all_says_nothing_about_a_limit_its_default_caps_were_fitted_to(tmp_path: Path) -> None:
     # The four services' 10,000 connections each need 40,000+ descriptors; 2,048 is a
     # common hard limit in containers.
     argv = ["serve", "all", "--any-port", "--state-dir", str(tmp_path / "state"), "--without", "exec"]
-    with serve_under_limit(2048, "admin listening on", *argv) as lines:
+    with serve_under_limit(2048, "admin listening on", *argv) as served:
         pass
-    assert not [line for line in lines if "WARNING" in line or "open-file" in line], lines
+    assert not [line for line in served.lines if "WARNING" in line or "open-file" in line], served.lines
 
 
 def test_a_fitted_default_cap_refuses_politely_instead_of_running_out_of_descriptors() -> None:
     from socketkit._fdlimit import FD_HEADROOM
 
     cap = 20
-    with serve_under_limit(FD_HEADROOM + cap, "echo listening on", "serve", "echo", "--port", "0") as lines:
-        port = int(lines[-1].split(":")[-1].split()[0])
-        clients = []
-        try:
-            for n in range(cap):
-                client = socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT)
-                clients.append(client)
-                client.sendall(b"%d" % n)
-                assert client.recv(16) == b"%d" % n  # served
-            extra = socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT)
-            clients.append(extra)
-            assert extra.recv(16) == b""  # refused: closed at once, the others still served
-            clients[0].sendall(b"still")
-            assert clients[0].recv(16) == b"still"
-        finally:
-            for client in clients:
-                client.close()
-    assert not [line for line in lines if "open-file" in line], lines
-    assert [line for line in lines if f"server full ({cap} connections)" in line], lines
+    with serve_under_limit(FD_HEADROOM + cap, "echo listening on", "serve", "echo", "--port", "0") as served:
+        _assert_cap(_port(served.lines[-1]), cap)
+    assert not [line for line in served.lines if "open-file" in line], served.lines
+    assert [line for line in served.lines if f"server full ({cap} connections)" in line], served.lines
+
+
+def test_a_reload_keeps_the_fitted_cap() -> None:
+    from socketkit._fdlimit import FD_HEADROOM
+
+    cap = 20
+    with serve_under_limit(FD_HEADROOM + cap, "echo listening on", "serve", "echo", "--port", "0") as served:
+        port = _port(served.lines[-1])
+        served.proc.send_signal(signal.SIGHUP)
+        assert served.until("SIGHUP: echo:").rstrip().endswith("SIGHUP: echo: nothing changed")
+        _assert_cap(port, cap)
 
 
 def test_a_cap_the_user_gave_that_the_limit_cannot_back_is_said_in_one_line() -> None:
@@ -178,10 +209,10 @@ def test_a_cap_the_user_gave_that_the_limit_cannot_back_is_said_in_one_line() ->
 
     limit = FD_HEADROOM + 20
     argv = ["serve", "echo", "--port", "0", "--max-connections", "100"]
-    with serve_under_limit(limit, "echo listening on", *argv) as lines:
+    with serve_under_limit(limit, "echo listening on", *argv) as served:
         pass
-    said = [line for line in lines if "open-file" in line]
-    assert len(said) == 1, lines
+    said = [line for line in served.lines if "open-file" in line]
+    assert len(said) == 1, served.lines
     assert "WARNING" in said[0]
     assert "echo --max-connections 100 cannot be met: " in said[0]
     assert f"the open-file limit is {limit} (hard limit {limit})" in said[0]
@@ -192,8 +223,8 @@ def test_a_cap_from_the_environment_is_a_chosen_one_too(monkeypatch: pytest.Monk
 
     limit = FD_HEADROOM + 20
     monkeypatch.setenv("SOCKETKIT_ECHO_MAX_CONNECTIONS", "100")
-    with serve_under_limit(limit, "echo listening on", "serve", "echo", "--port", "0") as lines:
+    with serve_under_limit(limit, "echo listening on", "serve", "echo", "--port", "0") as served:
         pass
-    said = [line for line in lines if "open-file" in line]
-    assert len(said) == 1, lines
+    said = [line for line in served.lines if "open-file" in line]
+    assert len(said) == 1, served.lines
     assert "echo max_connections = 100 (env SOCKETKIT_ECHO_MAX_CONNECTIONS) cannot be met: " in said[0]
