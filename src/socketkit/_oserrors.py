@@ -1,38 +1,76 @@
-"""The one place where raw ``OSError``s become socketkit errors: resource errors for
-sockets, typed service errors for file-system calls made for a request, and the errors
-of a client that cannot connect or a server that cannot listen (``connect_error``,
-``listen_error``: every client and every server start-up goes through these, so each
-such failure names the address, says why in words and what to try).
+"""The one place where raw ``OSError``s get their meaning, for both engines.
 
-Both engines wrap their socket calls in ``translate_os_errors()`` (trio's
-``_translate_socket_errors_to_stream_errors`` is the model), so code above them sees
-``ClosedResourceError`` (we closed it), ``BrokenResourceError`` (the peer or network
-broke it, with the ``OSError`` as ``__cause__``) or the builtin ``TimeoutError``.
+- Socket calls: ``translate_os_errors()`` (a ``with`` block; trio's
+  ``_translate_socket_errors_to_stream_errors`` is the model) and ``resource_error()``
+  (for an ``OSError`` handed over, as asyncio's ``connection_lost`` does) turn it into
+  ``ClosedResourceError`` (we closed it) or ``BrokenResourceError`` (the peer or network
+  broke it), always with the ``OSError`` as ``__cause__``; ``TimeoutError`` stays itself.
+- ``accept()``: ``accept_error()`` sorts a failed accept into what to do about it
+  (``AcceptError``), and ``CapacityEpisodes`` logs running out of descriptors once per
+  episode. The asyncio engine and the blocking one both act on it, so a failed accept
+  means the same thing in each.
+- File-system calls made for a request: ``service_error_from_os`` gives the typed
+  service error the peer is told.
+- A client that cannot connect or a server that cannot listen (``connect_error``,
+  ``listen_error``: every client and every server start-up goes through these, so each
+  such failure names the address, says why in words and what to try).
 """
 
 from __future__ import annotations
 
+import enum
 import errno
 import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from socketkit._log import get_logger
 from socketkit.errors import (
     BrokenResourceError,
     ClosedResourceError,
     ConnectError,
     ListenError,
+    ResourceError,
     ServiceError,
 )
+from socketkit.limits import DEFAULT_ACCEPT_BACKOFF_S
 
-__all__ = ["connect_error", "listen_error", "service_error_from_os", "translate_os_errors"]
+__all__ = [
+    "AcceptError",
+    "CapacityEpisodes",
+    "accept_error",
+    "connect_error",
+    "listen_error",
+    "resource_error",
+    "service_error_from_os",
+    "translate_os_errors",
+]
+
+logger = get_logger("socketkit.accept")
 
 _CLOSED_ERRNOS = frozenset({errno.EBADF, errno.ENOTSOCK})
 
 
+def resource_error(exc: BaseException, what: str = "the connection") -> ResourceError:
+    """The socketkit error for ``exc`` (an ``OSError``, or what else a transport gave up
+    with: an SSL error) from a socket call on ``what``, caused by it.
+
+    ``ClosedResourceError`` when the socket was closed on our side (EBADF, ENOTSOCK),
+    ``BrokenResourceError`` for anything else.
+    """
+    error: ResourceError
+    if isinstance(exc, OSError) and exc.errno in _CLOSED_ERRNOS:
+        error = ClosedResourceError(f"{what} was closed")
+    else:
+        error = BrokenResourceError(f"{what} broke: {exc}")
+    error.__cause__ = exc
+    return error
+
+
 @contextmanager
-def translate_os_errors() -> Iterator[None]:
-    """Re-raise ``OSError`` as ``ClosedResourceError`` or ``BrokenResourceError``.
+def translate_os_errors(what: str = "the connection") -> Iterator[None]:
+    """Re-raise ``OSError`` as ``ClosedResourceError`` or ``BrokenResourceError``
+    (``resource_error``), with the ``OSError`` as its cause.
 
     ``TimeoutError`` (including ``socket.timeout``) passes through unchanged.
 
@@ -45,9 +83,93 @@ def translate_os_errors() -> Iterator[None]:
     except TimeoutError:
         raise
     except OSError as exc:
-        if exc.errno in _CLOSED_ERRNOS:
-            raise ClosedResourceError("the connection was closed") from exc
-        raise BrokenResourceError(f"the connection broke: {exc}") from exc
+        raise resource_error(exc, what) from exc
+
+
+# What other servers do with a failed accept(), and why this sorting: trio's serve loop
+# (``_highlevel_serve_listeners``) logs and sleeps on EMFILE/ENFILE/ENOMEM/ENOBUFS and
+# lets anything else propagate; Twisted and Tornado skip ECONNABORTED and friends (the
+# client gave up while queued: one connection, not the listener); Go's net package
+# retries "temporary" errors with a growing sleep. Linux can also hand accept() errors
+# of the new connection itself (EPROTO, ENETDOWN, EHOSTUNREACH... see accept(2)), and a
+# firewall can refuse it (EPERM). The blocking engine's datagram "accept" (a recvmsg)
+# adds EMSGSIZE (a truncated datagram) and ECONNREFUSED (an ICMP error for an earlier
+# reply): one datagram each.
+class AcceptError(enum.Enum):
+    """What a failed ``accept()`` means, and what both engines do about it."""
+
+    NOTHING_PENDING = "nothing-pending"
+    """EAGAIN, EWOULDBLOCK, EINTR: no connection waiting after all; wait for the next."""
+    CONNECTION_LOST = "connection-lost"
+    """That one connection (or datagram) failed before we took it; accept the next."""
+    OUT_OF_RESOURCES = "out-of-resources"
+    """EMFILE, ENFILE, ENOBUFS, ENOMEM: rest the listener ``DEFAULT_ACCEPT_BACKOFF_S``,
+    then try again (``CapacityEpisodes`` logs it once per episode)."""
+    LISTENER_BROKEN = "listener-broken"
+    """Anything else (EBADF, ENOTSOCK, EINVAL: the listener was closed or is no
+    listener): stop accepting on it. The blocking engine raises it out of
+    ``serve_forever()`` (never spins on it); the asyncio engine stops that listener and
+    logs it, unless the server is closing."""
+
+
+_PENDING_ERRNOS = frozenset({errno.EAGAIN, errno.EWOULDBLOCK, errno.EINTR})
+_LOST_ERRNOS = frozenset(
+    getattr(errno, name)
+    for name in (
+        "ECONNABORTED",
+        "ECONNRESET",
+        "ECONNREFUSED",
+        "EMSGSIZE",
+        "EPROTO",
+        "ENOPROTOOPT",
+        "EPERM",
+        "ENETDOWN",
+        "ENONET",
+        "EHOSTUNREACH",
+        "EHOSTDOWN",
+        "ENETUNREACH",
+        "EOPNOTSUPP",
+        "ETIMEDOUT",
+    )
+    if hasattr(errno, name)
+)
+_RESOURCE_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
+
+
+def accept_error(exc: OSError) -> AcceptError:
+    """Sort a failed ``accept()`` (or a datagram server's receive) for both engines."""
+    if isinstance(exc, (BlockingIOError, InterruptedError)) or exc.errno in _PENDING_ERRNOS:
+        return AcceptError.NOTHING_PENDING
+    if exc.errno in _RESOURCE_ERRNOS:
+        return AcceptError.OUT_OF_RESOURCES
+    if exc.errno in _LOST_ERRNOS:
+        return AcceptError.CONNECTION_LOST
+    return AcceptError.LISTENER_BROKEN
+
+
+class CapacityEpisodes:
+    """One log line when accepting runs out of resources, one when it works again: a
+    listener retried every ``DEFAULT_ACCEPT_BACKOFF_S`` must not log ten lines a second.
+    """
+
+    __slots__ = ("failing",)
+
+    backoff = DEFAULT_ACCEPT_BACKOFF_S
+
+    def __init__(self) -> None:
+        self.failing = False
+
+    def failed(self, exc: OSError) -> None:
+        """An ``OUT_OF_RESOURCES`` accept error: log it if it starts an episode."""
+        if not self.failing:
+            self.failing = True
+            logger.error("accept() failed (%s); pausing the listener for %d ms", exc, self.backoff * 1000)
+
+    def succeeded(self) -> None:
+        """An accept worked: end the episode, if any."""
+        if self.failing:
+            self.failing = False
+            logger.warning("accept() works again")
 
 
 _SERVICE_CODES: dict[int, tuple[str, str]] = {

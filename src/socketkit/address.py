@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import ipaddress
 from dataclasses import dataclass
+from typing import Any
 
 __all__ = [
     "IPV6_PREFIX",
@@ -16,6 +17,7 @@ __all__ = [
     "MAX_PORTS",
     "Address",
     "format_host_port",
+    "format_peer",
     "limit_key",
     "parse_address",
     "parse_port",
@@ -48,6 +50,19 @@ class Address:
 def format_host_port(host: str, port: int) -> str:
     """``host:port``, with IPv6 literals in brackets (``[::1]:80``)."""
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def format_peer(address: Any) -> str:
+    """A socket address as both engines and every log line show it: ``host:port``,
+    ``[v6]:port``, ``unix:PATH``, or ``unix`` for a Unix peer without a name (a client
+    socket is not bound to a path)."""
+    if isinstance(address, tuple) and len(address) >= 2:
+        return format_host_port(str(address[0]), int(address[1]))
+    if isinstance(address, bytes):
+        address = address.decode("utf-8", errors="backslashreplace")
+    if isinstance(address, str) and address:
+        return f"unix:{address}"
+    return "unix"
 
 
 def parse_port(text: str) -> int:

@@ -268,7 +268,7 @@ class Watch(logging.Handler):
 @contextlib.contextmanager
 def watching_log() -> Iterator[Watch]:
     watch = Watch()
-    logger = logging.getLogger("socketkit.server.mixins")
+    logger = logging.getLogger("socketkit.server.threads")
     logger.addHandler(watch)
     try:
         yield watch

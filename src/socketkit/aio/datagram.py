@@ -38,7 +38,7 @@ import sys
 from typing import Any, Final, Protocol
 
 from socketkit._log import get_logger
-from socketkit.aio.connection import format_peer
+from socketkit.address import format_peer
 from socketkit.aio.stats import ServerStats
 
 __all__ = ["DatagramEndpoint", "DatagramHandler"]

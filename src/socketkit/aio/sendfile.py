@@ -13,6 +13,12 @@ still holding it would send the file to a stranger. A cancelled transfer (shutdo
 dropped client) wakes the thread through a pipe it polls beside the socket, and is
 waited for before the duplicate is closed; a peer that takes nothing for the
 connection's write timeout ends the transfer the same way.
+
+A body cut short leaves the stream in the middle of a frame: nothing more can be said on
+it (an ERROR frame would be read as file bytes), so a transfer that ends early for any
+reason aborts the connection. A peer that went away raises ``BrokenResourceError`` with
+the ``OSError`` as its cause (``socketkit._oserrors.resource_error``); an error of the
+file itself stays an ``OSError``.
 """
 
 from __future__ import annotations
@@ -24,8 +30,9 @@ import select
 from collections.abc import Callable
 from typing import Any
 
+from socketkit._oserrors import resource_error
 from socketkit.aio.connection import Connection
-from socketkit.errors import BrokenResourceError
+from socketkit.errors import BrokenResourceError, ClosedResourceError
 from socketkit.limits import DEFAULT_WRITE_TIMEOUT_S
 
 __all__ = ["send_file_range"]
@@ -56,57 +63,87 @@ def _sendfile(sock_fd: int, file_fd: int, offset: int, count: int, wake_fd: int,
                 raise TimeoutError(f"the peer read nothing for {stall_s:g} s") from None
             if any(fd == wake_fd for fd, _ in ready):
                 raise _Cancelled from None
-        except (BrokenPipeError, ConnectionResetError):
-            return 0
 
 
 async def send_file_range(
     conn: Connection[Any], fd: int, offset: int, count: int, *, progress: Callable[[int], None] | None = None
 ) -> None:
-    """Send ``count`` bytes of ``fd`` from ``offset``.
+    """Send ``count`` bytes of ``fd`` from ``offset``; if it ends early for any reason
+    (an error, a cancellation), the connection is aborted: the stream is mid-body.
 
     Raises:
         BrokenResourceError: the connection broke during the transfer.
+        ClosedResourceError: it was closed on our side meanwhile.
         TimeoutError: the peer stopped reading for the connection's write timeout.
-        OSError: the file could not be read.
+        OSError: the file could not be read (or shrank).
     """
     transport = conn.transport
     if transport is None:
-        raise BrokenResourceError("not connected")
-    sock = transport.get_extra_info("socket")
+        raise ClosedResourceError("not connected")
+    done = False
+    try:
+        if transport.get_extra_info("sslcontext") is None and hasattr(os, "sendfile"):
+            sock = transport.get_extra_info("socket")
+            if sock is not None:
+                await _zero_copy(conn, sock.fileno(), fd, offset, count, progress)
+                done = True
+                return
+        end = offset + count
+        while offset < end:
+            chunk = await asyncio.to_thread(os.pread, fd, min(READ_CHUNK, end - offset), offset)
+            if not chunk:
+                raise OSError("the file shrank while it was being sent")
+            await conn.send_all(chunk)
+            offset += len(chunk)
+            if progress is not None:
+                progress(len(chunk))
+        done = True
+    finally:
+        if not done:
+            conn.abort()
+
+
+async def _zero_copy(
+    conn: Connection[Any],
+    sock_no: int,
+    fd: int,
+    offset: int,
+    count: int,
+    progress: Callable[[int], None] | None,
+) -> None:
+    await conn.drain_all()
+    _check_open(conn)
+    stall = conn.limits.write_timeout if conn.limits.write_timeout is not None else DEFAULT_WRITE_TIMEOUT_S
     end = offset + count
-    if sock is not None and transport.get_extra_info("sslcontext") is None and hasattr(os, "sendfile"):
-        await conn.drain_all()
-        if conn.is_closing:
-            raise BrokenResourceError("the connection closed during a transfer")
-        stall = (
-            conn.limits.write_timeout if conn.limits.write_timeout is not None else DEFAULT_WRITE_TIMEOUT_S
-        )
-        sock_fd = os.dup(sock.fileno())
-        wake_r, wake_w = os.pipe()
-        try:
-            while offset < end:
+    sock_fd = os.dup(sock_no)
+    wake_r, wake_w = os.pipe()
+    try:
+        while offset < end:
+            try:
                 sent = await _in_thread(
                     wake_w, _sendfile, sock_fd, fd, offset, min(SENDFILE_CHUNK, end - offset), wake_r, stall
                 )
-                if sent == 0 or conn.is_closing:
-                    raise BrokenResourceError("the connection closed during a transfer")
-                offset += sent
-                conn.bytes_out += sent
-                if progress is not None:
-                    progress(sent)
-        finally:
-            for descriptor in (sock_fd, wake_r, wake_w):
-                os.close(descriptor)
-        return
-    while offset < end:
-        chunk = await asyncio.to_thread(os.pread, fd, min(READ_CHUNK, end - offset), offset)
-        if not chunk:
-            raise OSError("the file shrank while it was being sent")
-        await conn.send_all(chunk)
-        offset += len(chunk)
-        if progress is not None:
-            progress(len(chunk))
+            except ConnectionError as exc:  # EPIPE, ECONNRESET: the peer's side, not the file's
+                raise resource_error(exc, f"connection with {conn.peer}") from exc
+            _check_open(conn)
+            if sent == 0:
+                raise OSError("the file shrank while it was being sent")
+            offset += sent
+            conn.bytes_out += sent
+            if progress is not None:
+                progress(sent)
+    finally:
+        for descriptor in (sock_fd, wake_r, wake_w):
+            os.close(descriptor)
+
+
+def _check_open(conn: Connection[Any]) -> None:
+    """Raise what ended the connection while the thread was sending, if it ended."""
+    if conn.is_closing:
+        error = conn.error
+        if isinstance(error, BrokenResourceError):
+            raise error
+        raise ClosedResourceError(f"connection with {conn.peer} closed during a transfer")
 
 
 async def _in_thread(wake_w: int, func: Callable[..., int], *args: Any) -> int:

@@ -8,49 +8,48 @@ Usage::
         print(server.addresses)
         await server.serve_forever()                            # until aclose() / a signal
 
-Resource handling: every accepted socket belongs to a ``Connection`` registered here
-until ``connection_lost``; handler tasks (task style) and the timeout sweeper live in a
+The server's own jobs are here: binding, taking accepted sockets through the caps and
+the TLS handshake to a ``Connection``, running task-style handlers, the timeout
+sweeper, signals and the order of shutdown. Who is connected is the registry's
+(``socketkit.aio.registry``), accepting is ``socketkit.aio.accept``'s, and the drain of
+open connections is ``socketkit.aio.shutdown``'s.
+
+Resource handling: every accepted socket belongs to a ``Connection`` registered until
+``connection_lost``; handler tasks (task style) and the timeout sweeper live in a
 ``TaskGroup`` owned by the server, so none outlives it. ``aclose()`` closes the
-listeners first, tells every connection (``Session.shutdown_requested``), waits up to
-``shutdown_grace`` for them to finish, then aborts what is left and cancels its own
-tasks, never anyone else's.
+listeners first, drains the connections (``shutdown_grace``; see
+``socketkit.aio.shutdown``), then cancels its own tasks, never anyone else's.
 
 Error handling: a handler's or session's exception is logged with the peer address and
-ends that connection only. In the accept loop, capacity errors (EMFILE, ENFILE,
-ENOBUFS, ENOMEM) are logged once per episode and the listener rests for 100 ms; a
-connection that died in the backlog is skipped; a failed TLS handshake is one log line.
+ends that connection only. A failed ``accept()`` follows the policy both engines share
+(``socketkit._oserrors.accept_error``); a failed TLS handshake is one log line.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import errno
 import itertools
 import os
 import signal
 import socket
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Protocol
 
 from socketkit._log import REFUSALS, get_logger, sampled
-from socketkit.address import Address, limit_key
-from socketkit.aio.connection import Connection, ConnectionLimits, Session, format_peer
+from socketkit._shutdown import SHUTTING_DOWN
+from socketkit.address import Address, format_peer
+from socketkit.aio.accept import Acceptor, Bound
+from socketkit.aio.connection import Connection, ConnectionLimits, Session
 from socketkit.aio.datagram import DatagramEndpoint, DatagramHandler
-from socketkit.aio.listeners import (
-    Listener,
-    bind_datagram,
-    bind_stream,
-    bound_address,
-    remove_unix_socket,
-)
+from socketkit.aio.listeners import Listener, bind_datagram, bind_stream, bound_address
+from socketkit.aio.registry import ConnectionRegistry
+from socketkit.aio.shutdown import drain
 from socketkit.aio.stats import ServerStats
 from socketkit.aio.timeouts import expired, sweeper_needed
 from socketkit.codec.base import Decoder
 from socketkit.limits import (
-    DEFAULT_ACCEPT_BACKOFF_S,
     DEFAULT_MAX_CONNECTIONS,
     DEFAULT_MAX_CONNECTIONS_PER_ADDRESS,
     DEFAULT_REQUEST_QUEUE_SIZE,
@@ -63,9 +62,7 @@ __all__ = ["AsyncServer", "ServerStats"]
 
 logger = get_logger(__name__)
 
-_CAPACITY_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
-_ACCEPT_BATCH = 64  # accepts per readiness event: drains bursts without starving the loop
-_SIGNAL_DEDUP_S = 0.2
+_SIGNAL_DEDUP_S = 0.2  # one Ctrl-C reaches a --workers child twice (terminal + parent)
 _SERIALS = itertools.count(1)
 
 Handler = Callable[[Connection[Any]], Awaitable[None]]
@@ -73,15 +70,6 @@ Handler = Callable[[Connection[Any]], Awaitable[None]]
 
 class _Refusal(Protocol):
     def __call__(self, reason: str) -> bytes | None: ...
-
-
-@dataclass(slots=True)
-class _Bound:
-    listener: Listener
-    sock: socket.socket
-    address: Address
-    inode: tuple[int, int] | None = None
-    endpoint: DatagramEndpoint | None = None
 
 
 class AsyncServer:
@@ -98,6 +86,8 @@ class AsyncServer:
         max_connections_per_address: open connections from one peer
             (``socketkit.address.limit_key``: all of loopback is one, IPv6 by /64).
         refusal: bytes to send a peer refused over a cap (``None``: just close).
+        farewell: bytes to send a peer the server stops serving at shutdown, given the
+            reason (``socketkit._shutdown``; ``None``: just close).
         backlog: listen() backlog.
         shutdown_grace: seconds connections get to finish in ``aclose()``.
         tls_handshake_timeout: deadline of each TLS handshake.
@@ -121,6 +111,7 @@ class AsyncServer:
         max_connections: int = DEFAULT_MAX_CONNECTIONS,
         max_connections_per_address: int = DEFAULT_MAX_CONNECTIONS_PER_ADDRESS,
         refusal: _Refusal | None = None,
+        farewell: _Refusal | None = None,
         backlog: int = DEFAULT_REQUEST_QUEUE_SIZE,
         shutdown_grace: float = DEFAULT_SHUTDOWN_GRACE_S,
         tls_handshake_timeout: float = DEFAULT_TLS_HANDSHAKE_TIMEOUT_S,
@@ -136,30 +127,44 @@ class AsyncServer:
         self._decoder_factory = decoder_factory
         self._datagram_handler = datagram_handler
         self.limits = limits
-        self.max_connections = max_connections
-        self.max_connections_per_address = max_connections_per_address
         self._refusal = refusal
+        self._farewell = farewell
         self._backlog = backlog
         self.shutdown_grace = shutdown_grace
         self._tls_handshake_timeout = tls_handshake_timeout
         self._sweep_interval = sweep_interval
         self._check_listener = check_listener
         self.serial = next(_SERIALS)  # names this server in sampled logs (ids get reused)
-        self._bound: list[_Bound] = []
-        self._connections: dict[int, Connection[Any]] = {}
-        self._per_address: dict[str, int] = {}
-        self._pending: set[int] = set()  # accepted, transport not up yet (TLS handshake...)
-        self._next_id = 0
+        self._bound: list[Bound] = []
+        self._registry = ConnectionRegistry(max_connections, max_connections_per_address)
+        self._acceptor = Acceptor(self._accepted, lambda: self._closing)
         self._stats = ServerStats()
-        self._closed_totals = [0, 0, 0]  # bytes in, bytes out, messages of closed connections
         self._task_group: asyncio.TaskGroup | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._handler_tasks: dict[int, asyncio.Task[Any]] = {}
+        self._cut: dict[int, str] = {}  # connection id -> why its handler was cancelled
         self._closing = False
         self._closed_event: asyncio.Event | None = None
-        self._idle_event: asyncio.Event | None = None
-        self._out_of_capacity = False
         self._last_signal_at = float("-inf")
         self.started = asyncio.Event()
+
+    @property
+    def max_connections(self) -> int:
+        """Open connections at once (all listeners); may be changed while serving."""
+        return self._registry.max_connections
+
+    @max_connections.setter
+    def max_connections(self, value: int) -> None:
+        self._registry.max_connections = value
+
+    @property
+    def max_connections_per_address(self) -> int:
+        """Open connections from one peer (``limit_key``); may be changed while serving."""
+        return self._registry.max_per_address
+
+    @max_connections_per_address.setter
+    def max_connections_per_address(self, value: int) -> None:
+        self._registry.max_per_address = value
 
     # --- lifetime --------------------------------------------------------------------
 
@@ -167,8 +172,6 @@ class AsyncServer:
         self._task_group = asyncio.TaskGroup()
         await self._task_group.__aenter__()
         self._closed_event = asyncio.Event()
-        self._idle_event = asyncio.Event()
-        self._idle_event.set()
         return self
 
     async def __aexit__(
@@ -201,13 +204,13 @@ class AsyncServer:
             for listener in listeners:
                 self._check_listener(listener)
         loop = asyncio.get_running_loop()
-        new: list[_Bound] = []
+        new: list[Bound] = []
         try:
             for listener in listeners:
                 new.append(await self._bind(listener, loop))  # noqa: PERF401 (cleanup needs the partial list)
         except BaseException:
             for bound in new:
-                self._close_bound(bound, loop)
+                bound.close(loop)
             raise
         self._bound.extend(new)
         if sweeper_needed(self.limits) and not any(t.get_name() == "socketkit-sweeper" for t in self._tasks):
@@ -215,13 +218,13 @@ class AsyncServer:
         self.started.set()
         return [bound.address for bound in new]
 
-    async def _bind(self, listener: Listener, loop: asyncio.AbstractEventLoop) -> _Bound:
+    async def _bind(self, listener: Listener, loop: asyncio.AbstractEventLoop) -> Bound:
         if listener.kind == "udp":
             handler = self._datagram_handler
             if handler is None:
                 raise ValueError("a UDP listener needs datagram_handler")
             sock = bind_datagram(listener.address, reuse_port=listener.reuse_port)
-            bound = _Bound(listener, sock, bound_address(sock))
+            bound = Bound(listener, sock, bound_address(sock))
             try:
                 bound.endpoint = DatagramEndpoint(sock, handler, self._stats)  # reads the socket itself
             except BaseException:
@@ -231,8 +234,8 @@ class AsyncServer:
             if (self._session_factory is None) == (self._handler is None):
                 raise ValueError("a stream listener needs session_factory or handler")
             sock = bind_stream(listener.address, backlog=self._backlog, reuse_port=listener.reuse_port)
-            bound = _Bound(listener, sock, bound_address(sock))
-            loop.add_reader(sock.fileno(), self._on_acceptable, bound)
+            bound = Bound(listener, sock, bound_address(sock))
+            self._acceptor.watch(bound, loop)
         if listener.address.path is not None:
             st = os.stat(listener.address.path)
             bound.inode = (st.st_dev, st.st_ino)
@@ -273,15 +276,21 @@ class AsyncServer:
         if self._closing:
             if log:
                 logger.warning("second %s: aborting every connection now", signal.Signals(signum).name)
-            for conn in list(self._connections.values()):
+            for conn in self._registry.connections():
                 conn.abort()
             return
         if log:
             logger.info("%s: shutting down (grace %.1f s)", signal.Signals(signum).name, self.shutdown_grace)
         self.spawn(self.aclose(), name="socketkit-shutdown")
 
+    @property
+    def closing(self) -> bool:
+        """Whether the server is stopping (``aclose()`` began)."""
+        return self._closing
+
     async def aclose(self, grace: float | None = None) -> None:
-        """Stop accepting, let connections finish for ``grace`` seconds, then abort them.
+        """Stop accepting, let connections finish for ``grace`` seconds, then cut them
+        (see ``socketkit.aio.shutdown``).
 
         Returns when every connection is closed and every task of the server is done.
         """
@@ -292,23 +301,8 @@ class AsyncServer:
         self._closing = True
         loop = asyncio.get_running_loop()
         for bound in self._bound:
-            self._close_bound(bound, loop)
-        for conn in list(self._connections.values()):
-            conn.request_shutdown()
-        grace = self.shutdown_grace if grace is None else grace
-        if self._connections or self._pending:
-            assert self._idle_event is not None
-            try:
-                async with asyncio.timeout(grace):
-                    await self._idle_event.wait()
-            except TimeoutError:
-                logger.warning(
-                    "aborting %d connection(s) still open after %.1f s",
-                    len(self._connections),
-                    grace,
-                )
-                for conn in list(self._connections.values()):
-                    conn.abort()
+            bound.close(loop)
+        await drain(self._registry, self.shutdown_grace if grace is None else grace, self._cut_one)
         current = asyncio.current_task()
         for task in list(self._tasks):
             if task is not current:
@@ -319,80 +313,37 @@ class AsyncServer:
         if self._closed_event is not None:
             self._closed_event.set()
 
-    def _close_bound(self, bound: _Bound, loop: asyncio.AbstractEventLoop) -> None:
-        if bound.endpoint is not None:
-            bound.endpoint.close()
-        else:
-            with contextlib.suppress(ValueError, OSError):
-                loop.remove_reader(bound.sock.fileno())
-            bound.sock.close()
-        remove_unix_socket(bound.listener.address, bound.inode)
+    def _cut_one(self, conn: Connection[Any], reason: str) -> None:
+        task = self._handler_tasks.get(conn.id)
+        if task is None:
+            conn.shutdown_forced(reason)
+            return
+        # The handler's own cleanup runs first (a command is stopped, a partial kept);
+        # _run_handler then says goodbye.
+        self._cut[conn.id] = reason
+        task.cancel()
+
+    def farewell_for(self, reason: str) -> bytes | None:
+        """The service's last words to a peer it stops serving for ``reason``."""
+        return None if self._farewell is None else self._farewell(reason)
 
     # --- accepting ---------------------------------------------------------------------
 
-    def _on_acceptable(self, bound: _Bound) -> None:
-        for _ in range(_ACCEPT_BATCH):
-            try:
-                sock, addr = bound.sock.accept()
-            except (BlockingIOError, InterruptedError):
-                return
-            except OSError as exc:
-                if exc.errno in _CAPACITY_ERRNOS:
-                    self._rest_listener(bound, exc)
-                    return
-                if exc.errno == errno.EBADF:  # closed under us during shutdown
-                    return
-                continue  # ECONNABORTED and friends: that one connection died in the backlog
-            if self._out_of_capacity:
-                self._out_of_capacity = False
-                logger.warning("accept() works again")
-            self._accepted(sock, addr, bound)
-
-    def _rest_listener(self, bound: _Bound, exc: OSError) -> None:
-        if not self._out_of_capacity:  # once per episode, not per retry
-            self._out_of_capacity = True
-            logger.error(
-                "accept() failed (%s); pausing the listener for %d ms",
-                exc,
-                DEFAULT_ACCEPT_BACKOFF_S * 1000,
-            )
-        loop = asyncio.get_running_loop()
-        loop.remove_reader(bound.sock.fileno())
-
-        def resume() -> None:
-            if not self._closing and bound.sock.fileno() >= 0:
-                loop.add_reader(bound.sock.fileno(), self._on_acceptable, bound)
-
-        loop.call_later(DEFAULT_ACCEPT_BACKOFF_S, resume)
-
-    def _accepted(self, sock: socket.socket, addr: Any, bound: _Bound) -> None:
+    def _accepted(self, sock: socket.socket, addr: Any, bound: Bound) -> None:
         self._stats.accepted += 1
         sock.setblocking(False)
         if sock.family in (socket.AF_INET, socket.AF_INET6):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         host = addr[0] if isinstance(addr, tuple) else None
-        reason = self._over_cap(None if host is None else limit_key(host))
+        reason = self._registry.over_cap(host)
         if reason is not None:
             self._refuse(sock, addr, reason, tls=bound.listener.ssl is not None)
             return
-        conn_id = self._next_id = self._next_id + 1
-        self._pending.add(conn_id)
-        if host is not None:
-            key = limit_key(host)
-            self._per_address[key] = self._per_address.get(key, 0) + 1
-        assert self._idle_event is not None
-        self._idle_event.clear()
+        conn_id = self._registry.reserve(host)
         self.spawn(
             self._attach(conn_id, sock, addr, bound, host),
             name=f"socketkit-attach-{format_peer(addr)}",
         )
-
-    def _over_cap(self, key: str | None) -> str | None:
-        if len(self._connections) + len(self._pending) >= self.max_connections:
-            return f"server full ({self.max_connections} connections)"
-        if key is not None and self._per_address.get(key, 0) >= self.max_connections_per_address:
-            return f"too many connections from {key} ({self.max_connections_per_address})"
-        return None
 
     def _refuse(self, sock: socket.socket, addr: Any, reason: str, *, tls: bool) -> None:
         self._stats.refused += 1
@@ -407,7 +358,7 @@ class AsyncServer:
         sock.close()
 
     async def _attach(
-        self, conn_id: int, sock: socket.socket, addr: Any, bound: _Bound, host: str | None
+        self, conn_id: int, sock: socket.socket, addr: Any, bound: Bound, host: str | None
     ) -> None:
         loop = asyncio.get_running_loop()
         registered = False
@@ -444,59 +395,47 @@ class AsyncServer:
                 return
             registered = conn.transport is not None
             if registered and self._handler is not None and not conn.is_closing:
-                self.spawn(self._run_handler(conn), name=f"socketkit-handler-{conn.peer}")
+                task = self.spawn(self._run_handler(conn), name=f"socketkit-handler-{conn.peer}")
+                self._handler_tasks[conn.id] = task
         finally:
-            self._pending.discard(conn_id)  # connection_opened() did it if the transport came up
             if not registered:
-                self._forget_address(host)
-                self._check_idle()
+                self._registry.release(conn_id, host)
 
     async def _run_handler(self, conn: Connection[Any]) -> None:
         assert self._handler is not None
         try:
             await self._handler(conn)
+        except asyncio.CancelledError:
+            reason = self._cut.pop(conn.id, None)
+            task = asyncio.current_task()
+            # Cancelled by _cut_one alone: the handler has cleaned up, the connection
+            # is told why. Any other cancellation (the server's last) goes on.
+            if reason is None or task is None or task.uncancel() > 0:
+                conn.abort()
+                raise
+            conn.farewell(reason)
         except Exception:
             logger.exception("error in the handler of %s; closing that connection", conn.peer)
             conn.abort()
         else:
-            conn.close()
+            if conn.shutdown_requested:
+                conn.farewell(SHUTTING_DOWN)  # it ended because the server stops
+            else:
+                conn.close()
+        finally:
+            self._handler_tasks.pop(conn.id, None)
 
     # --- called by Connection ------------------------------------------------------------
 
     def connection_opened(self, conn: Connection[Any]) -> None:
         """Register a connection (called by Connection once its transport is up)."""
-        self._pending.discard(conn.id)
-        self._connections[conn.id] = conn
-        self._stats.open = len(self._connections)
+        self._registry.opened(conn)
         logger.debug("connection #%d from %s", conn.id, conn.peer)
 
     def connection_closed(self, conn: Connection[Any]) -> None:
         """Unregister a connection (called by Connection from connection_lost)."""
-        if self._connections.pop(conn.id, None) is None:
-            return
-        totals = self._closed_totals
-        totals[0] += conn.bytes_in
-        totals[1] += conn.bytes_out
-        totals[2] += conn.messages_in
-        self._stats.closed += 1
-        self._stats.open = len(self._connections)
-        self._forget_address(conn.host)
-        logger.debug("connection #%d from %s closed", conn.id, conn.peer)
-        self._check_idle()
-
-    def _forget_address(self, host: str | None) -> None:
-        if host is None:
-            return
-        key = limit_key(host)
-        left = self._per_address.get(key, 0) - 1
-        if left > 0:
-            self._per_address[key] = left
-        else:
-            self._per_address.pop(key, None)
-
-    def _check_idle(self) -> None:
-        if not self._connections and not self._pending and self._idle_event is not None:
-            self._idle_event.set()
+        if self._registry.closed_connection(conn):
+            logger.debug("connection #%d from %s closed", conn.id, conn.peer)
 
     # --- timeouts ------------------------------------------------------------------------
 
@@ -509,7 +448,7 @@ class AsyncServer:
     def sweep(self, now: float) -> None:
         """Close the connections whose timeouts expired at time ``now`` (loop clock)."""
         limits = self.limits
-        for conn in list(self._connections.values()):
+        for conn in self._registry.connections():
             reason = expired(conn, limits, now)
             if reason is not None:
                 self._stats.timeouts += 1
@@ -522,32 +461,17 @@ class AsyncServer:
 
     def stats(self) -> ServerStats:
         """A snapshot of the counters."""
-        s = self._stats
-        live = list(self._connections.values())
-        return ServerStats(
-            open=len(live),
-            accepted=s.accepted,
-            refused=s.refused,
-            closed=s.closed,
-            bytes_in=self._closed_totals[0] + sum(c.bytes_in for c in live) + s.bytes_in,
-            bytes_out=self._closed_totals[1] + sum(c.bytes_out for c in live) + s.bytes_out,
-            messages_in=self._closed_totals[2] + sum(c.messages_in for c in live),
-            datagrams_in=s.datagrams_in,
-            datagrams_out=s.datagrams_out,
-            timeouts=s.timeouts,
-            tls_failures=s.tls_failures,
-            per_address=dict(self._per_address),
-            datagrams_dropped=dict(s.datagrams_dropped),
-        )
+        return self._registry.stats(self._stats)
 
     def connections(self) -> list[Connection[Any]]:
         """The open connections."""
-        return list(self._connections.values())
+        return self._registry.connections()
 
-    def spawn(self, coro: Awaitable[Any], *, name: str) -> None:
+    def spawn(self, coro: Awaitable[Any], *, name: str) -> asyncio.Task[Any]:
         """Run ``coro`` as a task the server owns: cancelled by ``aclose()``, and its
         failure is the server's (a periodic job of the service, for example)."""
         assert self._task_group is not None
         task: asyncio.Task[Any] = self._task_group.create_task(coro, name=name)  # type: ignore[arg-type]
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        return task

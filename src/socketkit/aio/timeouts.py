@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from socketkit.aio.connection import Connection, ConnectionLimits
+from socketkit.aio.connection import Connection
+from socketkit.aio.connection_limits import ConnectionLimits
 
 __all__ = ["expired", "sweeper_needed"]
 

@@ -12,14 +12,15 @@ import os as _os
 import socket as _socket
 
 from socketkit.server.base import BaseServer
+from socketkit.server.forking import ForkingMixIn
 from socketkit.server.handlers import (
     BaseRequestHandler,
     DatagramRequestHandler,
     FramedRequestHandler,
     StreamRequestHandler,
 )
-from socketkit.server.mixins import ForkingMixIn, ThreadingMixIn
 from socketkit.server.sockets import TCPServer, UDPServer
+from socketkit.server.threads import ThreadingMixIn
 
 __all__ = [
     "BaseServer",

@@ -8,9 +8,16 @@ is inside:
   ``serve_forever()`` returns at once instead of after up to ``poll_interval``
   (0.5 s); ``poll_interval`` still paces ``service_actions()`` for compatibility;
 - ``shutdown()`` before or without ``serve_forever()`` returns instead of deadlocking;
-- accept errors are sorted as trio does: capacity errors (EMFILE, ENFILE, ENOBUFS,
-  ENOMEM) are logged and the listener rests for 100 ms, a connection that died in the
-  backlog is skipped, anything else (a closed listener) propagates instead of spinning;
+- accept errors follow the policy both engines share (``socketkit._oserrors``): out of
+  descriptors or memory, the listener rests (logged once per episode); a connection that
+  died in the backlog is skipped; a broken listener (closed under us) propagates out of
+  ``serve_forever()`` instead of spinning;
+- ``install_signal_handlers()``: SIGINT/SIGTERM make ``serve_forever()`` return, so the
+  ``with`` block's ``server_close()`` drains (listener closed first, idle connections
+  told and closed, running ones given ``drain_timeout``); a second signal aborts every
+  connection (``abort_requests()``);
+- handlers waiting for input wait on their connection and on the drain bells at once
+  (``wait_for_input``, ``socketkit.server.drain``);
 - ``handle_error()`` logs with the client address instead of printing a traceback, and
   logs a vanished peer as one line, not as a crash;
 - a mix-in can pause accepting (``_accepting()``) and wake the loop when it may resume;
@@ -21,51 +28,28 @@ is inside:
 from __future__ import annotations
 
 import contextlib
-import errno
 import selectors
+import signal
 import socket
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 from socketkit._log import get_logger
+from socketkit._oserrors import AcceptError, CapacityEpisodes, accept_error
+from socketkit.address import format_peer
 from socketkit.errors import ResourceError
 
 if TYPE_CHECKING:
+    from socketkit.server.drain import DrainBells
     from socketkit.server.handlers import BaseRequestHandler
 
 __all__ = ["BaseServer"]
 
 logger = get_logger(__name__)
-
-# Errnos of get_request() that concern one connection or datagram, not the listener:
-# it died in the backlog, or (UDP) it was truncated or bounced. Skip it.
-_IGNORED_ACCEPT_ERRNOS = frozenset(
-    getattr(errno, name)
-    for name in (
-        "EMSGSIZE",
-        "ECONNREFUSED",
-        "ECONNABORTED",
-        "EPROTO",
-        "ENOPROTOOPT",
-        "ECONNRESET",
-        "EPERM",
-        "ENETDOWN",
-        "ENONET",
-        "EHOSTUNREACH",
-        "EHOSTDOWN",
-        "ENETUNREACH",
-        "EAGAIN",
-        "EWOULDBLOCK",
-        "EINTR",
-    )
-    if hasattr(errno, name)
-)
-# Errnos that mean "out of resources right now": log, rest the listener, retry.
-_CAPACITY_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
-_CAPACITY_BACKOFF_S = 0.1
 
 # Exceptions that mean the peer went away: worth one log line, not a traceback.
 _PEER_GONE = (ConnectionError, TimeoutError, ResourceError)
@@ -85,6 +69,8 @@ class BaseServer:
     """
 
     timeout: float | None = None
+    _bells: DrainBells | None = None  # made by the mix-ins that run handlers concurrently
+    _stop_signals_installed: tuple[int, ...] = ()
 
     def __init__(self, server_address: Any, RequestHandlerClass: type[BaseRequestHandler]) -> None:  # noqa: N803 (stdlib name)
         self.server_address = server_address
@@ -98,7 +84,8 @@ class BaseServer:
         self._wakeup_lock = threading.Lock()
         self._wakeup_send: socket.socket | None = None
         self._accept_paused_until = 0.0
-        self._out_of_capacity = False
+        self._episodes = CapacityEpisodes()
+        self._stop_signals = 0  # SIGINT/SIGTERM received (install_signal_handlers)
 
     # --- the loop -------------------------------------------------------------------
 
@@ -235,9 +222,7 @@ class BaseServer:
         except OSError as exc:
             self._accept_failed(exc)
             return
-        if self._out_of_capacity:
-            self._out_of_capacity = False
-            logger.warning("accept() works again")
+        self._episodes.succeeded()
         if self.verify_request(request, client_address):
             try:
                 self.process_request(request, client_address)
@@ -251,19 +236,58 @@ class BaseServer:
             self.shutdown_request(request)
 
     def _accept_failed(self, exc: OSError) -> None:
-        if exc.errno in _IGNORED_ACCEPT_ERRNOS or isinstance(exc, BlockingIOError):
+        kind = accept_error(exc)
+        if kind is AcceptError.NOTHING_PENDING or kind is AcceptError.CONNECTION_LOST:
             return
-        if exc.errno in _CAPACITY_ERRNOS:
-            if not self._out_of_capacity:  # log once per episode, not per retry
-                self._out_of_capacity = True
-                logger.error(
-                    "accept() failed (%s); pausing the listener for %d ms",
-                    exc,
-                    _CAPACITY_BACKOFF_S * 1000,
-                )
-            self._accept_paused_until = time.monotonic() + _CAPACITY_BACKOFF_S
+        if kind is AcceptError.OUT_OF_RESOURCES:
+            self._episodes.failed(exc)
+            self._accept_paused_until = time.monotonic() + self._episodes.backoff
             return
         raise exc
+
+    # --- stopping ------------------------------------------------------------------------
+
+    def install_signal_handlers(self, signals: Sequence[int] = (signal.SIGINT, signal.SIGTERM)) -> None:
+        """Stop gracefully on SIGINT/SIGTERM (call from the main thread): the first makes
+        ``serve_forever()`` return, and ``server_close()`` (the end of the ``with``
+        block) then drains; a second one aborts every connection (``abort_requests``).
+
+        Raises:
+            ValueError: not called from the main thread.
+        """
+        for signum in signals:
+            signal.signal(signum, self._on_stop_signal)
+        self._stop_signals_installed = tuple(signals)
+
+    def _on_stop_signal(self, signum: int, frame: FrameType | None) -> None:
+        self._stop_signals += 1
+        name = signal.Signals(signum).name
+        if self._stop_signals == 1:
+            logger.info("%s: shutting down", name)
+            self._stop_requested.set()
+            self._wake()
+        else:
+            logger.warning("second %s: aborting every connection now", name)
+            self.abort_requests()
+
+    def abort_requests(self) -> None:
+        """End every request now (a second signal): mix-ins that run handlers
+        concurrently close their connections under them; here, nothing runs."""
+
+    def wait_for_input(self, sock: Any, timeout: float | None, *, at_rest: bool = True) -> str | None:
+        """Wait until ``sock`` has bytes to read (``None``), or the server is stopping
+        and the handler must end: return why (``socketkit._shutdown``). A handler
+        ``at_rest`` (between requests) ends when the drain begins unless its peer sent
+        more; any handler ends when the drain timeout runs out. Without concurrent
+        handlers (no drain), returns ``None`` at once.
+
+        Raises:
+            TimeoutError: nothing arrived within ``timeout`` seconds.
+        """
+        bells = self._bells
+        if bells is None:
+            return None
+        return bells.wait(sock, timeout, at_rest=at_rest)
 
     # --- hooks (same meaning as in the standard library) -------------------------------
 
@@ -310,13 +334,13 @@ class BaseServer:
             # Routine on any network: worth a line at INFO, not a warning per client.
             logger.info(
                 "connection from %s ended: %s: %s",
-                _format_address(client_address),
+                format_peer(client_address),
                 type(exc).__name__,
                 exc,
             )
         else:
             logger.exception(  # noqa: LOG004 (called from an except block, as in the stdlib)
-                "error while handling a request from %s", _format_address(client_address)
+                "error while handling a request from %s", format_peer(client_address)
             )
 
     def __enter__(self) -> BaseServer:
@@ -324,11 +348,3 @@ class BaseServer:
 
     def __exit__(self, *args: object) -> None:
         self.server_close()
-
-
-def _format_address(address: Any) -> str:
-    """``('127.0.0.1', 5000)`` -> ``127.0.0.1:5000``; IPv6 in brackets; paths as is."""
-    if isinstance(address, tuple) and len(address) >= 2:
-        host, port = address[0], address[1]
-        return f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"
-    return str(address) or "unnamed socket"

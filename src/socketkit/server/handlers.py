@@ -5,7 +5,11 @@ the standard library's attributes and setup/handle/finish order, so handlers wri
 for ``socketserver`` run unchanged. ``FramedRequestHandler`` is the blocking glue that
 drives a ``socketkit.codec`` decoder: read up to ``recv_size`` bytes, feed, hand out
 complete messages, write replies; it has an idle timeout by default (the stdlib
-handlers wait forever) and reports bad input through ``protocol_error()``.
+handlers wait forever) and reports bad input through ``protocol_error()``. When its
+server stops, it ends between requests (at once if it is at rest, after its request if
+not, at the drain timeout in any case: ``socketkit.server.drain``) and says why in
+``farewell()``. Socket errors become ``BrokenResourceError`` with the ``OSError`` as
+cause (``socketkit._oserrors.translate_os_errors``).
 """
 
 from __future__ import annotations
@@ -18,10 +22,10 @@ from typing import Any, Generic, TypeVar
 
 from socketkit._log import get_logger
 from socketkit._oserrors import translate_os_errors
+from socketkit.address import format_peer
 from socketkit.codec.base import END_OF_STREAM, NEED_DATA, Decoder
 from socketkit.errors import RemoteProtocolError, ResourceError
 from socketkit.limits import DEFAULT_IDLE_TIMEOUT_S, DEFAULT_RECV_SIZE
-from socketkit.server.base import _format_address
 
 __all__ = [
     "BaseRequestHandler",
@@ -145,10 +149,14 @@ class FramedRequestHandler(BaseRequestHandler, Generic[T]):
     Attributes:
         timeout: idle timeout in seconds for each read and write (``None``: none).
         recv_size: most bytes read per ``recv()``; the decoder bounds what is kept.
+        in_request: set it while a request spans several messages (an upload's header,
+            chunks and end): a stopping server then lets the request finish, up to its
+            drain timeout, instead of ending the connection between two of them.
     """
 
     timeout: float | None = DEFAULT_IDLE_TIMEOUT_S
     recv_size: int = DEFAULT_RECV_SIZE
+    in_request: bool = False
 
     def make_decoder(self) -> Decoder[T]:
         """Return a fresh decoder for this connection; override it."""
@@ -161,6 +169,12 @@ class FramedRequestHandler(BaseRequestHandler, Generic[T]):
     def protocol_error(self, exc: RemoteProtocolError) -> None:
         """Tell the peer about bad input before the connection closes; default: nothing."""
 
+    def farewell(self, reason: str) -> None:
+        """The server stops serving this connection (it is shutting down; ``reason`` says
+        why, and whether the drain timeout ran out): tell the peer in its protocol, if
+        it has a way (an ERROR frame, an IRC ERROR line), with ``send()``. Default:
+        nothing (the connection just closes)."""
+
     def setup(self) -> None:
         self.decoder = self.make_decoder()
         self.request.settimeout(self.timeout)
@@ -170,7 +184,7 @@ class FramedRequestHandler(BaseRequestHandler, Generic[T]):
             for message in self.messages():
                 self.handle_message(message)
         except RemoteProtocolError as exc:
-            logger.warning("protocol error from %s: %s", _format_address(self.client_address), exc)
+            logger.warning("protocol error from %s: %s", format_peer(self.client_address), exc)
             with contextlib.suppress(OSError, ResourceError, TimeoutError):
                 self.protocol_error(exc)
 
@@ -183,15 +197,31 @@ class FramedRequestHandler(BaseRequestHandler, Generic[T]):
             TimeoutError: nothing arrived within ``timeout``.
         """
         decoder = self.decoder
+        # Whether the last bytes read completed no message: one is arriving, so the
+        # connection is not at rest (a drain lets it complete).
+        arriving = False
+        wait = getattr(self.server, "wait_for_input", None)  # a stdlib server has none
         while True:
             event = decoder.next_event()
             if event is NEED_DATA:
                 with translate_os_errors():
+                    if wait is not None:
+                        reason = wait(self.request, self.timeout, at_rest=not (arriving or self.in_request))
+                        if reason is not None:
+                            self._stopped(reason)
+                            return
                     decoder.feed(self.request.recv(self.recv_size))
+                arriving = True
             elif event is END_OF_STREAM:
                 return
             else:
+                arriving = False
                 yield event
+
+    def _stopped(self, reason: str) -> None:
+        logger.debug("closing %s: %s", format_peer(self.client_address), reason)
+        with contextlib.suppress(OSError, ResourceError, TimeoutError):
+            self.farewell(reason)
 
     def send(self, data: bytes) -> None:
         """Send all of ``data``.

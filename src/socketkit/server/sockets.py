@@ -29,6 +29,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from socketkit._log import get_logger
+from socketkit.address import format_peer
 from socketkit.limits import (
     DEFAULT_MAX_READS_AFTER_EOF,
     DEFAULT_REQUEST_QUEUE_SIZE,
@@ -37,7 +38,7 @@ from socketkit.limits import (
     MAX_UDP_PAYLOAD_IPV6,
 )
 from socketkit.server import _eofguard
-from socketkit.server.base import BaseServer, _format_address
+from socketkit.server.base import BaseServer
 
 if TYPE_CHECKING:
     import ssl
@@ -204,7 +205,7 @@ class TCPServer(BaseServer):
             tls.close()
             raise ConnectionAbortedError(
                 errno.ECONNABORTED,
-                f"TLS handshake with {_format_address(client_address)} failed: {exc}",
+                f"TLS handshake with {format_peer(client_address)} failed: {exc}",
             ) from exc
         except BaseException:
             tls.close()
@@ -270,7 +271,7 @@ class UDPServer(TCPServer):
             if count & (count - 1) == 0:  # 1st, 2nd, 4th, 8th...: visible, never a log flood
                 logger.warning(
                     "dropped a datagram from %s larger than max_packet_size=%d bytes (%d so far)",
-                    _format_address(address),
+                    format_peer(address),
                     self.max_packet_size,
                     count,
                 )

@@ -29,7 +29,7 @@ from typing import Any
 from socketkit._log import REFUSALS, get_logger, sampled
 from socketkit._oserrors import translate_os_errors
 from socketkit._peercred import unix_peer_key
-from socketkit.address import limit_key
+from socketkit.address import format_peer, limit_key
 from socketkit.auth.gate import GateRules
 from socketkit.auth.handshake import NONCE_SIZE
 from socketkit.auth.wiresession import (
@@ -59,9 +59,8 @@ from socketkit.limits import (
     DEFAULT_MAX_FRAME_SIZE,
     DEFAULT_RECV_SIZE,
 )
-from socketkit.server.base import _format_address
+from socketkit.server.forking import ForkingMixIn
 from socketkit.server.handlers import FramedRequestHandler
-from socketkit.server.mixins import ForkingMixIn
 
 __all__ = ["WireRequestHandler", "run_opening"]
 
@@ -227,7 +226,7 @@ class WireRequestHandler(FramedRequestHandler[WireEvent]):
         the peer has been told why where it can read it, and one line logged."""
         decoder = self.decoder
         assert isinstance(decoder, WireDecoder), "make_decoder() must return a WireDecoder"
-        peer = _format_address(self.client_address)
+        peer = format_peer(self.client_address)
         if isinstance(self.server, ForkingMixIn) and self.token is not None:
             logger.error(
                 "%s: refused %s: a forking server cannot keep the authentication throttle; "

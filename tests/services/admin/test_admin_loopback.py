@@ -85,7 +85,7 @@ def test_a_peer_that_connects_and_says_nothing_gets_408() -> None:
 def test_one_address_cannot_take_every_slot(monkeypatch: pytest.MonkeyPatch) -> None:
     # 127.0.0.1 and 127.0.0.2 stand for two hosts (off loopback each IPv4 address is a
     # peer; all of loopback is one: test_address.py).
-    monkeypatch.setattr("socketkit.aio.server.limit_key", lambda host: host)
+    monkeypatch.setattr("socketkit.aio.registry.limit_key", lambda host: host)
     assert ADMIN_MAX_CONNECTIONS_PER_ADDRESS < ADMIN_MAX_CONNECTIONS
     with admin(header_timeout=60.0) as address, ExitStack() as stack:
         # A slowloris on 127.0.0.1 holds its share of slots with unfinished heads...

@@ -45,13 +45,10 @@ from __future__ import annotations
 
 import bisect
 from collections import OrderedDict
-from collections.abc import Iterator
-from typing import TYPE_CHECKING, Final
+from collections.abc import Iterator, Sized
+from typing import Final, Generic, Protocol, TypeVar
 
 from socketkit.codec.irc import casefold
-
-if TYPE_CHECKING:
-    from socketkit.services.chat.state import Channel
 
 __all__ = ["EXPIRED_PER_TICK", "FULL_ADDRESS", "FULL_SERVER", "ChannelTable", "SortedKeys"]
 
@@ -102,7 +99,26 @@ class SortedKeys:
         return iter(self._keys)
 
 
-class ChannelTable:
+class _Channel(Protocol):
+    """What the table reads and writes of a channel (``state.Channel``, which imports
+    this module: its own type here would make an import loop)."""
+
+    emptied_at: float | None
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def creator(self) -> str: ...
+    @property
+    def registered(self) -> bool: ...
+    @property
+    def members(self) -> Sized: ...
+
+
+Channel = TypeVar("Channel", bound=_Channel)
+
+
+class ChannelTable(Generic[Channel]):
     """The channels by casefolded name, with their index, quotas and lingering ones."""
 
     def __init__(self, *, max_channels: int, max_per_address: int, ttl_s: float) -> None:

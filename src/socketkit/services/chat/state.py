@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Final
+from typing import Any, Final, Protocol
 
 from socketkit.address import limit_key
 from socketkit.codec.irc import casefold
@@ -25,9 +25,6 @@ from socketkit.services.chat.session import (
     TokenBucket,
 )
 
-if TYPE_CHECKING:
-    from socketkit.services.chat.commands.listings import Listing
-
 __all__ = [
     "CHANNEL_FLAG_MODES",
     "EMPTY_CHANNEL_TTL_S",
@@ -39,6 +36,7 @@ __all__ = [
     "Channel",
     "Client",
     "HistoryItem",
+    "Listing",
     "TAG_MESSAGE_TAGS",
     "TAG_TIME",
     "WhowasEntry",
@@ -96,6 +94,17 @@ def motd_lines(text: str) -> tuple[str, ...]:
             line = line[cut:]
         lines.append(line)
     return tuple(lines)
+
+
+class Listing(Protocol):
+    """A reply made a page at a time (``commands.listings`` makes them)."""
+
+    done: bool
+
+    def step(self, out: Any, client: Client, budget: int) -> int:
+        """Make up to ``budget`` units of the reply into ``out`` (a ``replies.Outbox``,
+        whose module imports this one); return the units used (at least 1)."""
+        ...
 
 
 @dataclass(slots=True)
@@ -286,7 +295,7 @@ class ChatState:
         self.clients: dict[int, Client] = {}
         self.nicks: dict[str, int] = {}  # casefolded nick -> client id (see claim_nick)
         self.nick_index = SortedKeys()  # the same nicks in order, for WHO listings
-        self.table = ChannelTable(
+        self.table: ChannelTable[Channel] = ChannelTable(
             max_channels=config.max_channels,
             max_per_address=config.max_channels_per_address,
             ttl_s=config.empty_channel_ttl_s,

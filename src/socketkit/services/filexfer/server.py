@@ -34,7 +34,7 @@ from socketkit.aio.listeners import Listener
 from socketkit.aio.sendfile import send_file_range
 from socketkit.aio.server import AsyncServer
 from socketkit.aio.threads import to_thread_shielded
-from socketkit.aio.wire import send_error
+from socketkit.aio.wire import send_error, shutdown_farewell
 from socketkit.aio.writer import BatchWriter, abort_all, close_all
 from socketkit.auth.exposure import check_exposure
 from socketkit.auth.session import WireGate, receive_from_client
@@ -153,6 +153,7 @@ class FileServer:
                 max_pending_messages=16,
             ),
             check_listener=self.check_listener,
+            farewell=shutdown_farewell,
             **options,
         )
 
@@ -201,7 +202,10 @@ class FileServer:
                     )
                     conn.send(encode_error(control.error.error_code, str(control.error)))
                     continue
-                await self._operation(conn, control.header)
+                # An operation under way (a transfer) completes when the server stops,
+                # up to its grace; between operations the connection is idle.
+                with conn.busy():
+                    await self._operation(conn, control.header)
         except ProtocolError as exc:
             logger.info("files: protocol error from %s: %s", conn.peer, safe_display(_told(exc)))
             send_error(conn, exc)

@@ -34,17 +34,37 @@ import errno
 import hashlib
 import os
 import stat
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from socketkit.errors import ServiceError
-from socketkit.fsjail import FILE_FLAGS
+from socketkit.fsjail import FILE_FLAGS, Jail
 from socketkit.services.filexfer.protocol import partial_name
-from socketkit.services.filexfer.quota import entry_cost, file_cost
-
-if TYPE_CHECKING:
-    from socketkit.services.filexfer.store import FileStore
+from socketkit.services.filexfer.quota import Usage, entry_cost, file_cost
+from socketkit.services.filexfer.records import Records
 
 __all__ = ["HASH_CHUNK", "SYNC_EVERY", "Upload", "hash_prefix"]
+
+
+class _Limits(Protocol):
+    @property
+    def owner(self) -> tuple[int, int] | None: ...
+
+
+class _Store(Protocol):
+    """What an upload needs of its store (``store.FileStore``, which imports this
+    module: the store's own type would make an import loop)."""
+
+    @property
+    def jail(self) -> Jail: ...
+    @property
+    def usage(self) -> Usage: ...
+    @property
+    def limits(self) -> _Limits: ...
+    @property
+    def records(self) -> Records: ...
+    def check_free(self, dir_fd: int, size: int) -> None: ...
+    def stored_mode(self, mode: int | None) -> int: ...
+
 
 HASH_CHUNK = 1 << 20
 """Bytes per read when hashing a file or a partial's prefix."""
@@ -79,7 +99,7 @@ class Upload:
 
     def __init__(
         self,
-        store: FileStore,
+        store: _Store,
         parts: list[str],
         dir_fd: int,
         fd: int,
@@ -109,7 +129,7 @@ class Upload:
     @classmethod
     def open(
         cls,
-        store: FileStore,
+        store: _Store,
         parts: list[str],
         size: int,
         sha256: str | None,
@@ -330,7 +350,7 @@ def _check_target(dir_fd: int, name: str, path: str, *, force: bool) -> None:
 
 
 def _open_partial(
-    store: FileStore, dir_fd: int, partial: str, path: str, key: str, size: int, *, keep: bool
+    store: _Store, dir_fd: int, partial: str, path: str, key: str, size: int, *, keep: bool
 ) -> int:
     """The claimed partial of an upload of ``size`` bytes, opened once its room is
     admitted: an existing one (a regular file: anything else put under that name, a

@@ -32,7 +32,7 @@ from socketkit._oserrors import service_error_from_os
 from socketkit.aio.connection import Connection, ConnectionLimits
 from socketkit.aio.listeners import Listener
 from socketkit.aio.server import AsyncServer
-from socketkit.aio.wire import send_error
+from socketkit.aio.wire import send_error, shutdown_farewell
 from socketkit.auth.exposure import check_exposure
 from socketkit.auth.session import WireGate
 from socketkit.auth.throttle import AuthThrottle
@@ -220,6 +220,7 @@ class ExecServer:
                 max_pending_messages=EXEC_PENDING_FRAMES,
             ),
             check_listener=self.check_listener,
+            farewell=shutdown_farewell,
             **options,
         )
 
@@ -249,7 +250,10 @@ class ExecServer:
                 return
             if not isinstance(event, Control):
                 raise RemoteProtocolError(f"expected an exec request, got {type(event).__name__}")
-            await self._serve(conn, parse_exec_request(event.header))
+            # A command that started runs to its end when the server stops (up to the
+            # grace): its client gets the real exit status.
+            with conn.busy():
+                await self._serve(conn, parse_exec_request(event.header))
         except (ProtocolError, ServiceError) as exc:
             logger.info("exec: refused %s: %s", conn.peer, exc)
             send_error(conn, exc)
@@ -362,14 +366,14 @@ class ExecServer:
                     command.kill_now("client-error")
                     return
             # End of the stream from the client. Our protocol ends input with an empty
-            # channel-0 frame, never a TCP half-close, so the client is gone (or the
-            # server is stopping): the command must not outlive it.
-            reason = "server-stopping" if conn.shutdown_requested else "disconnected"
+            # channel-0 frame, never a TCP half-close, so the client is gone: the
+            # command must not outlive it.
             logger.info("exec: %s closed its connection; stopping pid %d", conn.peer, command.pid)
-            command.kill_now(reason)
-        except (ResourceError, ProtocolError) as exc:
-            logger.info("exec: %s is gone (%s); stopping pid %d", conn.peer, exc, command.pid)
             command.kill_now("disconnected")
+        except (ResourceError, ProtocolError) as exc:
+            # Aborted by a stopping server (a second signal), or the client is gone.
+            logger.info("exec: %s is gone (%s); stopping pid %d", conn.peer, exc, command.pid)
+            command.kill_now("server-stopping" if conn.shutdown_requested else "disconnected")
         finally:
             closed.cancel()
 

@@ -24,12 +24,12 @@ page of work at a time:
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Final, Protocol
+from typing import Final
 
 from socketkit.services.chat import numerics as n
 from socketkit.services.chat.names import mask_matches
 from socketkit.services.chat.replies import Outbox
-from socketkit.services.chat.state import Channel, Client
+from socketkit.services.chat.state import Channel, Client, Listing
 
 __all__ = [
     "LISTING_PAGE",
@@ -74,16 +74,6 @@ NAMES each, with room for a LIST and a WHO; beyond it, RPL_TRYAGAIN."""
 
 NAMES_PER_LINE: Final = 400
 """Bytes of nicks per 353 line, under the 510-byte message limit."""
-
-
-class Listing(Protocol):
-    """A reply made a page at a time."""
-
-    done: bool
-
-    def step(self, out: Outbox, client: Client, budget: int) -> int:
-        """Make up to ``budget`` units of the reply; return the units used (at least 1)."""
-        ...
 
 
 def prefix_of(modes: set[str], *, multi: bool) -> str:

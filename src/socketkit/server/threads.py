@@ -1,55 +1,52 @@
-"""ThreadingMixIn and ForkingMixIn: concurrency with caps and a graceful, bounded stop.
+"""ThreadingMixIn: a handler thread per connection (or a bounded pool), with caps and a
+graceful, bounded stop.
 
-Both keep the standard library's names, defaults and attribute shapes
-(``daemon_threads``, ``block_on_close``, ``_threads`` as a list, ``max_children``,
-``active_children``, ``process_request_thread``, ``collect_children``) and add:
+It keeps the standard library's names, defaults and attribute shapes
+(``daemon_threads``, ``block_on_close``, ``_threads`` as a list,
+``process_request_thread``) and adds:
 
-ThreadingMixIn
-    ``max_workers``: at most this many handler threads (a pool, started on demand);
-    ``max_connections``: at most this many connections held at once, running or
-    waiting for a worker. What happens to one more is ``connection_overflow``:
+``max_workers``: at most this many handler threads (a pool, started on demand);
+``max_connections``: at most this many connections held at once, running or
+waiting for a worker. What happens to one more is ``connection_overflow``:
 
-    ============  ============================================================
-    ``"refuse"``  accept it and close it at once (``refuse_request()`` may say
-                  why first): the client learns immediately. The default.
-    ``"backlog"`` stop accepting until a slot frees: new clients wait in the
-                  kernel's listen queue (``request_queue_size``), then time out.
-    ============  ============================================================
+============  ============================================================
+``"refuse"``  accept it and close it at once (``refuse_request()`` may say
+              why first): the client learns immediately. The default.
+``"backlog"`` stop accepting until a slot frees: new clients wait in the
+              kernel's listen queue (``request_queue_size``), then time out.
+============  ============================================================
 
-ForkingMixIn
-    reaps every child after each loop turn, and never leaves one behind at close.
+Graceful stop: ``server_close()`` closes the listener first, then rings the drain bell
+(``socketkit.server.drain``): a ``FramedRequestHandler`` at rest ends at once, telling its
+peer why; running handlers get ``drain_timeout`` seconds to finish. Then the cut bell
+rings and handlers that wait for input end at their next read (``farewell`` with the
+reason), for ``force_close_timeout`` seconds; then connections still held are shut down
+under their handlers, which get ``force_close_timeout`` more before the stuck ones are
+logged. A second signal (``abort_requests()``), or a second Ctrl-C while draining,
+shuts every connection down at once.
 
-Graceful stop (both): ``server_close()`` closes the listener first, then gives running
-handlers ``drain_timeout`` seconds to finish, then shuts their connections down under
-them (threads) or sends SIGTERM (children), waits ``force_close_timeout`` more, and
-logs (threads) or SIGKILLs (children) whatever is still running.
-
-Out of threads or processes (both): a connection whose thread or child cannot start is
-closed with one log line and its slot freed; nothing is left counted or listed for it.
+Out of threads (a connection whose thread cannot start) the connection is closed with
+one log line and its slot freed; nothing is left counted or listed for it.
 """
 
 from __future__ import annotations
 
 import contextlib
-import os
 import queue
-import signal
 import socket
 import threading
 import time
 from typing import TYPE_CHECKING, Any, Literal
 
 from socketkit._log import get_logger
-from socketkit.limits import (
-    DEFAULT_DRAIN_TIMEOUT_S,
-    DEFAULT_FORCE_CLOSE_TIMEOUT_S,
-    DEFAULT_MAX_CHILDREN,
-)
+from socketkit._shutdown import grace_ran_out
+from socketkit.address import format_peer
+from socketkit.limits import DEFAULT_DRAIN_TIMEOUT_S, DEFAULT_FORCE_CLOSE_TIMEOUT_S
 from socketkit.server import _eofguard
 from socketkit.server._threadlist import ThreadsAttribute
-from socketkit.server.base import _format_address
+from socketkit.server.drain import DrainBells
 
-__all__ = ["ForkingMixIn", "ThreadingMixIn"]
+__all__ = ["ThreadingMixIn"]
 
 logger = get_logger(__name__)
 
@@ -85,6 +82,8 @@ class ThreadingMixIn:
         def shutdown_request(self, request: Any) -> None: ...
         def _wake(self) -> None: ...
 
+        _bells: DrainBells | None
+
     def _threading_state(self) -> None:
         # Created lazily: stdlib subclasses often skip calling our __init__ chain.
         self._lock = threading.Lock()
@@ -111,13 +110,15 @@ class ThreadingMixIn:
         accept loop."""
         logger.warning(
             "refused a connection from %s: %d connections held (max_connections)",
-            _format_address(client_address),
+            format_peer(client_address),
             self._held,
         )
 
     def process_request(self, request: Any, client_address: Any) -> None:
         """Hand the request to a thread (new, or from the pool), or refuse it over the cap."""
         self._state_ready()
+        if self._bells is None:  # before the first handler thread that may wait on them
+            self._bells = DrainBells()
         with self._lock:
             if self.max_connections is not None and self._held >= self.max_connections:
                 full = True
@@ -135,7 +136,7 @@ class ThreadingMixIn:
                 target=self.process_request_thread,
                 args=(request, client_address),
                 daemon=self.daemon_threads,
-                name=f"socketkit-handler-{_format_address(client_address)}",
+                name=f"socketkit-handler-{format_peer(client_address)}",
             )
             with self._lock:
                 self._live[thread] = request
@@ -174,7 +175,7 @@ class ThreadingMixIn:
                     "could not add a worker thread (%s: %s); the connection from %s waits for a busy one",
                     type(exc).__name__,
                     exc,
-                    _format_address(client_address),
+                    format_peer(client_address),
                 )
         with self._lock:
             self._queued += 1
@@ -189,7 +190,7 @@ class ThreadingMixIn:
         self._request_done(thread)
         logger.error(
             "could not start a thread for the connection from %s (%s: %s); closing it",
-            _format_address(client_address),
+            format_peer(client_address),
             type(exc).__name__,
             exc,
         )
@@ -247,12 +248,30 @@ class ThreadingMixIn:
         """Stop accepting, then drain running handlers (bounded) and join every thread."""
         super().server_close()  # type: ignore[misc]
         self._state_ready()
+        bells = self._bells
+        if bells is not None:
+            bells.ring_drain()
         if self.max_workers is not None:
             for _ in self._workers:
                 self._queue.put(None)
         if self.daemon_threads or not self.block_on_close:
-            return
-        self._drain()
+            return  # the bells stay open: handler threads may still wait on them
+        try:
+            self._drain()
+        finally:
+            if bells is not None and not any(t.is_alive() for t in self._handler_threads()):
+                self._bells = None
+                bells.close()
+
+    def abort_requests(self) -> None:
+        """Shut every connection down under its handler now (a second signal): handlers
+        blocked on their connection end at once. Safe in a signal handler (no lock)."""
+        self._state_ready()
+        self._aborted = True
+        if self._bells is not None:
+            self._bells.ring_cut(grace_ran_out(0))
+        for request in list(self._live.values()):
+            _close_under_handler(request)
 
     def _handler_threads(self) -> list[threading.Thread]:
         """Every thread to join at close: ours, and any registered in ``_threads``."""
@@ -270,22 +289,45 @@ class ThreadingMixIn:
             for request in live:
                 if isinstance(request, socket.socket):
                     _eofguard.guard(request, limit)
-        if not _join_all(self._handler_threads(), deadline):
+        ended = False
+        try:
+            ended = _join_all(self._handler_threads(), deadline)
+            if ended:
+                return
+            self._cut()
             with self._lock:
                 stuck = dict(self._live)
-            logger.warning(
-                "closing %d connection(s) still being handled after %.1f s (drain_timeout)",
-                len(stuck),
-                self.drain_timeout,
-            )
-            for request in stuck.values():
-                _close_under_handler(request)
-            if not _join_all(self._handler_threads(), time.monotonic() + self.force_close_timeout):
+            if stuck:
+                logger.warning(
+                    "closing %d connection(s) still being handled after %.1f s (drain_timeout)",
+                    len(stuck),
+                    self.drain_timeout,
+                )
+                for request in stuck.values():
+                    _close_under_handler(request)
+        except KeyboardInterrupt:  # a second Ctrl-C while draining: abort, then go on stopping
+            self.abort_requests()
+            raise
+        finally:
+            force = time.monotonic() + self.force_close_timeout
+            if not ended and not _join_all(self._handler_threads(), force):
                 names = ", ".join(t.name for t in self._handler_threads() if t.is_alive())
                 logger.error("handler threads still running after their connections were closed: %s", names)
+            with self._lock:
+                self._workers = [t for t in self._workers if t.is_alive()]
+                self._threads.reap()
+
+    def _cut(self) -> None:
+        """The drain timeout ran out: ring the cut bell; handlers that wait for input on
+        the bells get ``force_close_timeout`` to say goodbye and end."""
+        bells = self._bells
+        if bells is None or getattr(self, "_aborted", False):
+            return
+        bells.ring_cut(grace_ran_out(self.drain_timeout or 0.0))
         with self._lock:
-            self._workers = [t for t in self._workers if t.is_alive()]
-            self._threads.reap()
+            polite = [thread for thread in self._live if bells.waited_on_by(thread)]
+        if polite:
+            _join_all(polite, time.monotonic() + self.force_close_timeout)
 
 
 def _join_all(threads: list[threading.Thread], deadline: float | None) -> bool:
@@ -297,150 +339,3 @@ def _join_all(threads: list[threading.Thread], deadline: float | None) -> bool:
         if thread.is_alive():
             return False
     return True
-
-
-def _refers_to(request: Any, sock: socket.socket) -> bool:
-    """Whether ``request`` is ``sock`` or a tuple holding it (a datagram request)."""
-    if request is sock:
-        return True
-    return isinstance(request, tuple) and any(part is sock for part in request)
-
-
-class ForkingMixIn:
-    """Handle each request in a child process, reaping every child."""
-
-    timeout: float | None = 300
-    active_children: set[int] | None = None
-    max_children: int = DEFAULT_MAX_CHILDREN
-    block_on_close: bool = True
-    drain_timeout: float | None = DEFAULT_DRAIN_TIMEOUT_S
-    force_close_timeout: float = DEFAULT_FORCE_CLOSE_TIMEOUT_S
-
-    if TYPE_CHECKING:  # provided by the server class this is mixed into
-        socket: socket.socket
-
-        def finish_request(self, request: Any, client_address: Any) -> None: ...
-        def handle_error(self, request: Any, client_address: Any) -> None: ...
-        def shutdown_request(self, request: Any) -> None: ...
-        def close_request(self, request: Any) -> None: ...
-
-    def collect_children(self, *, blocking: bool = False) -> None:
-        """Reap finished children; while ``max_children`` are running, wait for one."""
-        if self.active_children is None:
-            return
-        while len(self.active_children) >= self.max_children:
-            try:
-                pid, _ = os.waitpid(-1, 0)
-            except ChildProcessError:
-                self.active_children.clear()
-            else:
-                self.active_children.discard(pid)
-        for pid in list(self.active_children):
-            try:
-                done, _ = os.waitpid(pid, 0 if blocking else os.WNOHANG)
-            except ChildProcessError:
-                done = pid  # reaped elsewhere
-            if done:
-                self.active_children.discard(pid)
-
-    def handle_timeout(self) -> None:
-        """Reap children while ``handle_request()`` waits."""
-        self.collect_children()
-
-    def service_actions(self) -> None:
-        """Reap children after every serve-loop turn."""
-        self.collect_children()
-
-    def process_request(self, request: Any, client_address: Any) -> None:
-        """Fork; the child serves the request and exits, the parent closes its copy.
-
-        If the fork fails (EAGAIN: the process limit; ENOMEM), the connection is closed
-        with one log line and the server goes on.
-        """
-        try:
-            pid = os.fork()
-        except OSError as exc:
-            logger.error(  # noqa: TRY400 (one line: a capacity problem, not a bug)
-                "could not fork a child for the connection from %s (%s); closing it",
-                _format_address(client_address),
-                exc,
-            )
-            self.shutdown_request(request)
-            return
-        if pid:
-            if self.active_children is None:
-                self.active_children = set()
-            self.active_children.add(pid)
-            self.close_request(request)
-            return
-        # Child: never return into the serve loop, whatever happens.
-        status = 1
-        try:
-            self._close_listener_in_child(request)
-            self.finish_request(request, client_address)
-            status = 0
-        except Exception:  # noqa: BLE001 (a request's failure never stops the server)
-            self.handle_error(request, client_address)
-        finally:
-            try:
-                self.shutdown_request(request)
-            finally:
-                os._exit(status)
-
-    def _close_listener_in_child(self, request: Any) -> None:
-        """Close the child's copy of the listening socket, unless the request uses it.
-
-        A stream child holding the listener would keep the port bound after the parent
-        closes it, and let connections queue where no one accepts them. A datagram
-        request is ``(data, server_socket)``: the handler replies through the server's
-        socket, so closing it would make every reply fail (EBADF). Whatever the server
-        class, a socket the request refers to stays open.
-        """
-        listener = getattr(self, "socket", None)
-        if listener is None or _refers_to(request, listener):
-            return
-        with contextlib.suppress(OSError):
-            listener.close()
-
-    def server_close(self) -> None:
-        """Stop accepting, then wait for children (bounded): SIGTERM, then SIGKILL."""
-        super().server_close()  # type: ignore[misc]
-        if not self.active_children:
-            return
-        if not self.block_on_close:
-            self.collect_children()
-            return
-        deadline = None if self.drain_timeout is None else time.monotonic() + self.drain_timeout
-        if self._wait_children(deadline):
-            return
-        logger.warning(
-            "sending SIGTERM to %d child process(es) still running after %.1f s",
-            len(self.active_children),
-            self.drain_timeout,
-        )
-        self._signal_children(signal.SIGTERM)
-        if self._wait_children(time.monotonic() + self.force_close_timeout):
-            return
-        logger.error("sending SIGKILL to child process(es) %s", sorted(self.active_children))
-        self._signal_children(signal.SIGKILL)
-        self.collect_children(blocking=True)
-
-    def _signal_children(self, signum: int) -> None:
-        for pid in list(self.active_children or ()):
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signum)
-
-    def _wait_children(self, deadline: float | None) -> bool:
-        """Reap until none are left (True) or the deadline passes (False)."""
-        delay = 0.001
-        while self.active_children:
-            self.collect_children()
-            if not self.active_children:
-                break
-            if deadline is not None and time.monotonic() >= deadline:
-                return False
-            # No portable way to wait for any of a set of children with a timeout;
-            # back off from 1 ms to 50 ms so a quick child is reaped quickly.
-            time.sleep(delay if deadline is None else min(delay, max(0.0, deadline - time.monotonic())))
-            delay = min(delay * 2, 0.05)
-        return True
