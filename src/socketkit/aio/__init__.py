@@ -2,7 +2,9 @@
 
 - ``AsyncServer``: TCP/UDP/Unix listeners (several at once), TLS, connection caps
   (global and per address), handshake/idle/message/write timeouts, back-pressure,
-  stats and graceful shutdown; connections owned by a TaskGroup.
+  stats and a graceful drain (requests marked ``Connection.busy()`` and input already
+  sent finish, idle connections get the service's farewell, the rest are cut with the
+  reason after the grace); connections owned by a TaskGroup.
 - ``Connection``: one stream connection driven by a ``socketkit.codec`` decoder; a
   ``Session`` (callbacks, no task per message) or a handler task (``async for``).
 - ``open_connection``: the same glue for clients.

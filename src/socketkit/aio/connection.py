@@ -216,7 +216,9 @@ class Connection(Receiving[T]):
                 self._deliver(data)  # type: ignore[arg-type]  # raw mode: T is bytes
             else:
                 decoder.feed(data)
+                before = self.messages_in
                 self._decode(decoder)
+                self._arriving = self.messages_in == before
         except Exception:  # noqa: BLE001 (a service bug ends this connection, not the server)
             self._session_failed()
         if self._close_when_idle is not None:
@@ -318,10 +320,13 @@ class Connection(Receiving[T]):
         decoder = self._decoder
         if decoder is None or self._closing:
             return
+        before = self.messages_in
         try:
             self._decode(decoder)
         except Exception:  # noqa: BLE001 (a service bug ends this connection, not the server)
             self._session_failed()
+        if self.messages_in != before:
+            self._arriving = False
         if self._close_when_idle is not None:
             self._close_if_idle()
 
@@ -361,7 +366,7 @@ class Connection(Receiving[T]):
             self._close_if_idle()
 
     def _close_if_idle(self) -> None:
-        if self._closing or self._busy or self._paused & ~PAUSE_WRITES:
+        if self._closing or self._busy or self._arriving or self._paused & ~PAUSE_WRITES:
             return
         if self.write_buffer_size or self.unread_bytes():
             return  # data_received() or resume_writing() comes back here

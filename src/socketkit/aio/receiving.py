@@ -10,8 +10,9 @@ up to half of that.
 
 At shutdown, ``receive()`` ends the handler's loop (``EOFError``) only once the
 connection is idle: nothing waits in the inbox, the kernel holds nothing unread from the
-peer, and no request is marked ``busy()``. A request in progress goes on until it ends
-or the server's grace runs out; what the peer had already sent is still read.
+peer, no message is half received, and no request is marked ``busy()``. A request in
+progress goes on until it ends or the server's grace runs out; what the peer had
+already sent is still read and answered.
 """
 
 from __future__ import annotations
@@ -53,12 +54,15 @@ T = TypeVar("T")
 class Receiving(Sending, Generic[T]):
     """Read flow control and the inbox of a task-style connection."""
 
-    __slots__ = ("_busy", "_eof", "_inbox", "_inbox_waiter", "_paused", "_shutdown_requested")
+    __slots__ = ("_arriving", "_busy", "_eof", "_inbox", "_inbox_waiter", "_paused", "_shutdown_requested")
 
     def __init__(self, limits: ConnectionLimits) -> None:
         super().__init__(limits)
         self._paused = 0  # bit set of PAUSE_* reasons for not reading
         self._busy = 0  # requests in progress (busy() blocks entered, not left)
+        # The last bytes read completed no message: one is arriving (the decoder holds
+        # its start), so the connection is not idle; a drain lets it complete.
+        self._arriving = False
         self._shutdown_requested = False
         self._inbox: collections.deque[T] | None = None  # created on the first message
         self._inbox_waiter: asyncio.Future[None] | None = None
@@ -133,7 +137,7 @@ class Receiving(Sending, Generic[T]):
 
     def _idle_for_shutdown(self) -> bool:
         """Whether a stopping server may end this connection now (see the module)."""
-        return not self._busy and not self._inbox and not self.unread_bytes()
+        return not (self._busy or self._inbox or self._arriving) and not self.unread_bytes()
 
     # --- task style ---------------------------------------------------------------------
 

@@ -126,9 +126,14 @@ class DrainBells:
         return SHUTTING_DOWN  # the drain bell, and nothing unread
 
     def close(self) -> None:
-        """Close both bells (every handler has ended)."""
+        """Close both bells (every handler has ended); again is harmless."""
         self._drain.close()
         self._cut.close()
+
+    def __del__(self) -> None:
+        # A server that did not wait for its handlers (daemon threads, block_on_close
+        # off) leaves its bells open for them; they close with the last reference.
+        self.close()
 
 
 def _wait_readable(objects: list[Any], timeout: float | None) -> set[int]:
