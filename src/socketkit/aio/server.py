@@ -144,6 +144,7 @@ class AsyncServer:
         self._handler_tasks: dict[int, asyncio.Task[Any]] = {}
         self._cut: dict[int, str] = {}  # connection id -> why its handler was cancelled
         self._closing = False
+        self._stopped_listening = False
         self._closed_event: asyncio.Event | None = None
         self._last_signal_at = float("-inf")
         self.started = asyncio.Event()
@@ -198,7 +199,7 @@ class AsyncServer:
                 listener without datagram_handler.
             RuntimeError: the server is not entered (``async with``) or is closing.
         """
-        if self._task_group is None or self._closing:
+        if self._task_group is None or self._closing or self._stopped_listening:
             raise RuntimeError("use `async with AsyncServer(...)` before start()")
         if self._check_listener is not None:
             for listener in listeners:
@@ -279,6 +280,7 @@ class AsyncServer:
             for conn in self._registry.connections():
                 conn.abort()
             return
+        self.stop_listening()  # now, not when the task below first runs
         if log:
             logger.info("%s: shutting down (grace %.1f s)", signal.Signals(signum).name, self.shutdown_grace)
         self.spawn(self.aclose(), name="socketkit-shutdown")
@@ -299,9 +301,7 @@ class AsyncServer:
                 await self._closed_event.wait()
             return
         self._closing = True
-        loop = asyncio.get_running_loop()
-        for bound in self._bound:
-            bound.close(loop)
+        self.stop_listening()
         await drain(self._registry, self.shutdown_grace if grace is None else grace, self._cut_one)
         current = asyncio.current_task()
         for task in list(self._tasks):
@@ -312,6 +312,16 @@ class AsyncServer:
             await asyncio.wait(pending)
         if self._closed_event is not None:
             self._closed_event.set()
+
+    def stop_listening(self) -> None:
+        """Close every listener now: new connections are refused from here on (the
+        first step of ``aclose()``)."""
+        if self._stopped_listening:
+            return
+        self._stopped_listening = True
+        loop = asyncio.get_running_loop()
+        for bound in self._bound:
+            bound.close(loop)
 
     def _cut_one(self, conn: Connection[Any], reason: str) -> None:
         task = self._handler_tasks.get(conn.id)

@@ -39,7 +39,7 @@ import time
 from typing import TYPE_CHECKING, Any, Literal
 
 from socketkit._log import get_logger
-from socketkit._shutdown import grace_ran_out
+from socketkit._shutdown import SHUTTING_DOWN, grace_ran_out
 from socketkit.address import format_peer
 from socketkit.limits import DEFAULT_DRAIN_TIMEOUT_S, DEFAULT_FORCE_CLOSE_TIMEOUT_S
 from socketkit.server import _eofguard
@@ -269,7 +269,7 @@ class ThreadingMixIn:
         self._state_ready()
         self._aborted = True
         if self._bells is not None:
-            self._bells.ring_cut(grace_ran_out(0))
+            self._bells.ring_cut(SHUTTING_DOWN)
         for request in list(self._live.values()):
             _close_under_handler(request)
 
