@@ -12,7 +12,9 @@ from __future__ import annotations
 
 from typing import Final
 
-__all__ = ["SHUTTING_DOWN", "grace_ran_out"]
+from socketkit.codec.wire import encode_error
+
+__all__ = ["SHUTTING_DOWN", "WIRE_CODE", "grace_ran_out", "wire_farewell"]
 
 SHUTTING_DOWN: Final = "the server is shutting down"
 """Why a connection with nothing in progress is closed when the server stops."""
@@ -21,3 +23,13 @@ SHUTTING_DOWN: Final = "the server is shutting down"
 def grace_ran_out(grace: float) -> str:
     """Why a connection still busy after the shutdown grace is cut."""
     return f"the server is shutting down and its {grace:g} s grace ran out"
+
+
+WIRE_CODE: Final = "shutting-down"
+"""The ERROR code of a wire-v1 service's farewell (``docs/protocol.md``)."""
+
+
+def wire_farewell(reason: str) -> bytes:
+    """The farewell of a wire-v1 service on either engine: an ERROR frame
+    ``shutting-down`` with the reason, the last frame its peer gets."""
+    return encode_error(WIRE_CODE, reason)

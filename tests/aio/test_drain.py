@@ -13,11 +13,10 @@ import struct
 from collections.abc import Callable
 from pathlib import Path
 
-from socketkit._shutdown import SHUTTING_DOWN, grace_ran_out
+from socketkit._shutdown import SHUTTING_DOWN, grace_ran_out, wire_farewell
 from socketkit.address import Address
 from socketkit.aio import AsyncServer, Connection, Listener, Session
 from socketkit.aio.sendfile import send_file_range
-from socketkit.aio.wire import shutdown_farewell
 from socketkit.codec import ErrorFrame, LineDecoder, WireDecoder, encode_hello, encode_line
 from socketkit.errors import BrokenResourceError, ClosedResourceError
 from tests.aio.conftest import Runner
@@ -186,10 +185,11 @@ def test_sendfile_keeps_the_os_error_as_the_cause_and_aborts_a_cut_body(
 
 
 def test_a_wire_service_says_goodbye_in_an_error_frame() -> None:
-    """exec and files give ``AsyncServer`` this farewell (the CLI tests show it reaching
-    the client): an ERROR frame ``shutting-down`` carrying the reason."""
+    """exec and files give ``AsyncServer`` this farewell, and ``WireRequestHandler``
+    says it on the blocking engine (the CLI tests show it reaching the client): an
+    ERROR frame ``shutting-down`` carrying the reason."""
     decoder = WireDecoder()
-    decoder.feed(encode_hello() + shutdown_farewell(grace_ran_out(0.5)))
+    decoder.feed(encode_hello() + wire_farewell(grace_ran_out(0.5)))
     decoder.next_event()  # the hello every connection opens with
     frame = decoder.next_event()
     assert isinstance(frame, ErrorFrame)

@@ -1,10 +1,12 @@
 """The blocking engine's graceful drain (``socketkit.server.drain``): idle framed
 handlers are told and closed at once, running ones finish, a message half received is
 completed, what is still busy at the drain timeout is cut with the reason, forked
-children are woken the same way, and signals stop a real process (a second aborts)."""
+children are woken the same way, a wire-v1 handler says why in an ERROR frame, and
+signals stop a real process (a second aborts)."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import subprocess
@@ -18,7 +20,11 @@ import pytest
 
 import socketkit.server as ss
 from socketkit._shutdown import SHUTTING_DOWN, grace_ran_out
+from socketkit.address import Address
+from socketkit.auth.connect import ServiceTarget, connect_authenticated
 from socketkit.codec import LineDecoder, encode_line
+from socketkit.codec.wire import ErrorFrame, WireEvent
+from socketkit.server.wire import WireRequestHandler
 from tests.helpers import TIMEOUT, connect, recv_line, recv_until_closed
 
 release = threading.Event()  # what a "slow" request waits for (reset by each test)
@@ -211,3 +217,39 @@ def test_signals_stop_a_blocking_server_and_a_second_one_aborts() -> None:
         if proc.poll() is None:
             proc.kill()
         proc.communicate(timeout=TIMEOUT)
+
+
+class WireIdle(WireRequestHandler):
+    """A wire-v1 service without a token that never answers: its clients sit idle."""
+
+    service = "idle"
+
+    def handle_message(self, message: WireEvent) -> None:
+        pass
+
+
+def test_a_wire_v1_handler_says_shutting_down_in_an_error_frame() -> None:
+    server = ss.ThreadingTCPServer(("127.0.0.1", 0), WireIdle)
+    server.drain_timeout = TIMEOUT * 3
+    thread = threading.Thread(target=server.serve_forever)
+    thread.start()
+    host, port = server.server_address[:2]
+
+    async def client() -> list[WireEvent]:
+        conn = await connect_authenticated(ServiceTarget(Address(host, port), token=None), service="idle")
+        try:
+            server.shutdown()
+            closer = threading.Thread(target=server.server_close)
+            closer.start()
+            events = [event async for event in conn]
+            closer.join(TIMEOUT)
+            return events
+        finally:
+            conn.abort()
+
+    try:
+        events = asyncio.run(asyncio.wait_for(client(), TIMEOUT))
+    finally:
+        thread.join(TIMEOUT)
+        server.server_close()
+    assert events == [ErrorFrame(code="shutting-down", message=SHUTTING_DOWN)]

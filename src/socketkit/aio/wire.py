@@ -3,8 +3,7 @@
 Every framed service (talk, exec, files) opens through a ``socketkit.auth.wiresession``
 object, driven here: its bytes go out, the connection's frames go in (with the
 session's deadline), a server's verdict waits out its ``not_before``. The rules of the
-opening are the session's; this module only moves bytes and waits. A server that stops
-serving a connection at shutdown says so in an ERROR frame too (``shutdown_farewell``).
+opening are the session's; this module only moves bytes and waits.
 """
 
 from __future__ import annotations
@@ -21,7 +20,7 @@ from socketkit.codec.base import NEED_DATA
 from socketkit.codec.wire import WireEvent, encode_error
 from socketkit.errors import ProtocolError, ResourceError, ServiceError
 
-__all__ = ["SHUTTING_DOWN_CODE", "exchange_hello", "run_opening", "send_error", "shutdown_farewell"]
+__all__ = ["exchange_hello", "run_opening", "send_error"]
 
 logger = get_logger(__name__)
 
@@ -118,14 +117,3 @@ def send_error(conn: Connection[Any], exc: ProtocolError | ServiceError | Except
         if not conn.is_closing:
             conn.send(encode_error(code, str(exc)))
     conn.close()
-
-
-SHUTTING_DOWN_CODE = "shutting-down"
-"""The ERROR code of a wire-v1 service's farewell: the server stops serving this
-connection (it is shutting down; the message says whether its grace ran out)."""
-
-
-def shutdown_farewell(reason: str) -> bytes:
-    """The farewell of a wire-v1 service (``AsyncServer(farewell=shutdown_farewell)``):
-    an ERROR frame ``shutting-down`` with the reason, the client's last frame."""
-    return encode_error(SHUTTING_DOWN_CODE, reason)

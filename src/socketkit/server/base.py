@@ -86,6 +86,7 @@ class BaseServer:
         self._accept_paused_until = 0.0
         self._episodes = CapacityEpisodes()
         self._stop_signals = 0  # SIGINT/SIGTERM received (install_signal_handlers)
+        self._stopped_by: str | None = None  # the first one's name, logged by server_close
 
     # --- the loop -------------------------------------------------------------------
 
@@ -263,7 +264,9 @@ class BaseServer:
         self._stop_signals += 1
         name = signal.Signals(signum).name
         if self._stop_signals == 1:
-            logger.info("%s: shutting down", name)
+            # Logged by server_close(), once the listener is closed: whoever reads the
+            # line may count on new connections being refused.
+            self._stopped_by = name
             self._stop_requested.set()
             self._wake()
         else:
@@ -319,8 +322,12 @@ class BaseServer:
         """Release one request's resources."""
 
     def server_close(self) -> None:
-        """Release the server's resources."""
+        """Release the server's resources (subclasses close their listener first; the
+        mix-ins then drain their handlers)."""
         self._accept_paused_until = 0.0
+        name, self._stopped_by = self._stopped_by, None
+        if name is not None:
+            logger.info("%s: shutting down", name)
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         """Log the exception being handled, with the client address; the server goes on.

@@ -29,6 +29,7 @@ from typing import Any
 from socketkit._log import REFUSALS, get_logger, sampled
 from socketkit._oserrors import translate_os_errors
 from socketkit._peercred import unix_peer_key
+from socketkit._shutdown import wire_farewell
 from socketkit.address import format_peer, limit_key
 from socketkit.auth.gate import GateRules
 from socketkit.auth.handshake import NONCE_SIZE
@@ -207,6 +208,11 @@ class WireRequestHandler(FramedRequestHandler[WireEvent]):
     def protocol_error(self, exc: RemoteProtocolError) -> None:
         """Tell the peer in an ERROR frame before the connection closes."""
         self.send(encode_error(exc.error_code, str(exc)))
+
+    def farewell(self, reason: str) -> None:
+        """The server stops serving the connection (shutting down): an ERROR frame
+        ``shutting-down`` says why (``socketkit._shutdown.wire_farewell``)."""
+        self.send(wire_farewell(reason))
 
     def send_frame(self, frame: Control | Data | ErrorFrame | BodyStart) -> None:
         """Send one frame (``BodyStart``: its header; the body follows with ``send()``).

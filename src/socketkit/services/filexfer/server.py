@@ -29,12 +29,13 @@ from typing import Any, ParamSpec, TypeVar
 
 from socketkit._log import get_logger
 from socketkit._oserrors import service_error_from_os
+from socketkit._shutdown import wire_farewell
 from socketkit.aio.connection import Connection, ConnectionLimits
 from socketkit.aio.listeners import Listener
 from socketkit.aio.sendfile import send_file_range
 from socketkit.aio.server import AsyncServer
 from socketkit.aio.threads import to_thread_shielded
-from socketkit.aio.wire import send_error, shutdown_farewell
+from socketkit.aio.wire import send_error
 from socketkit.aio.writer import BatchWriter, abort_all, close_all
 from socketkit.auth.exposure import check_exposure
 from socketkit.auth.session import WireGate, receive_from_client
@@ -153,7 +154,7 @@ class FileServer:
                 max_pending_messages=16,
             ),
             check_listener=self.check_listener,
-            farewell=shutdown_farewell,
+            farewell=wire_farewell,
             **options,
         )
 

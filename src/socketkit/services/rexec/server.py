@@ -29,10 +29,11 @@ from typing import Any
 
 from socketkit._log import get_logger
 from socketkit._oserrors import service_error_from_os
+from socketkit._shutdown import wire_farewell
 from socketkit.aio.connection import Connection, ConnectionLimits
 from socketkit.aio.listeners import Listener
 from socketkit.aio.server import AsyncServer
-from socketkit.aio.wire import send_error, shutdown_farewell
+from socketkit.aio.wire import send_error
 from socketkit.auth.exposure import check_exposure
 from socketkit.auth.session import WireGate
 from socketkit.auth.throttle import AuthThrottle
@@ -220,7 +221,7 @@ class ExecServer:
                 max_pending_messages=EXEC_PENDING_FRAMES,
             ),
             check_listener=self.check_listener,
-            farewell=shutdown_farewell,
+            farewell=wire_farewell,
             **options,
         )
 
