@@ -175,6 +175,7 @@ class Connection(asyncio.Protocol, Generic[T]):
         "id",
         "last_active",
         "last_message_at",
+        "limit_key",
         "limits",
         "messages_in",
         "peername",
@@ -197,6 +198,7 @@ class Connection(asyncio.Protocol, Generic[T]):
         self.id = conn_id
         self.peername: Any = None
         self.host: str | None = None  # the peer's IP (per-address caps); None for Unix
+        self.limit_key = ""  # who the peer is for per-peer limits (socketkit.peercred), set at accept
         self.limits = limits
         self.bytes_in = 0
         self.bytes_out = 0

@@ -36,7 +36,7 @@ from types import TracebackType
 from typing import Any, Protocol
 
 from socketkit._log import REFUSALS, get_logger, sampled
-from socketkit.address import Address, limit_key
+from socketkit.address import Address
 from socketkit.aio.connection import Connection, ConnectionLimits, Session, format_peer
 from socketkit.aio.datagram import DatagramEndpoint, DatagramHandler
 from socketkit.aio.listeners import (
@@ -58,6 +58,7 @@ from socketkit.limits import (
     DEFAULT_SWEEP_INTERVAL_S,
     DEFAULT_TLS_HANDSHAKE_TIMEOUT_S,
 )
+from socketkit.peercred import PeerKeys
 
 __all__ = ["AsyncServer", "ServerStats"]
 
@@ -96,8 +97,12 @@ class AsyncServer:
         limits: per-connection timeouts and buffer caps.
         max_connections: open connections at once (all listeners).
         max_connections_per_address: open connections from one peer
-            (``socketkit.address.limit_key``: all of loopback is one, IPv6 by /64).
+            (``socketkit.peercred``: a local peer is its user, IPv6 by /64).
         refusal: bytes to send a peer refused over a cap (``None``: just close).
+        evict: called with the connections of a peer at its cap (of every peer when
+            the server is full), oldest first: returns True if it has told that one
+            why and closed it, and the new connection takes its place; ``None``
+            (or False for all): the new one is refused.
         backlog: listen() backlog.
         shutdown_grace: seconds connections get to finish in ``aclose()``.
         tls_handshake_timeout: deadline of each TLS handshake.
@@ -126,6 +131,7 @@ class AsyncServer:
         tls_handshake_timeout: float = DEFAULT_TLS_HANDSHAKE_TIMEOUT_S,
         sweep_interval: float = DEFAULT_SWEEP_INTERVAL_S,
         check_listener: Callable[[Listener], None] | None = None,
+        evict: Callable[[Connection[Any]], bool] | None = None,
     ) -> None:
         if session_factory is not None and handler is not None:
             raise ValueError("give session_factory or handler, not both")
@@ -144,6 +150,8 @@ class AsyncServer:
         self._tls_handshake_timeout = tls_handshake_timeout
         self._sweep_interval = sweep_interval
         self._check_listener = check_listener
+        self._evict = evict
+        self._peer_keys = PeerKeys()  # computed once per accept, carried as conn.limit_key
         self.serial = next(_SERIALS)  # names this server in sampled logs (ids get reused)
         self._bound: list[_Bound] = []
         self._connections: dict[int, Connection[Any]] = {}
@@ -309,6 +317,7 @@ class AsyncServer:
                 )
                 for conn in list(self._connections.values()):
                     conn.abort()
+        self._peer_keys.close()
         current = asyncio.current_task()
         for task in list(self._tasks):
             if task is not current:
@@ -371,28 +380,51 @@ class AsyncServer:
         if sock.family in (socket.AF_INET, socket.AF_INET6):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         host = addr[0] if isinstance(addr, tuple) else None
-        reason = self._over_cap(None if host is None else limit_key(host))
-        if reason is not None:
+        key = self._peer_keys.key(sock, addr)
+        reason = self._over_cap(key)
+        if reason is not None and not self._make_room(key, reason):
             self._refuse(sock, addr, reason, tls=bound.listener.ssl is not None)
             return
         conn_id = self._next_id = self._next_id + 1
         self._pending.add(conn_id)
-        if host is not None:
-            key = limit_key(host)
-            self._per_address[key] = self._per_address.get(key, 0) + 1
+        self._per_address[key] = self._per_address.get(key, 0) + 1
         assert self._idle_event is not None
         self._idle_event.clear()
         self.spawn(
-            self._attach(conn_id, sock, addr, bound, host),
+            self._attach(conn_id, sock, addr, bound, host, key),
             name=f"socketkit-attach-{format_peer(addr)}",
         )
 
-    def _over_cap(self, key: str | None) -> str | None:
+    def _over_cap(self, key: str) -> str | None:
         if len(self._connections) + len(self._pending) >= self.max_connections:
             return f"server full ({self.max_connections} connections)"
-        if key is not None and self._per_address.get(key, 0) >= self.max_connections_per_address:
+        if self._per_address.get(key, 0) >= self.max_connections_per_address:
             return f"too many connections from {key} ({self.max_connections_per_address})"
         return None
+
+    def _make_room(self, key: str, reason: str) -> bool:
+        """Evict the oldest connection the service lets go (``evict``) of peer ``key``,
+        or of anyone when the server is full; return whether one was.
+
+        The evicted connection is counted until it is gone (its close is under way):
+        a burst can exceed a cap by the connections it evicts, for a loop turn. The
+        scan is over open connections, oldest first: for small servers (the admin
+        endpoint), not for ten thousand connections."""
+        if self._evict is None:
+            return False
+        anyone = reason.startswith("server full")
+        for conn in self._connections.values():  # registration order: oldest first
+            if (anyone or conn.limit_key == key) and not conn.is_closing and self._evict(conn):
+                count = REFUSALS.count(f"evicted {self.serial}")
+                if sampled(count):
+                    logger.info(
+                        "evicted %s for a newer connection: %s (%d in the last minute)",
+                        conn.peer,
+                        reason,
+                        count,
+                    )
+                return True
+        return False
 
     def _refuse(self, sock: socket.socket, addr: Any, reason: str, *, tls: bool) -> None:
         self._stats.refused += 1
@@ -407,7 +439,7 @@ class AsyncServer:
         sock.close()
 
     async def _attach(
-        self, conn_id: int, sock: socket.socket, addr: Any, bound: _Bound, host: str | None
+        self, conn_id: int, sock: socket.socket, addr: Any, bound: _Bound, host: str | None, key: str
     ) -> None:
         loop = asyncio.get_running_loop()
         registered = False
@@ -421,6 +453,7 @@ class AsyncServer:
                 conn_id=conn_id,
             )
             conn.host = host
+            conn.limit_key = key
             tls = bound.listener.ssl
             try:
                 await loop.connect_accepted_socket(
@@ -448,7 +481,7 @@ class AsyncServer:
         finally:
             self._pending.discard(conn_id)  # connection_opened() did it if the transport came up
             if not registered:
-                self._forget_address(host)
+                self._forget_address(key)
                 self._check_idle()
 
     async def _run_handler(self, conn: Connection[Any]) -> None:
@@ -480,14 +513,11 @@ class AsyncServer:
         totals[2] += conn.messages_in
         self._stats.closed += 1
         self._stats.open = len(self._connections)
-        self._forget_address(conn.host)
+        self._forget_address(conn.limit_key)
         logger.debug("connection #%d from %s closed", conn.id, conn.peer)
         self._check_idle()
 
-    def _forget_address(self, host: str | None) -> None:
-        if host is None:
-            return
-        key = limit_key(host)
+    def _forget_address(self, key: str) -> None:
         left = self._per_address.get(key, 0) - 1
         if left > 0:
             self._per_address[key] = left
