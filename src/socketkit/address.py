@@ -148,12 +148,13 @@ IPV6_PREFIX = 64
 
 @functools.lru_cache(maxsize=8192)  # per accept and per datagram: parse each host once
 def limit_key(host: str | None) -> str:
-    """Who a peer is for per-address limits, caps and throttles.
+    """Who a peer is for per-address limits, caps and throttles, from its address alone.
 
     Every local user can connect from any address in 127.0.0.0/8 (and from ::1), so all
     of loopback is one peer; an IPv6 peer is its /64; an IPv4 peer is its address (an
     IPv4-mapped IPv6 address counts as the IPv4 one). Anything else (a Unix socket's
-    ``uid:N``, a name) is itself.
+    ``uid:N``, a name) is itself. The engine tells local users apart on top of this
+    (``socketkit.peercred``: a loopback connection is keyed by the user owning it).
     """
     if not host:
         return "unix"

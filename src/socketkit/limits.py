@@ -120,8 +120,9 @@ cannot, lower this default to what fits (socketkit._fdlimit), so a process with 
 descriptors refuses connections politely at its cap instead of failing accept()."""
 
 DEFAULT_MAX_CONNECTIONS_PER_ADDRESS: Final = 256
-"""One address may not take every slot (ngircd's MaxConnectionsIP defaults to 5; we
-serve tools and tests that open many connections from 127.0.0.1)."""
+"""One peer (an address; on loopback, a local user) may not take every slot (ngircd's
+MaxConnectionsIP defaults to 5; we serve tools and tests that open many connections
+from 127.0.0.1)."""
 
 DEFAULT_IDLE_TIMEOUT_S: Final = 300.0
 """A connection with no traffic in either direction for five minutes is closed (the
@@ -138,8 +139,9 @@ that says hello and then nothing is cut off here, whatever the idle timeout of a
 authenticated session is (exec has none)."""
 
 DEFAULT_MAX_UNAUTHENTICATED_PER_ADDRESS: Final = 8
-"""Connections from one address that have not authenticated yet: a real client needs one
-at a time (a few for parallel transfers); 256 silent ones must not lock out the others."""
+"""Connections from one peer (an address; a local user) that have not authenticated yet:
+a real client needs one at a time (a few for parallel transfers); over it the peer's
+oldest makes room, so silent ones cannot lock out the others."""
 
 DEFAULT_MAX_UNAUTHENTICATED: Final = 512
 """Connections of one service not authenticated yet, from all peers together: an attacker
@@ -215,9 +217,10 @@ ADMIN_MAX_CONNECTIONS: Final = 64
 answer per connection, so they do not stay)."""
 
 ADMIN_MAX_CONNECTIONS_PER_ADDRESS: Final = 8
-"""Admin endpoint: open connections from one IP address, so one peer cannot hold every
-slot (a dashboard, a scraper and a person with curl need one or two each; 8 addresses
-are needed to fill the 64 slots, and each slow one is cut by the header deadline)."""
+"""Admin endpoint: open connections from one peer (an address; a local user), so one
+peer cannot hold every slot (a dashboard, a scraper and a person with curl need one or
+two each; 8 peers are needed to fill the 64 slots, each slow one is cut by the header
+deadline, and over a cap the oldest one still waiting for its head makes room)."""
 
 ADMIN_HEADER_TIMEOUT_S: Final = 5.0
 """Admin endpoint: the whole request head must arrive within this time of connecting,

@@ -399,7 +399,7 @@ class ListenOptions:
     )
     max_per_address: int = option(
         DEFAULT_MAX_CONNECTIONS_PER_ADDRESS,
-        "open connections from one IP address (all of loopback counts as one)",
+        "open connections from one peer (an IP address, an IPv6 /64, a local user)",
         COUNT,
         live=True,
         group="limits",

@@ -3,7 +3,7 @@ delay carried into the session, what each outcome records and logs."""
 
 from __future__ import annotations
 
-from socketkit.auth.gate import BUSY_MESSAGE, GateRules
+from socketkit.auth.gate import EVICTED_MESSAGE, Eviction, GateRules
 from socketkit.auth.handshake import client_mac
 from socketkit.auth.throttle import AuthThrottle
 from socketkit.auth.wiresession import Authenticated, ChallengeIssued, Refused
@@ -14,8 +14,10 @@ TOKEN = "ab" * 32
 NONCE = bytes(32)
 
 
-def login(rules: GateRules, key: str, token: str, now: float) -> Authenticated | Refused:
-    session = rules.start(key, NONCE, now)
+def login(
+    rules: GateRules, key: str, token: str, now: float, handle: int | None = None
+) -> Authenticated | Refused:
+    session = rules.start(key, NONCE, now, handle=handle)
     nonce = bytes(range(32))
     mac = client_mac(token, NONCE, nonce)
     session.feed(
@@ -26,19 +28,45 @@ def login(rules: GateRules, key: str, token: str, now: float) -> Authenticated |
     return end
 
 
-def test_admission_is_capped_per_peer_and_in_all() -> None:
+def test_over_a_cap_the_oldest_makes_room() -> None:
     rules = GateRules("t", TOKEN, max_unauthenticated=2, max_unauthenticated_total=3)
-    assert [rules.admit("a"), rules.admit("a")] == ["", ""]
-    assert rules.admit("a") == "2 connections from it are not authenticated yet"
-    assert rules.admit("b") == ""
-    assert rules.admit("c") == "3 connections are not authenticated yet"
+    assert [rules.admit("a", 1), rules.admit("a", 2)] == [None, None]
+    assert rules.admit("a", 3) == Eviction(1, "2 connections from it are not authenticated yet")
+    assert rules.admit("b", 4) is None
+    # Over the total, the peer with the most (a: 2 and 3) gives up its oldest, not b.
+    assert rules.admit("c", 5) == Eviction(2, "3 connections are not authenticated yet")
     assert rules.unauthenticated() == 3
-    rules.release("a")
-    assert rules.admit("c") == ""
-    for key in ("a", "b", "c"):
-        rules.release(key)
+    assert rules.release(1) is False  # evicted: it was forgotten then
+    assert [rules.release(handle) for handle in (3, 4, 5)] == [True, True, True]
     assert rules.unauthenticated() == 0
-    assert rules.busy_refusal() == encode_hello() + encode_error("busy", BUSY_MESSAGE)
+    assert rules.eviction_notice() == encode_error("busy", EVICTED_MESSAGE)
+
+
+def test_one_that_has_answered_goes_after_those_that_have_not() -> None:
+    # An answered connection may be waiting out the throttle's delay for its verdict.
+    rules = GateRules("t", TOKEN, AuthThrottle(free_failures=0), max_unauthenticated=2)
+    rules.throttle.failure("a", 0.0)  # its verdicts wait 1 s
+    assert rules.admit("a", 1) is None
+    assert isinstance(login(rules, "a", TOKEN, 0.0, handle=1), Authenticated)  # answered, held
+    assert rules.admit("a", 2) is None
+    rules.start("a", NONCE, 0.0, handle=2)  # challenged, not answered
+    assert rules.admit("a", 3) == Eviction(2, "2 connections from it are not authenticated yet")
+    assert isinstance(login(rules, "a", TOKEN, 0.0, handle=3), Authenticated)
+    assert rules.admit("a", 4) == Eviction(
+        1, "2 connections from it are not authenticated yet"
+    )  # all answered
+
+
+def test_an_evicted_connection_is_logged_only_for_a_verdict_on_its_token() -> None:
+    rules = GateRules("t", TOKEN, AuthThrottle(free_failures=5))
+    gone = Refused(BrokenResourceError("closed"), by_peer=True)
+    assert rules.settle("a", "peer", gone, 0.0, evicted=True) is None
+    wrong = login(rules, "a", "cd" * 32, 0.0)
+    assert rules.settle("a", "peer", wrong, 0.0, evicted=True) == (
+        "warning",
+        "t: authentication failed from peer",
+    )
+    assert rules.settle("a", "peer", Authenticated(verified=True), 0.0, evicted=True) is None
 
 
 def test_failures_are_counted_and_the_delay_reaches_the_next_session() -> None:

@@ -147,6 +147,7 @@ class Connection(Receiving[T]):
         "id",
         "last_active",
         "last_message_at",
+        "limit_key",
         "messages_in",
         "seen_messages",
         "seen_total",
@@ -166,6 +167,7 @@ class Connection(Receiving[T]):
         super().__init__(limits)
         self.id = conn_id
         self.host: str | None = None  # the peer's IP (per-address caps); None for Unix
+        self.limit_key = ""  # who the peer is for per-peer limits (socketkit.peercred), set at accept
         self.bytes_in = 0
         self.messages_in = 0
         self._decoder = decoder

@@ -2,8 +2,9 @@
 
 The server asks it before taking a connection (``over_cap``, then ``reserve``: the
 connection counts from its accept on, through a TLS handshake, until
-``connection_closed``), and the registry keeps the per-address counts
-(``socketkit.address.limit_key``: all of loopback is one key, IPv6 by /64), the byte
+``connection_closed``), and the registry keeps the per-peer counts (by the key
+``socketkit.peercred`` computed once at accept and carried as ``conn.limit_key``: a
+local peer is its user, IPv6 by /64), the byte
 and message totals of connections already closed (for ``stats``), and ``idle``, an
 event set while nothing is open or pending, which the shutdown drain waits for.
 """
@@ -13,7 +14,6 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from socketkit.address import limit_key
 from socketkit.aio.connection import Connection
 from socketkit.aio.stats import ServerStats
 
@@ -48,30 +48,26 @@ class ConnectionRegistry:
         """The open connections."""
         return list(self._open.values())
 
-    def over_cap(self, host: str | None) -> str | None:
-        """Why a new connection from ``host`` (``None``: a Unix peer) must be refused."""
+    def over_cap(self, key: str) -> str | None:
+        """Why a new connection from the peer ``key`` must be refused."""
         if len(self._open) + len(self._pending) >= self.max_connections:
             return f"server full ({self.max_connections} connections)"
-        if host is not None:
-            key = limit_key(host)
-            if self._per_address.get(key, 0) >= self.max_per_address:
-                return f"too many connections from {key} ({self.max_per_address})"
+        if self._per_address.get(key, 0) >= self.max_per_address:
+            return f"too many connections from {key} ({self.max_per_address})"
         return None
 
-    def reserve(self, host: str | None) -> int:
-        """Count a connection accepted from ``host``; return its id."""
+    def reserve(self, key: str) -> int:
+        """Count a connection accepted from the peer ``key``; return its id."""
         self._next_id += 1
         self._pending.add(self._next_id)
-        if host is not None:
-            key = limit_key(host)
-            self._per_address[key] = self._per_address.get(key, 0) + 1
+        self._per_address[key] = self._per_address.get(key, 0) + 1
         self.idle.clear()
         return self._next_id
 
-    def release(self, conn_id: int, host: str | None) -> None:
+    def release(self, conn_id: int, key: str) -> None:
         """Forget a reserved connection whose transport never came up."""
         self._pending.discard(conn_id)
-        self._forget_address(host)
+        self._forget_address(key)
         self._check_idle()
 
     def opened(self, conn: Connection[Any]) -> None:
@@ -88,14 +84,11 @@ class ConnectionRegistry:
         totals[1] += conn.bytes_out
         totals[2] += conn.messages_in
         self.closed += 1
-        self._forget_address(conn.host)
+        self._forget_address(conn.limit_key)
         self._check_idle()
         return True
 
-    def _forget_address(self, host: str | None) -> None:
-        if host is None:
-            return
-        key = limit_key(host)
+    def _forget_address(self, key: str) -> None:
         left = self._per_address.get(key, 0) - 1
         if left > 0:
             self._per_address[key] = left

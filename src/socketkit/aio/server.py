@@ -57,6 +57,7 @@ from socketkit.limits import (
     DEFAULT_SWEEP_INTERVAL_S,
     DEFAULT_TLS_HANDSHAKE_TIMEOUT_S,
 )
+from socketkit.peercred import PeerKeys
 
 __all__ = ["AsyncServer", "ServerStats"]
 
@@ -84,10 +85,14 @@ class AsyncServer:
         limits: per-connection timeouts and buffer caps.
         max_connections: open connections at once (all listeners).
         max_connections_per_address: open connections from one peer
-            (``socketkit.address.limit_key``: all of loopback is one, IPv6 by /64).
+            (``socketkit.peercred``: a local peer is its user, IPv6 by /64).
         refusal: bytes to send a peer refused over a cap (``None``: just close).
         farewell: bytes to send a peer the server stops serving at shutdown, given the
             reason (``socketkit._shutdown``; ``None``: just close).
+        evict: called with the connections of a peer at its cap (of every peer when
+            the server is full), oldest first: returns True if it has told that one
+            why and closed it, and the new connection takes its place; ``None``
+            (or False for all): the new one is refused.
         backlog: listen() backlog.
         shutdown_grace: seconds connections get to finish in ``aclose()``.
         tls_handshake_timeout: deadline of each TLS handshake.
@@ -117,6 +122,7 @@ class AsyncServer:
         tls_handshake_timeout: float = DEFAULT_TLS_HANDSHAKE_TIMEOUT_S,
         sweep_interval: float = DEFAULT_SWEEP_INTERVAL_S,
         check_listener: Callable[[Listener], None] | None = None,
+        evict: Callable[[Connection[Any]], bool] | None = None,
     ) -> None:
         if session_factory is not None and handler is not None:
             raise ValueError("give session_factory or handler, not both")
@@ -134,6 +140,8 @@ class AsyncServer:
         self._tls_handshake_timeout = tls_handshake_timeout
         self._sweep_interval = sweep_interval
         self._check_listener = check_listener
+        self._evict = evict
+        self._peer_keys = PeerKeys()  # computed once per accept, carried as conn.limit_key
         self.serial = next(_SERIALS)  # names this server in sampled logs (ids get reused)
         self._bound: list[Bound] = []
         self._registry = ConnectionRegistry(max_connections, max_connections_per_address)
@@ -302,7 +310,10 @@ class AsyncServer:
             return
         self._closing = True
         self.stop_listening()
-        await drain(self._registry, self.shutdown_grace if grace is None else grace, self._cut_one)
+        try:
+            await drain(self._registry, self.shutdown_grace if grace is None else grace, self._cut_one)
+        finally:
+            self._peer_keys.close()
         current = asyncio.current_task()
         for task in list(self._tasks):
             if task is not current:
@@ -345,15 +356,40 @@ class AsyncServer:
         if sock.family in (socket.AF_INET, socket.AF_INET6):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         host = addr[0] if isinstance(addr, tuple) else None
-        reason = self._registry.over_cap(host)
-        if reason is not None:
+        key = self._peer_keys.key(sock, addr)
+        reason = self._registry.over_cap(key)
+        if reason is not None and not self._make_room(key, reason):
             self._refuse(sock, addr, reason, tls=bound.listener.ssl is not None)
             return
-        conn_id = self._registry.reserve(host)
+        conn_id = self._registry.reserve(key)
         self.spawn(
-            self._attach(conn_id, sock, addr, bound, host),
+            self._attach(conn_id, sock, addr, bound, host, key),
             name=f"socketkit-attach-{format_peer(addr)}",
         )
+
+    def _make_room(self, key: str, reason: str) -> bool:
+        """Evict the oldest connection the service lets go (``evict``) of peer ``key``,
+        or of anyone when the server is full; return whether one was.
+
+        The evicted connection is counted until it is gone (its close is under way):
+        a burst can exceed a cap by the connections it evicts, for a loop turn. The
+        scan is over open connections, oldest first: for small servers (the admin
+        endpoint), not for ten thousand connections."""
+        if self._evict is None:
+            return False
+        anyone = reason.startswith("server full")
+        for conn in self._registry.connections():  # registration order: oldest first
+            if (anyone or conn.limit_key == key) and not conn.is_closing and self._evict(conn):
+                count = REFUSALS.count(f"evicted {self.serial}")
+                if sampled(count):
+                    logger.info(
+                        "evicted %s for a newer connection: %s (%d in the last minute)",
+                        conn.peer,
+                        reason,
+                        count,
+                    )
+                return True
+        return False
 
     def _refuse(self, sock: socket.socket, addr: Any, reason: str, *, tls: bool) -> None:
         self._stats.refused += 1
@@ -368,7 +404,7 @@ class AsyncServer:
         sock.close()
 
     async def _attach(
-        self, conn_id: int, sock: socket.socket, addr: Any, bound: Bound, host: str | None
+        self, conn_id: int, sock: socket.socket, addr: Any, bound: Bound, host: str | None, key: str
     ) -> None:
         loop = asyncio.get_running_loop()
         registered = False
@@ -382,6 +418,7 @@ class AsyncServer:
                 conn_id=conn_id,
             )
             conn.host = host
+            conn.limit_key = key
             tls = bound.listener.ssl
             try:
                 await loop.connect_accepted_socket(
@@ -409,7 +446,7 @@ class AsyncServer:
                 self._handler_tasks[conn.id] = task
         finally:
             if not registered:
-                self._registry.release(conn_id, host)
+                self._registry.release(conn_id, key)
 
     async def _run_handler(self, conn: Connection[Any]) -> None:
         assert self._handler is not None

@@ -10,8 +10,9 @@ of the unauthenticated phase (``GateRules``):
 - the hello and the whole authentication finish within ``timeout`` seconds of the
   connection opening (plus the throttle delay announced to that client), whatever the
   idle timeout of an authenticated session is;
-- at most ``max_unauthenticated`` connections per address are in that phase at once
-  (Unix-socket peers are told apart by their user id);
+- at most ``max_unauthenticated`` connections per peer are in that phase at once (a
+  local peer is its user: ``socketkit.peercred``); over the cap the peer's oldest one
+  is evicted (``busy``) to make room for the new one;
 - failed attempts delay the verdicts for that address (``AuthThrottle``): the server
   still answers, later, so the holder of the token gets in after the delay.
 """
@@ -26,7 +27,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from socketkit._log import REFUSALS, get_logger, sampled
-from socketkit._peercred import unix_peer_key
 from socketkit.address import limit_key
 from socketkit.aio.connection import Connection
 from socketkit.aio.wire import run_opening
@@ -82,11 +82,9 @@ async def receive_from_client(conn: Connection[WireEvent]) -> WireEvent:
 
 
 def peer_key(conn: Connection[Any]) -> str:
-    """Who the peer is for per-address rules: ``socketkit.address.limit_key`` of its IP
-    (all of loopback is one peer, IPv6 by /64), or ``uid:N`` on a Unix socket."""
-    if conn.host is not None:
-        return limit_key(conn.host)
-    return unix_peer_key(conn.transport.get_extra_info("socket") if conn.transport is not None else None)
+    """Who the peer is for per-peer rules: the key the engine worked out when it accepted
+    the connection (``socketkit.peercred``: a local peer's user, else its address)."""
+    return conn.limit_key or limit_key(conn.host)  # a connection no AsyncServer accepted
 
 
 @dataclass(slots=True)
@@ -101,27 +99,35 @@ class WireGate(GateRules):
         can read one, and one line has been logged.
         """
         key = peer_key(conn)
-        refusal = self.admit(key)
-        if refusal:
+        eviction = self.admit(key, conn)
+        if eviction is not None:
+            victim = eviction.handle
+            assert isinstance(victim, Connection)
             count = REFUSALS.count(f"{self.service} unauthenticated")
             if sampled(count):
-                logger.warning("%s: refused %s: %s (%d so far)", self.service, conn.peer, refusal, count)
+                logger.warning(
+                    "%s: evicted %s for a newer connection: %s (%d so far)",
+                    self.service,
+                    victim.peer,
+                    eviction.why,
+                    count,
+                )
             with contextlib.suppress(ResourceError):
-                conn.send(self.busy_refusal())
-            conn.close()
-            return False
+                if not victim.is_closing:
+                    victim.send(self.eviction_notice())
+            victim.close()  # its own open() sees the close and returns False
         loop = asyncio.get_running_loop()
         try:
-            session = self.start(key, secrets.token_bytes(NONCE_SIZE), loop.time())
+            session = self.start(key, secrets.token_bytes(NONCE_SIZE), loop.time(), handle=conn)
             end = await run_opening(conn, session)
             assert not isinstance(end, HelloReceived)  # a ServerSession ends authenticated
-            line = self.settle(key, conn.peer, end, loop.time())
         finally:
-            self.release(key)
+            kept = self.release(conn)
+        line = self.settle(key, conn.peer, end, loop.time(), evicted=not kept)
         if line is not None:
             level, text = line
             logger.log(logging.getLevelNamesMapping()[level.upper()], "%s", text)
-        if isinstance(end, Refused):
+        if isinstance(end, Refused) or not kept:
             conn.close()
             return False
         return True

@@ -28,10 +28,9 @@ from typing import Any
 
 from socketkit._log import REFUSALS, get_logger, sampled
 from socketkit._oserrors import translate_os_errors
-from socketkit._peercred import unix_peer_key
 from socketkit._shutdown import wire_farewell
-from socketkit.address import format_peer, limit_key
-from socketkit.auth.gate import GateRules
+from socketkit.address import format_peer
+from socketkit.auth.gate import Eviction, GateRules
 from socketkit.auth.handshake import NONCE_SIZE
 from socketkit.auth.wiresession import (
     Authenticated,
@@ -60,6 +59,7 @@ from socketkit.limits import (
     DEFAULT_MAX_FRAME_SIZE,
     DEFAULT_RECV_SIZE,
 )
+from socketkit.peercred import peer_key
 from socketkit.server.forking import ForkingMixIn
 from socketkit.server.handlers import FramedRequestHandler
 
@@ -243,33 +243,30 @@ class WireRequestHandler(FramedRequestHandler[WireEvent]):
             _send(self.request, opening_refusal("internal-error", "the server cannot authenticate"))
             return False
         gate = self._gate()
-        key = self._peer_key()
+        key = peer_key(self.request, self.client_address)
+        sock = self.request
         with gate.lock:
-            refused = gate.rules.admit(key)
-        if refused:
-            count = REFUSALS.count(f"{self.service} unauthenticated")
-            if sampled(count):
-                logger.warning("%s: refused %s: %s (%d so far)", self.service, peer, refused, count)
-            _send(self.request, gate.rules.busy_refusal())
-            return False
+            eviction = gate.rules.admit(key, sock)
+        if eviction is not None:
+            _evict(eviction, self.service)
         try:
             with gate.lock:
                 session = gate.rules.start(
-                    key, secrets.token_bytes(NONCE_SIZE), time.monotonic(), decoder=decoder
+                    key, secrets.token_bytes(NONCE_SIZE), time.monotonic(), decoder=decoder, handle=sock
                 )
-            end = run_opening(self.request, session, recv_size=self.recv_size)
+            end = run_opening(sock, session, recv_size=self.recv_size)
             assert not isinstance(end, HelloReceived)  # a ServerSession ends authenticated
-            with gate.lock:
-                line = gate.rules.settle(key, peer, end, time.monotonic())
         finally:
             with gate.lock:
-                gate.rules.release(key)
+                kept = gate.rules.release(sock)
             with contextlib.suppress(OSError):
-                self.request.settimeout(self.timeout)
+                sock.settimeout(self.timeout)
+        with gate.lock:
+            line = gate.rules.settle(key, peer, end, time.monotonic(), evicted=not kept)
         if line is not None:
             level, text = line
             logger.log(logging.getLevelNamesMapping()[level.upper()], "%s", text)
-        return isinstance(end, Authenticated)
+        return kept and isinstance(end, Authenticated)
 
     def _gate(self) -> _Gate:
         with _gates_lock:
@@ -278,8 +275,28 @@ class WireRequestHandler(FramedRequestHandler[WireEvent]):
                 gate = _gates[self.server] = _Gate(self.make_gate(), threading.Lock())
             return gate
 
-    def _peer_key(self) -> str:
-        address = self.client_address
-        if isinstance(address, tuple) and address and isinstance(address[0], str):
-            return limit_key(address[0])
-        return unix_peer_key(self.request if isinstance(self.request, socket.socket) else None)
+
+def _evict(eviction: Eviction, service: str) -> None:
+    """Tell the connection ``admit`` evicted why and shut it down: its own handler's
+    reads (or its wait for a held verdict) end, and it leaves quietly."""
+    victim = eviction.handle
+    assert isinstance(victim, socket.socket)
+    count = REFUSALS.count(f"{service} unauthenticated")
+    if sampled(count):
+        logger.warning(
+            "%s: evicted %s for a newer connection: %s (%d so far)",
+            service,
+            format_peer(_peer_name(victim)),
+            eviction.why,
+            count,
+        )
+    with contextlib.suppress(OSError):
+        victim.send(GateRules.eviction_notice(), socket.MSG_DONTWAIT)  # a short frame: fits
+        victim.shutdown(socket.SHUT_RDWR)
+
+
+def _peer_name(sock: socket.socket) -> Any:
+    try:
+        return sock.getpeername()
+    except OSError:
+        return "?"

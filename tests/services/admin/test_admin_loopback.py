@@ -1,11 +1,14 @@
-"""The admin endpoint on loopback: slow request heads get 408, and one address cannot
-take every connection slot while other clients still get /status."""
+"""The admin endpoint on loopback: slow request heads get 408, and held heads cannot keep
+out a client that sends its request at once: over a cap, the oldest connection still
+waiting for its head makes room (503, saying why)."""
 
 from __future__ import annotations
 
 import json
+import logging
 import select
 import socket
+import threading
 from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from typing import Any
@@ -82,26 +85,108 @@ def test_a_peer_that_connects_and_says_nothing_gets_408() -> None:
         assert recv_until_closed(quiet).startswith(b"HTTP/1.1 408 ")
 
 
-def test_one_address_cannot_take_every_slot(monkeypatch: pytest.MonkeyPatch) -> None:
+class Registrations(logging.Handler):
+    """The readiness event of held connections: the engine's debug line for each
+    connection it has registered (only a registered connection can be evicted)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self._peers: set[str] = set()
+        self._changed = threading.Condition()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        words = record.getMessage().split()
+        if words[:1] == ["connection"] and len(words) == 4:  # "connection #N from PEER"
+            with self._changed:
+                self._peers.add(words[3])
+                self._changed.notify_all()
+
+    def wait_for(self, sock: socket.socket) -> None:
+        host, port = sock.getsockname()[:2]
+        with self._changed:
+            assert self._changed.wait_for(lambda: f"{host}:{port}" in self._peers, TIMEOUT)
+
+
+@pytest.fixture
+def registrations() -> Iterator[Registrations]:
+    handler = Registrations()
+    logger = logging.getLogger("socketkit.aio.server")
+    level = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG)
+    try:
+        yield handler
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+
+
+def held_heads(
+    stack: ExitStack, address: tuple[str, int], seen: Registrations, count: int, source: str = "127.0.0.1"
+) -> list[socket.socket]:
+    """``count`` connections that sent half a request head and hold it (a slowloris),
+    each registered by the server before the next is opened."""
+    held = []
+    for _ in range(count):
+        sock = stack.enter_context(connect_from(source, address))
+        sock.sendall(b"GET /status HTTP/1.1\r\nX-")
+        seen.wait_for(sock)
+        held.append(sock)
+    return held
+
+
+EVICTED = b"a newer connection took this one's place: send the request head at once\n"
+
+
+def test_held_heads_cannot_keep_out_a_client_that_sends_its_request_at_once(
+    registrations: Registrations,
+) -> None:
+    # Red-team round 2, finding 1: eight half-sent heads, re-opened as they were cut,
+    # answered every /status of the same peer with 503 for as long as they ran.
+    with admin(header_timeout=60.0) as address, ExitStack() as stack:
+        held = held_heads(stack, address, registrations, ADMIN_MAX_CONNECTIONS_PER_ADDRESS)
+        for attempt in range(3):
+            status, document = get_status(address, source=f"127.0.9.{attempt + 1}")
+            assert status == b"HTTP/1.1 200 OK"
+            assert "echo" in document["services"]
+            # The oldest held head made room: 503, saying why, and closed.
+            response = recv_until_closed(held[attempt])
+            assert response.startswith(b"HTTP/1.1 503 Service Unavailable\r\n")
+            assert response.endswith(EVICTED)
+            held += held_heads(stack, address, registrations, 1)  # the slowloris re-opens it at once
+        # Only the three oldest went: the others still wait for the rest of their head.
+        assert not select.select(held[3:], [], [], 0)[0]
+
+
+def test_a_peer_at_its_cap_evicts_only_its_own_connections(
+    monkeypatch: pytest.MonkeyPatch, registrations: Registrations
+) -> None:
     # 127.0.0.1 and 127.0.0.2 stand for two hosts (off loopback each IPv4 address is a
-    # peer; all of loopback is one: test_address.py).
-    monkeypatch.setattr("socketkit.aio.registry.limit_key", lambda host: host)
+    # peer; a local peer is its user: test_peercred.py).
+    monkeypatch.setattr("socketkit.peercred.limit_key", lambda host: host)
     assert ADMIN_MAX_CONNECTIONS_PER_ADDRESS < ADMIN_MAX_CONNECTIONS
     with admin(header_timeout=60.0) as address, ExitStack() as stack:
-        # A slowloris on 127.0.0.1 holds its share of slots with unfinished heads...
-        for _ in range(ADMIN_MAX_CONNECTIONS_PER_ADDRESS):
-            held = stack.enter_context(connect_from("127.0.0.1", address))
-            held.sendall(b"GET /status HTTP/1.1\r\nX-")
-        # ...the next connection from that address is refused with 503 (connections are
-        # accepted in order, so the held ones are counted first)...
-        with connect_from("127.0.0.1", address) as refused:
-            response = recv_until_closed(refused)
-        assert response.startswith(b"HTTP/1.1 503 Service Unavailable\r\n")
-        assert b"too many connections from 127.0.0.1" in response
-        # ...and a client from another address is still answered.
-        status, document = get_status(address, source="127.0.0.2")
+        cap = ADMIN_MAX_CONNECTIONS_PER_ADDRESS
+        theirs = held_heads(stack, address, registrations, cap, source="127.0.0.2")
+        mine = held_heads(stack, address, registrations, cap)
+        mine += held_heads(stack, address, registrations, 1)  # over my cap: my oldest goes, not theirs
+        assert recv_until_closed(mine[0]).endswith(EVICTED)
+        status, _ = get_status(address, source="127.0.0.2")  # theirs: the oldest of theirs goes
         assert status == b"HTTP/1.1 200 OK"
-        assert "echo" in document["services"]
+        assert recv_until_closed(theirs[0]).endswith(EVICTED)
+        assert not select.select(theirs[1:] + mine[1:], [], [], 0)[0]
+
+
+def test_a_full_endpoint_evicts_the_oldest_waiting_head_of_anyone(
+    monkeypatch: pytest.MonkeyPatch, registrations: Registrations
+) -> None:
+    monkeypatch.setattr("socketkit.peercred.limit_key", lambda host: host)  # each source a peer
+    with admin(header_timeout=60.0, max_connections=3) as address, ExitStack() as stack:
+        held = [held_heads(stack, address, registrations, 1, source=f"127.0.0.{i}")[0] for i in (2, 3, 4)]
+        status, _ = get_status(address, source="127.0.0.5")
+        assert status == b"HTTP/1.1 200 OK"
+        assert recv_until_closed(held[0]).endswith(EVICTED)
+        assert not select.select(held[1:], [], [], 0)[0]
 
 
 def test_the_defaults_are_the_named_limits() -> None:

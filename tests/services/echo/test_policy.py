@@ -146,11 +146,10 @@ def test_the_default_table_holds_udp_max_sources_addresses() -> None:
 
 
 def test_peers_share_a_bucket_as_every_per_address_rule_counts_them() -> None:
-    # All of loopback is one peer (a local user can send from any 127.x.y.z), an IPv6
-    # peer is its /64, and ::ffff:a.b.c.d is a.b.c.d: rotating among them buys nothing.
+    # An IPv6 peer is its /64, and ::ffff:a.b.c.d is a.b.c.d: rotating among them buys
+    # nothing.
     policy = EchoPolicy(burst=2, rate=1)
     for group in (
-        ["127.0.0.1", "127.1.2.3", "::1"],
         ["2001:db8:0:1::1", "2001:db8:0:1::ffff"],
         ["192.0.2.7", "::ffff:192.0.2.7"],
     ):
@@ -158,3 +157,19 @@ def test_peers_share_a_bucket_as_every_per_address_rule_counts_them() -> None:
         assert answers[:2] == [None, None]
         assert set(answers[2:]) == {DROP_RATE_LIMITED}
     assert policy.check("2001:db8:0:2::1", 5000, 0.0) is None  # another /64
+
+
+def test_on_loopback_each_source_port_has_its_own_bucket() -> None:
+    # Red-team round 2, finding 5: all of loopback shared one bucket, so one local user
+    # sending from 127.0.0.77 starved every other. A loopback source is a local
+    # program's own socket (forging one takes root), so each gets its bucket.
+    policy = EchoPolicy(burst=2, rate=1)
+    for host in ("127.0.0.1", "127.0.0.77", "::1", "::ffff:127.0.0.1"):
+        assert [policy.check(host, 40000, 0.0) for _ in range(3)] == [None, None, DROP_RATE_LIMITED]
+        assert policy.check(host, 40001, 0.0) is None  # another socket: its own bucket
+    # Off loopback, every port of an address still shares the address's bucket.
+    assert [policy.check("192.0.2.9", port, 0.0) for port in (40000, 40001, 40002)] == [
+        None,
+        None,
+        DROP_RATE_LIMITED,
+    ]

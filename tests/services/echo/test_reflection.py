@@ -119,8 +119,9 @@ def test_no_echo_from_any_of_the_servers_own_ports(run: Runner[None]) -> None:
 def test_one_source_gets_the_burst_then_nothing(
     run: Runner[None], caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # 127.0.0.2 stands for another host here (off loopback each IPv4 address has its
-    # own bucket); that all of loopback shares one is test_policy.py's matter.
+    # 127.0.0.1 and 127.0.0.2 stand for two hosts here (off loopback every port of an
+    # address shares its bucket); loopback's own rule, a bucket per source port, is
+    # the next test's.
     monkeypatch.setattr("socketkit.services.echo.policy.limit_key", lambda host: host)
 
     async def main() -> None:
@@ -145,6 +146,25 @@ def test_one_source_gets_the_burst_then_nothing(
     # 11 drops, logged the 1st, 2nd, 4th and 8th time: visible, never a flood.
     counts = [r.getMessage().rsplit("(", 1)[1] for r in caplog.records if "no answer to" in r.getMessage()]
     assert counts == ["1 so far)", "2 so far)", "4 so far)", "8 so far)"]
+
+
+def test_one_local_socket_over_its_rate_does_not_starve_another(run: Runner[None]) -> None:
+    # Red-team round 2, finding 5: one local sender used to drain the bucket that all of
+    # loopback shared, and every other local user's echoes were dropped with it.
+    async def main() -> None:
+        burst = 5
+        handler = EchoDatagrams(EchoPolicy(burst=burst), clock=frozen_clock)
+        server = make_echo_server(datagram_handler=handler)
+        async with aio_serving(server, [UDP]) as (address,):
+            with udp_socket() as flood, udp_socket("127.0.0.77") as other, udp_socket() as same_host:
+                for i in range(3 * burst):
+                    flood.sendto(b"%d" % i, (address.host, address.port))
+                assert await echo_of(other, b"marker", address) == b"marker"
+                assert await echo_of(same_host, b"marker", address) == b"marker"
+                assert queued(flood) == [b"%d" % i for i in range(burst)]
+                assert server.stats().datagrams_dropped == {DROP_RATE_LIMITED: 2 * burst}
+
+    run(main())
 
 
 def test_serve_echo_flags_set_the_policy() -> None:

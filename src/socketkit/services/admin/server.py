@@ -2,9 +2,13 @@
 request with the status of the running services, then closes.
 
 Slow peers: the whole request head must arrive within ``header_timeout`` of connecting
-(408, then close), whatever the pace of its bytes, and one IP address may hold at most
-``max_connections_per_address`` of the endpoint's connections (503 to the next one), so
-a slowloris neither keeps a slot for long nor takes every slot.
+(408, then close), whatever the pace of its bytes, and one peer (``socketkit.peercred``:
+a local peer is its user) may hold at most ``max_connections_per_address`` of the
+endpoint's connections. A new connection over that cap, or over ``max_connections``,
+takes the place of the oldest one still waiting for its request head (of that peer, or
+of anyone when the endpoint is full), which gets 503 and is closed: a slowloris neither
+keeps a slot for long nor keeps anyone out who sends a request at once. Only when every
+connection already has its request in is the new one refused (503).
 """
 
 from __future__ import annotations
@@ -94,6 +98,15 @@ class AdminSession(Session[bytes]):
     def connection_lost(self, exc: BaseException | None) -> None:
         self._cancel_deadline()
 
+    def evict(self) -> bool:
+        """Give up this connection for a newer one, if it is still waiting for its request
+        head (503, then close); return whether it was."""
+        if self._deadline is None or self.conn.is_closing:
+            return False
+        message = "a newer connection took this one's place: send the request head at once"
+        self._finish(error_response(AdminRequestError(503, message)))
+        return True
+
     def _cancel_deadline(self) -> None:
         if self._deadline is not None:
             self._deadline.cancel()
@@ -111,6 +124,12 @@ def _machine_names() -> frozenset[str]:
     ``http://$(hostname):7080/`` is ours (no lookup: ``getfqdn`` could block on DNS)."""
     name = socket.gethostname().lower()
     return frozenset({name, name.split(".", 1)[0]})
+
+
+def _evict(conn: Connection[Any]) -> bool:
+    """The engine's ``evict``: only a session still waiting for its request head goes."""
+    session = conn.session
+    return isinstance(session, AdminSession) and session.evict()
 
 
 def _refusal(reason: str) -> bytes:
@@ -133,7 +152,7 @@ def make_admin_server(
         services: the status of every running service, fresh per request.
         header_timeout: seconds from connecting to the end of the request head.
         max_connections: open connections at once.
-        max_connections_per_address: open connections from one IP address.
+        max_connections_per_address: open connections from one peer.
         names: host names the endpoint answers to besides ``localhost`` and IP literals
             (``protocol.host_allowed``), with this machine's own names.
         options: other ``AsyncServer`` keyword arguments.
@@ -156,5 +175,6 @@ def make_admin_server(
         max_connections=max_connections,
         max_connections_per_address=max_connections_per_address,
         refusal=_refusal,
+        evict=_evict,
         **options,
     )

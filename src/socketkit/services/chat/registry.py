@@ -16,9 +16,10 @@ has no accounts, so it takes ngircd's rule with one grace:
   a new channel, by the fair rule below;
 - an empty channel with nothing worth keeping (default modes, no topic, key, limit,
   bans or history) is dropped at once, as before;
-- each address (its key, ``Client.key``: ``socketkit.address.limit_key``, IPv6 by /64)
-  may have created at most ``max_channels_per_address`` of the unregistered channels
-  that exist, lingering ones included; only channels with members block a new one.
+- each address (its key, ``Client.key``: the engine's per-peer key, a local user on
+  loopback, IPv6 by /64) may have created at most ``max_channels_per_address`` of the
+  unregistered channels that exist, lingering ones included; only channels with
+  members block a new one.
 
 **Who makes room** (``make_room``), so that no user's channels go to make room for
 another's unless that other holds fewer:

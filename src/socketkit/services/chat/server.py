@@ -387,7 +387,9 @@ class ChatSession(Session[IRCMessage]):
     def connection_made(self) -> None:
         conn = self.conn
         self.chat.conns[conn.id] = conn
-        commands.connect(self.chat.state, conn.id, conn.host or "localhost", self.chat.clock())
+        commands.connect(
+            self.chat.state, conn.id, conn.host or "localhost", self.chat.clock(), conn.limit_key
+        )
         logger.info("chat: connection #%d from %s", conn.id, conn.peer)
 
     def message_received(self, message: IRCMessage) -> None:

@@ -59,7 +59,7 @@ stays once empty: a week, so a room left over a weekend or a holiday, or a resta
 server, finds its topic and history again; abandoned rooms go (``registry``)."""
 
 MAX_CHANNELS_PER_ADDRESS: Final = 1_000
-"""Unregistered channels that clients from one address (``limit_key``) may have created
+"""Unregistered channels that clients of one peer (``Client.key``) may have created
 and that still exist: a tenth of the default table, so that filling it takes ten
 addresses holding a hundred connections each; lingering ones make room."""
 
@@ -175,10 +175,13 @@ class Client:
     tag_class: int = 0  # TAG_TIME | TAG_MESSAGE_TAGS: which variant of a message it gets
     # Replies too long for one turn (LIST, WHO, NAMES), produced a page at a time, in order.
     listings: deque[Listing] = field(default_factory=deque)
-    key: str = field(init=False, default="")  # limit_key(host): who it is for per-address rules
+    # Who it is for per-peer rules: the engine's key (``socketkit.peercred``: a local
+    # peer's user), or, for a client made without one, ``limit_key`` of its host.
+    key: str = ""
 
     def __post_init__(self) -> None:
-        self.key = limit_key(self.host)
+        if not self.key:
+            self.key = limit_key(self.host)
 
     def set_caps(self, caps: set[str]) -> None:
         """Replace the negotiated capabilities (and the variant class they imply)."""
@@ -217,7 +220,7 @@ class Channel:
     # Lines were said here (and stored): kept on disk even if the fair share of memory
     # (``HistoryBook``) has left none in ``history``, so the channel is not "default".
     logged: bool = False
-    creator: str = ""  # limit_key of who created it (its address's quota); "" if not known
+    creator: str = ""  # the Client.key of who created it (its peer's quota); "" if not known
     emptied_at: float | None = None  # when the last member left (None: it has members)
     # Members by tag class, for fan-out without a per-member look-up: rebuilt when the
     # membership or a member's capabilities change (``None``: to be rebuilt).

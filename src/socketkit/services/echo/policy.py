@@ -18,6 +18,12 @@ source, and so does this policy:
 - a source over its rate: each source address (the host; every port of it shares the
   bucket) has a token bucket of ``burst`` replies refilled at ``rate`` per second. A
   loop between two echo servers carries one datagram, so it ends at the first drop.
+  On loopback each source (address and port) has its own bucket instead: the kernel
+  drops loopback sources arriving from off the host, so only a local program sends
+  them, and only root can forge one (a raw socket); without that, one local user
+  sending from 127.0.0.77 would drain the bucket of every other local user (all of
+  loopback is one peer for ``socketkit.address.limit_key``). A forged loop between two
+  loopback echo servers is still one source at each end, and still ends.
 
 The table of buckets holds at most ``max_sources`` addresses. A source whose bucket
 is full again needs no entry, so the least recently seen one is evicted to make room:
@@ -33,7 +39,7 @@ from collections import OrderedDict
 from collections.abc import Iterable
 from typing import Final
 
-from socketkit.address import limit_key
+from socketkit.address import LOOPBACK_KEY, limit_key
 
 __all__ = [
     "DROP_OWN_PORT",
@@ -105,8 +111,9 @@ class EchoPolicy:
         self.burst = burst
         self.max_sources = max_sources
         self._own_ports = frozenset(own_ports)
-        # host -> [tokens, time of the last refill]; oldest use first.
-        self._buckets: OrderedDict[str, list[float]] = OrderedDict()
+        # source -> [tokens, time of the last refill]; oldest use first. A source is the
+        # peer's key, or on loopback its (address, port).
+        self._buckets: OrderedDict[str | tuple[str, int], list[float]] = OrderedDict()
 
     @property
     def own_ports(self) -> frozenset[int]:
@@ -135,18 +142,21 @@ class EchoPolicy:
             return DROP_PRIVILEGED_PORT
         if port in self._own_ports:
             return DROP_OWN_PORT
-        # One bucket per peer as every per-address rule counts them (all of loopback
-        # is one; IPv6 by /64; ::ffff:a.b.c.d is a.b.c.d): forging addresses of the
-        # same /64 does not buy more replies. (Cached: this runs for every datagram.)
-        host = limit_key(host)
+        # One bucket per peer as every per-address rule counts them (IPv6 by /64;
+        # ::ffff:a.b.c.d is a.b.c.d): forging addresses of the same /64 does not buy
+        # more replies (cached: this runs for every datagram). A loopback source is a
+        # local program's own socket: one bucket per address and port.
+        key: str | tuple[str, int] = limit_key(host)
+        if key == LOOPBACK_KEY:
+            key = (host, port)
         buckets = self._buckets
-        bucket = buckets.get(host)
+        bucket = buckets.get(key)
         if bucket is None:
             if len(buckets) >= self.max_sources:
                 buckets.popitem(last=False)
-            buckets[host] = [self.burst - 1.0, now]
+            buckets[key] = [self.burst - 1.0, now]
             return None
-        buckets.move_to_end(host)
+        buckets.move_to_end(key)
         tokens = bucket[0]
         if now > bucket[1]:
             tokens += (now - bucket[1]) * self.rate

@@ -94,9 +94,10 @@ CHECKED: dict[str, CheckedHandler] = {
 """What finishes a command once its password check is done, by ``CheckPassword.purpose``."""
 
 
-def connect(state: ChatState, client_id: int, host: str, now: float) -> Client:
-    """Register a new connection (not yet a registered user)."""
-    client = Client(client_id, host, now, last_active=now, last_seen=now)
+def connect(state: ChatState, client_id: int, host: str, now: float, key: str = "") -> Client:
+    """Register a new connection (not yet a registered user); ``key`` is who it is for
+    per-peer rules (the engine's ``conn.limit_key``; by default its host's)."""
+    client = Client(client_id, host, now, last_active=now, last_seen=now, key=key)
     client.flood.configure(state.config.flood_burst, state.config.flood_rate)
     client.flood.updated = now
     client.password_ok = state.config.password is None
