@@ -66,7 +66,9 @@ def pure_modules() -> list[Path]:
     # The chat service's protocol logic is a package of pure modules.
     chat = SRC / "services" / "chat"
     modules += sorted(
-        p for p in chat.rglob("*.py") if p.name not in ("server.py", "client.py", "store.py", "build.py")
+        p
+        for p in chat.rglob("*.py")
+        if p.name not in ("server.py", "client.py", "client_input.py", "store.py", "build.py")
     )
     modules.append(SRC / "services" / "talk" / "text.py")  # which language a peer speaks
     return [p for p in modules if p.exists()]

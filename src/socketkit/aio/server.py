@@ -41,6 +41,7 @@ from socketkit._log import REFUSALS, get_logger, sampled
 from socketkit._shutdown import SHUTTING_DOWN
 from socketkit.address import Address, format_peer
 from socketkit.aio.accept import Acceptor, Bound
+from socketkit.aio.admission import make_room, refuse
 from socketkit.aio.connection import Connection, ConnectionLimits, Session
 from socketkit.aio.datagram import DatagramEndpoint, DatagramHandler
 from socketkit.aio.listeners import Listener, bind_datagram, bind_stream, bound_address
@@ -368,40 +369,11 @@ class AsyncServer:
         )
 
     def _make_room(self, key: str, reason: str) -> bool:
-        """Evict the oldest connection the service lets go (``evict``) of peer ``key``,
-        or of anyone when the server is full; return whether one was.
-
-        The evicted connection is counted until it is gone (its close is under way):
-        a burst can exceed a cap by the connections it evicts, for a loop turn. The
-        scan is over open connections, oldest first: for small servers (the admin
-        endpoint), not for ten thousand connections."""
-        if self._evict is None:
-            return False
-        anyone = reason.startswith("server full")
-        for conn in self._registry.connections():  # registration order: oldest first
-            if (anyone or conn.limit_key == key) and not conn.is_closing and self._evict(conn):
-                count = REFUSALS.count(f"evicted {self.serial}")
-                if sampled(count):
-                    logger.info(
-                        "evicted %s for a newer connection: %s (%d in the last minute)",
-                        conn.peer,
-                        reason,
-                        count,
-                    )
-                return True
-        return False
+        return make_room(self._registry.connections(), key, reason, self._evict, self.serial)
 
     def _refuse(self, sock: socket.socket, addr: Any, reason: str, *, tls: bool) -> None:
         self._stats.refused += 1
-        kind = "full" if reason.startswith("server full") else "per-address"  # never the peer: bounded
-        count = REFUSALS.count(f"refused {self.serial} {kind}")
-        if sampled(count):
-            logger.warning("refused %s: %s (%d in the last minute)", format_peer(addr), reason, count)
-        message = None if tls or self._refusal is None else self._refusal(reason)
-        with contextlib.suppress(OSError):
-            if message:
-                sock.send(message)  # best effort: a short line fits any socket buffer
-        sock.close()
+        refuse(sock, addr, reason, None if tls else self._refusal, self.serial)
 
     async def _attach(
         self, conn_id: int, sock: socket.socket, addr: Any, bound: Bound, host: str | None, key: str

@@ -13,7 +13,7 @@ from socketkit._stdio import hint_terminal_input
 from socketkit.cli._files_report import report_unlisted
 
 if TYPE_CHECKING:
-    from socketkit.cli.files_client import _Session
+    from socketkit.cli._files_session import _Session
 
 __all__ = ["get", "put", "split_targets"]
 

@@ -44,6 +44,7 @@ from socketkit.codec.irc import FORBIDDEN_CHARACTER, InvalidText, IRCDecoder, IR
 from socketkit.errors import FrameTooLarge, LocalProtocolError, RemoteProtocolError, ResourceError
 from socketkit.services.chat import commands
 from socketkit.services.chat.commands.listings import LISTING_PAGE
+from socketkit.services.chat.options import DEFAULT_SENDQ
 from socketkit.services.chat.replies import (
     AuthFailed,
     CheckPassword,
@@ -69,10 +70,6 @@ __all__ = [
 ]
 
 logger = get_logger(__name__)
-
-DEFAULT_SENDQ = 1 << 20
-"""Bytes queued for a client that does not read before it is disconnected (ngircd uses
-100 KB; a busy channel's history replay can be larger, and the cap is per client)."""
 
 TURN_OUTPUT_BUDGET = 1024 * 1024
 """Output bytes one client's lines may queue per event-loop turn before its remaining
