@@ -104,6 +104,10 @@ async def serve(
         def on_signal(signum: int) -> None:
             # One handler for every server; the first logs for all (and ignores the same
             # keypress arriving twice, so the others see it once too).
+            # Every listener closes before the first server logs "shutting down": whoever
+            # reads that line may rely on new connections to any service being refused.
+            for running in servers:
+                running.stop_listening()
             for index, running in enumerate(servers):
                 running.handle_signal(signum, log=index == 0)
 
