@@ -407,7 +407,12 @@ def _child(
             holder.close()
 
         def ready() -> None:
-            os.write(ready_w, _READY.pack(index))
+            try:
+                os.write(ready_w, _READY.pack(index))
+            except BrokenPipeError:
+                # The parent closed the pipe: it is stopping the workers (another one
+                # failed). Nothing to say; end as the stop it is.
+                os._exit(128 + signal.SIGTERM)
 
         status = worker(index, ready)
     except KeyboardInterrupt:  # SIGINT before the worker took it over
