@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from socketkit.aio.listeners import Listener
     from socketkit.aio.server import AsyncServer
 
-__all__ = ["Service", "engine_caps", "listeners_for", "tls_context_for"]
+__all__ = ["ENGINE_CAPS", "Service", "engine_caps", "listeners_for", "tls_context_for"]
 
 
 @dataclass
@@ -80,10 +80,14 @@ def listeners_for(options: Any, ssl_context: Any = None) -> list[Listener]:
     return listeners
 
 
+ENGINE_CAPS = {
+    "max_connections": "max_connections",
+    "max_per_address": "max_connections_per_address",
+    "shutdown_grace": "shutdown_grace",
+}
+"""Each ``ListenOptions`` cap and the ``AsyncServer`` argument (and attribute) it sets."""
+
+
 def engine_caps(options: Any) -> dict[str, Any]:
     """The ``AsyncServer`` caps every service's options declare (``ListenOptions``)."""
-    return {
-        "max_connections": options.max_connections,
-        "max_connections_per_address": options.max_per_address,
-        "shutdown_grace": options.shutdown_grace,
-    }
+    return {argument: getattr(options, option) for option, argument in ENGINE_CAPS.items()}

@@ -88,11 +88,11 @@ def service_flags(name: str, args: argparse.Namespace) -> dict[str, Any]:
         flags["port"] = 0
     elif port is not None:
         flags["port"] = port
-    if name in ("files", "exec", "chat") and args.state_dir is not None:
-        flags["state_dir"] = args.state_dir
-    if name in ("files", "exec"):
-        if args.root is not None:
-            flags["root"] = args.root
+    declared_names = {item.name for item in declared(SERVICES[name].options)}
+    for option in ("state_dir", "root"):  # to every service that keeps state or serves a root
+        if option in declared_names and getattr(args, option) is not None:
+            flags[option] = getattr(args, option)
+    if name in ("files", "exec"):  # TLS for these only: chat's and echo's ports stay plain
         if args.tls_cert is not None:
             flags["tls_cert"] = args.tls_cert
         if args.tls_key is not None:

@@ -52,6 +52,8 @@ SHARED_KEYS: Final = frozenset({"host", "state_dir", "root", "log_format"})
 
 ENABLED_KEY: Final = "enabled"
 _LOG_FORMAT = choice(*LOG_FORMATS)
+_OWN_SHARED_KINDS: Final = {"log_format": _LOG_FORMAT}
+"""Keys of ``[all]`` that are no service's option (the others take the service's kind)."""
 
 _TABLE = re.compile(r"^\s*\[\s*([A-Za-z0-9_.-]+)\s*\]")
 _KEY = re.compile(r"^\s*([A-Za-z0-9_-]+)\s*=")
@@ -138,7 +140,7 @@ def _suggest(word: str, choices: list[str]) -> str:
 
 
 def _shared_kinds(services: Mapping[str, type]) -> dict[str, Any]:
-    kinds: dict[str, Any] = {"log_format": _LOG_FORMAT}
+    kinds: dict[str, Any] = dict(_OWN_SHARED_KINDS)
     for cls in services.values():
         for item in declared(cls):
             if item.name in SHARED_KEYS:
@@ -297,8 +299,7 @@ def shared_value(config: ConfigFile, env: Mapping[str, str], key: str, default: 
         ConfigError: the value is wrong.
     """
     variable = env_name(SHARED_TABLE, key)
-    kinds = {"log_format": _LOG_FORMAT}
-    kind = kinds.get(key)
+    kind = _OWN_SHARED_KINDS.get(key)
     if variable in env:
         text = env[variable]
         try:

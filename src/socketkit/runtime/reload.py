@@ -18,13 +18,11 @@ from typing import Any
 from socketkit._log import get_logger
 from socketkit.errors import ConfigError
 from socketkit.options import declared
-from socketkit.service import Service
+from socketkit.service import ENGINE_CAPS, Service
 
 __all__ = ["prepare_options", "reload_services"]
 
 logger = get_logger(__name__)
-
-_ENGINE = {"max_connections": "max_connections", "max_per_address": "max_connections_per_address"}
 
 
 def prepare_options(service: Service, new: Any) -> tuple[Callable[[], None] | None, list[str], list[str]]:
@@ -59,11 +57,9 @@ def prepare_options(service: Service, new: Any) -> tuple[Callable[[], None] | No
 
 def _apply_engine(service: Service, live: dict[str, Any]) -> None:
     for server in service.servers:
-        for option, attribute in _ENGINE.items():
+        for option, attribute in ENGINE_CAPS.items():
             if option in live:
                 setattr(server, attribute, live[option])
-        if "shutdown_grace" in live:
-            server.shutdown_grace = live["shutdown_grace"]
         if "idle_timeout" in live and server.limits.idle_timeout is not None:
             server.limits = replace(server.limits, idle_timeout=live["idle_timeout"])
 
