@@ -17,6 +17,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -67,8 +68,16 @@ def cli_server(
     through another program (``setpriv``, to serve as another user, with ``python``
     and this tree's sources)."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "SOCKETKIT_UVLOOP": "1" if uvloop else "0"}
+    sources = None
     if python != sys.executable:
-        env["PYTHONPATH"] = str(Path(__file__).resolve().parents[3] / "src")
+        # Another user may not reach this checkout (a clone in a private 0700 directory):
+        # it gets a readable copy of the sources.
+        sources = Path(tempfile.mkdtemp(prefix="socketkit-src-"))
+        sources.chmod(0o755)
+        shutil.copytree(Path(__file__).resolve().parents[3] / "src" / "socketkit", sources / "socketkit")
+        for path in sources.rglob("*"):
+            path.chmod(0o755 if path.is_dir() else 0o644)
+        env["PYTHONPATH"] = str(sources)
     popen = subprocess.Popen(
         [*prefix, python, "-m", "socketkit", "serve", "exec", "--port", "0", *args],
         stdin=subprocess.DEVNULL,
@@ -109,6 +118,8 @@ def cli_server(
         for stream in (popen.stdout, popen.stderr):
             assert stream is not None
             stream.close()
+        if sources is not None:
+            shutil.rmtree(sources)
 
 
 @pytest.mark.parametrize("uvloop", [True, False], ids=["uvloop", "stdlib-loop"])
